@@ -1,0 +1,513 @@
+"""Reads and checks the locker's TOML config; every mistake names the file, the key and why.
+
+A config is checked whole at start, before anything touches the hardware: unknown keys, wrong
+types, values out of range, a channel or pin used twice (as gpiozero refuses a pin claimed twice),
+a compartment on a board that is not declared. It never does I/O beyond reading the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from locker.errors import ConfigError
+from locker.model import Size, Zone
+
+Protocol_ = Literal["kerong", "winnsen", "generic"]
+PROTOCOLS: tuple[str, ...] = ("kerong", "winnsen", "generic")
+# per protocol: lowest and highest board address, most channels on one board, fixed baud or None
+PROTOCOL_LIMITS: dict[str, tuple[int, int, int, int | None]] = {
+    "kerong": (0, 15, 16, None),
+    "winnsen": (0, 255, 16, 9600),
+    "generic": (1, 31, 50, 9600),
+}
+BAUDS = (9600, 19200, 38400, 57600, 115200)
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    """One lock board on the RS485 bus."""
+
+    address: int
+    channels: int = 16
+    # which bit value means "door closed": sources disagree, installations differ
+    door_closed_when: Literal["bit_set", "bit_clear"] = "bit_set"
+
+    @property
+    def name(self) -> str:
+        return f"board {self.address}"
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """The RS485 line, its protocol and the boards daisy-chained on it."""
+
+    port: str
+    protocol: Protocol_
+    baud: int
+    boards: tuple[BoardConfig, ...]
+    poll_interval_s: float = 0.25
+    timeout_s: float = 0.2
+    retries: int = 2
+    offline_after: int = 3
+    pulse_ms: int = 500
+    retry_offline_s: float = 5.0
+
+    def board(self, address: int) -> BoardConfig:
+        for board in self.boards:
+            if board.address == address:
+                return board
+        raise KeyError(address)
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    """Relays and reed switches wired straight to the Pi, for a small locker."""
+
+    pulse_ms: int = 500
+    debounce_ms: int = 50
+    relay_active_high: bool = True
+
+
+@dataclass(frozen=True)
+class BoardWiring:
+    board: int
+    channel: int  # 1-based, as printed on the board's label
+
+
+@dataclass(frozen=True)
+class GpioWiring:
+    lock_pin: int
+    door_pin: int
+
+
+@dataclass(frozen=True)
+class CompartmentConfig:
+    id: str
+    zone: Zone
+    size: Size
+    wiring: BoardWiring | GpioWiring
+    column: int = 1
+    level: int = 1  # 1 is the bottom row, reachable from a wheelchair
+
+    @property
+    def location(self) -> str:
+        return f"column {self.column}, level {self.level}"
+
+
+@dataclass(frozen=True)
+class ZoneLimits:
+    min_c: float | None
+    max_c: float
+    tolerated_max_c: float | None = None
+
+
+DEFAULT_ZONE_LIMITS: dict[Zone, ZoneLimits] = {
+    Zone.AMBIENT: ZoneLimits(min_c=None, max_c=30.0),
+    Zone.FRESH: ZoneLimits(min_c=0.0, max_c=4.0),
+    Zone.FROZEN: ZoneLimits(min_c=None, max_c=-18.0, tolerated_max_c=-15.0),
+}
+
+
+@dataclass(frozen=True)
+class CodePolicy:
+    digits: int = 8
+    pickup_window_hours: float = 72.0
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """Guessing defence (RFC 4226 section 7.3): token buckets per screen and for the locker."""
+
+    screen_capacity: int = 5
+    screen_refill_per_hour: float = 30.0
+    global_capacity: int = 20
+    global_refill_per_hour: float = 30.0
+    lockout_base_s: float = 30.0
+    lockout_max_s: float = 3600.0
+    alarm_failures: int = 10
+    alarm_window_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class DoorPolicy:
+    open_timeout_s: float = 15.0  # unlocked but not seen open by then: jammed
+    left_open_alarm_s: float = 180.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 4096
+
+
+@dataclass(frozen=True)
+class LockerConfig:
+    path: Path
+    locker_id: str
+    name: str
+    support_phone: str
+    data_dir: Path
+    secret_file: Path
+    compartments: tuple[CompartmentConfig, ...]
+    bus: BusConfig | None
+    gpio: GpioConfig | None
+    zones: Mapping[Zone, ZoneLimits] = field(default_factory=lambda: dict(DEFAULT_ZONE_LIMITS))
+    codes: CodePolicy = CodePolicy()
+    throttle: ThrottlePolicy = ThrottlePolicy()
+    doors: DoorPolicy = DoorPolicy()
+    http: HttpConfig = HttpConfig()
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "locker.db"
+
+    def compartment(self, compartment_id: str) -> CompartmentConfig:
+        for compartment in self.compartments:
+            if compartment.id == compartment_id:
+                return compartment
+        raise KeyError(compartment_id)
+
+
+_T = TypeVar("_T")
+_REQUIRED: Any = object()
+
+
+class _Table:
+    """One TOML table being read: typed getters that remember which keys were used."""
+
+    def __init__(self, file: Path, where: str, data: Mapping[str, Any]) -> None:
+        self.file, self.where, self.data = file, where, data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def error(self, name: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self.key(name)}: {why}")
+
+    def _get(self, name: str, default: Any, kinds: tuple[type, ...], what: str) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise self.error(name, f"is required ({what})")
+            return default
+        value = self.data[name]
+        # bool is an int in Python; TOML keeps them apart, and so do we
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.error(name, f"must be {what}, not {value!r}")
+        if not isinstance(value, kinds):
+            raise self.error(name, f"must be {what}, not {type(value).__name__} {value!r}")
+        return value
+
+    def str(self, name: str, default: Any = _REQUIRED) -> str:
+        value: str = self._get(name, default, (str,), "a string")
+        if not value.strip():
+            raise self.error(name, "must not be empty")
+        return value
+
+    def int(self, name: str, default: Any = _REQUIRED, lo: int | None = None,
+            hi: int | None = None) -> int:
+        value: int = self._get(name, default, (int,), "an integer")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.error(name, f"must be between {lo} and {hi}, not {value}")
+        return value
+
+    def float(self, name: str, default: Any = _REQUIRED, lo: float | None = None,
+              hi: float | None = None) -> float:
+        value = float(self._get(name, default, (int, float), "a number"))
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.error(name, f"must be between {lo} and {hi}, not {value}")
+        return value
+
+    def optional_float(self, name: str) -> float | None:
+        return None if name not in self.data else self.float(name)
+
+    def bool(self, name: str, default: Any = _REQUIRED) -> bool:
+        value: bool = self._get(name, default, (bool,), "true or false")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
+        value = self.str(name, default)
+        if value not in choices:
+            raise self.error(name, f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def table(self, name: str, required: bool = False) -> _Table | None:
+        raw = self._get(name, _REQUIRED if required else None, (dict,), "a table")
+        return None if raw is None else _Table(self.file, self.key(name), raw)
+
+    def tables(self, name: str) -> list[_Table]:
+        raw = self._get(name, [], (list,), "an array of tables")
+        tables = []
+        for index, item in enumerate(raw):
+            where = f"{self.key(name)}[{index}]"
+            if not isinstance(item, dict):
+                raise ConfigError(f"{self.file}: {where}: must be a table, not {item!r}")
+            tables.append(_Table(self.file, where, item))
+        return tables
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key (a typo? see the config reference in README)")
+
+
+def _enum(table: _Table, name: str, kind: Callable[[str], _T], choices: tuple[str, ...]) -> _T:
+    return kind(table.choice(name, choices))
+
+
+def _board(table: _Table) -> BoardConfig:
+    board = BoardConfig(
+        address=table.int("address", lo=0, hi=255),
+        channels=table.int("channels", 16, lo=1, hi=50),
+        door_closed_when=table.choice(  # type: ignore[arg-type]
+            "door_closed_when", ("bit_set", "bit_clear"), "bit_set"
+        ),
+    )
+    table.done()
+    return board
+
+
+def _bus(table: _Table) -> BusConfig:
+    protocol = table.choice("protocol", PROTOCOLS)
+    lowest, highest, most_channels, fixed_baud = PROTOCOL_LIMITS[protocol]
+    baud = table.int("baud", fixed_baud or 19200)
+    if baud not in BAUDS:
+        raise table.error("baud", f"must be one of {', '.join(map(str, BAUDS))}, not {baud}")
+    if fixed_baud is not None and baud != fixed_baud:
+        raise table.error("baud", f"protocol {protocol} runs at {fixed_baud} baud only")
+    boards = [_board(t) for t in table.tables("boards")]
+    if not boards:
+        raise table.error("boards", "declare at least one [[bus.boards]]")
+    seen: set[int] = set()
+    for index, board in enumerate(boards):
+        where = f"{table.file}: bus.boards[{index}]"
+        if board.address in seen:
+            raise ConfigError(f"{where}.address: board {board.address} declared twice")
+        seen.add(board.address)
+        if not lowest <= board.address <= highest:
+            raise ConfigError(
+                f"{where}.address: protocol {protocol} addresses boards {lowest}-{highest},"
+                f" not {board.address}"
+            )
+        if board.channels > most_channels:
+            raise ConfigError(
+                f"{where}.channels: protocol {protocol} drives at most {most_channels} channels"
+                f" on one board, not {board.channels}"
+            )
+    bus = BusConfig(
+        port=table.str("port"),
+        protocol=protocol,  # type: ignore[arg-type]
+        baud=baud,
+        boards=tuple(boards),
+        poll_interval_s=table.float("poll_interval_s", 0.25, lo=0.01, hi=60),
+        timeout_s=table.float("timeout_s", 0.2, lo=0.01, hi=5),
+        retries=table.int("retries", 2, lo=0, hi=10),
+        offline_after=table.int("offline_after", 3, lo=1, hi=100),
+        pulse_ms=table.int("pulse_ms", 500, lo=100, hi=5000),
+        retry_offline_s=table.float("retry_offline_s", 5.0, lo=0.1, hi=3600),
+    )
+    table.done()
+    return bus
+
+
+def _compartment(table: _Table) -> CompartmentConfig:
+    wiring: BoardWiring | GpioWiring
+    if "board" in table.data or "channel" in table.data:
+        wiring = BoardWiring(table.int("board", lo=0, hi=255), table.int("channel", lo=1, hi=50))
+    elif "lock_pin" in table.data or "door_pin" in table.data:
+        wiring = GpioWiring(table.int("lock_pin", lo=0, hi=27), table.int("door_pin", lo=0, hi=27))
+    else:
+        raise ConfigError(
+            f"{table.file}: {table.where}: give either board + channel or lock_pin + door_pin"
+        )
+    if "board" in table.data and ("lock_pin" in table.data or "door_pin" in table.data):
+        raise table.error("lock_pin", "a compartment is wired to a board or to GPIO, not both")
+    compartment = CompartmentConfig(
+        id=table.str("id"),
+        zone=_enum(table, "zone", Zone, tuple(z.value for z in Zone)),
+        size=_enum(table, "size", Size, tuple(s.value for s in Size)),
+        wiring=wiring,
+        column=table.int("column", 1, lo=1, hi=99),
+        level=table.int("level", 1, lo=1, hi=20),
+    )
+    table.done()
+    return compartment
+
+
+def _check_wiring(file: Path, compartments: list[CompartmentConfig], bus: BusConfig | None,
+                  gpio: GpioConfig | None) -> None:
+    ids: dict[str, int] = {}
+    channels: dict[tuple[int, int], str] = {}
+    pins: dict[int, str] = {}
+    kinds = {type(c.wiring) for c in compartments}
+    if len(kinds) > 1:
+        raise ConfigError(f"{file}: layout.compartments: mixes board and GPIO wiring; pick one")
+    for index, c in enumerate(compartments):
+        where = f"{file}: layout.compartments[{index}]"
+        if c.id in ids:
+            raise ConfigError(f"{where}.id: {c.id!r} already used by compartments[{ids[c.id]}]")
+        ids[c.id] = index
+        if isinstance(c.wiring, BoardWiring):
+            if bus is None:
+                raise ConfigError(f"{where}: wired to a board but there is no [bus] table")
+            try:
+                board = bus.board(c.wiring.board)
+            except KeyError:
+                raise ConfigError(
+                    f"{where}.board: board {c.wiring.board} is not declared in [[bus.boards]]"
+                ) from None
+            if c.wiring.channel > board.channels:
+                raise ConfigError(
+                    f"{where}.channel: board {board.address} has {board.channels} channels,"
+                    f" not {c.wiring.channel}"
+                )
+            key = (c.wiring.board, c.wiring.channel)
+            if key in channels:
+                raise ConfigError(
+                    f"{where}.channel: board {key[0]} channel {key[1]} already drives"
+                    f" compartment {channels[key]}"
+                )
+            channels[key] = c.id
+        else:
+            if gpio is None:
+                raise ConfigError(f"{where}: wired to GPIO pins but there is no [gpio] table")
+            for pin in (c.wiring.lock_pin, c.wiring.door_pin):
+                if pin in pins:
+                    raise ConfigError(
+                        f"{where}: GPIO pin {pin} already used by compartment {pins[pin]}"
+                    )
+                pins[pin] = c.id
+
+
+def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
+    zones = dict(DEFAULT_ZONE_LIMITS)
+    if table is None:
+        return zones
+    for zone in Zone:
+        sub = table.table(zone.value)
+        if sub is None:
+            continue
+        base = zones[zone]
+        limits = ZoneLimits(
+            min_c=sub.optional_float("min_c") if "min_c" in sub.data else base.min_c,
+            max_c=sub.float("max_c", base.max_c, lo=-40, hi=40),
+            tolerated_max_c=(
+                sub.optional_float("tolerated_max_c")
+                if "tolerated_max_c" in sub.data
+                else base.tolerated_max_c
+            ),
+        )
+        if limits.min_c is not None and limits.min_c >= limits.max_c:
+            raise sub.error("min_c", f"must be below max_c ({limits.max_c})")
+        sub.done()
+        zones[zone] = limits
+    table.done()
+    return zones
+
+
+def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
+    """Read and check a config file. `port` overrides bus.port (the simulator's pty)."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    root = _Table(file, "", raw)
+    base = file.resolve().parent
+
+    locker = root.table("locker", required=True)
+    assert locker is not None
+    locker_id = locker.str("id")
+    if not all(ch.isalnum() or ch in "-_." for ch in locker_id):
+        raise locker.error("id", "use letters, digits, '-', '_' and '.' only")
+    data_dir = (base / locker.str("data_dir", "var")).resolve()
+    secret_file = data_dir / locker.str("secret_file", "locker.secret")
+    name = locker.str("name", locker_id)
+    support_phone = locker.str("support_phone", "the number on the locker")
+    locker.done()
+
+    bus_table = root.table("bus")
+    bus = _bus(bus_table) if bus_table is not None else None
+    if bus is not None and port is not None:
+        bus = BusConfig(**{**bus.__dict__, "port": port})
+    gpio_table = root.table("gpio")
+    gpio = None
+    if gpio_table is not None:
+        gpio = GpioConfig(
+            pulse_ms=gpio_table.int("pulse_ms", 500, lo=100, hi=5000),
+            debounce_ms=gpio_table.int("debounce_ms", 50, lo=0, hi=1000),
+            relay_active_high=gpio_table.bool("relay_active_high", True),
+        )
+        gpio_table.done()
+
+    layout = root.table("layout", required=True)
+    assert layout is not None
+    compartments = [_compartment(t) for t in layout.tables("compartments")]
+    layout.done()
+    if not compartments:
+        raise layout.error("compartments", "declare at least one compartment")
+    _check_wiring(file, compartments, bus, gpio)
+
+    codes_t = root.table("codes")
+    codes = CodePolicy()
+    if codes_t is not None:
+        codes = CodePolicy(
+            digits=codes_t.int("digits", 8, lo=6, hi=10),
+            pickup_window_hours=codes_t.float("pickup_window_hours", 72.0, lo=0.1, hi=24 * 30),
+        )
+        codes_t.done()
+
+    throttle_t = root.table("throttle")
+    throttle = ThrottlePolicy()
+    if throttle_t is not None:
+        d = ThrottlePolicy()
+        throttle = ThrottlePolicy(
+            screen_capacity=throttle_t.int("screen_capacity", d.screen_capacity, lo=1, hi=100),
+            screen_refill_per_hour=throttle_t.float(
+                "screen_refill_per_hour", d.screen_refill_per_hour, lo=0.01, hi=3600),
+            global_capacity=throttle_t.int("global_capacity", d.global_capacity, lo=1, hi=1000),
+            global_refill_per_hour=throttle_t.float(
+                "global_refill_per_hour", d.global_refill_per_hour, lo=0.01, hi=36000),
+            lockout_base_s=throttle_t.float("lockout_base_s", d.lockout_base_s, lo=1, hi=3600),
+            lockout_max_s=throttle_t.float("lockout_max_s", d.lockout_max_s, lo=1, hi=86400),
+            alarm_failures=throttle_t.int("alarm_failures", d.alarm_failures, lo=1, hi=10000),
+            alarm_window_s=throttle_t.float("alarm_window_s", d.alarm_window_s, lo=1, hi=86400),
+        )
+        throttle_t.done()
+
+    doors_t = root.table("doors")
+    doors = DoorPolicy()
+    if doors_t is not None:
+        doors = DoorPolicy(
+            open_timeout_s=doors_t.float("open_timeout_s", 15.0, lo=1, hi=600),
+            left_open_alarm_s=doors_t.float("left_open_alarm_s", 180.0, lo=5, hi=86400),
+        )
+        doors_t.done()
+
+    http_t = root.table("http")
+    http = HttpConfig()
+    if http_t is not None:
+        http = HttpConfig(
+            host=http_t.str("host", "127.0.0.1"),
+            port=http_t.int("port", 8080, lo=0, hi=65535),
+            max_body_bytes=http_t.int("max_body_bytes", 4096, lo=256, hi=1 << 20),
+        )
+        http_t.done()
+
+    zones = _zones(root.table("zones"))
+    root.done()
+    return LockerConfig(
+        path=file, locker_id=locker_id, name=name, support_phone=support_phone,
+        data_dir=data_dir, secret_file=secret_file, compartments=tuple(compartments),
+        bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
+    )

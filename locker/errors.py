@@ -1,0 +1,40 @@
+"""Every error the locker raises on purpose, under one root so callers can catch ours alone.
+
+Each also inherits the builtin it resembles (as gpiozero does), so `except ValueError` still works.
+Messages say what happened, where, and what to do.
+"""
+
+
+class LockerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(LockerError, ValueError):
+    """The config file is wrong; the message names the file, the key and why."""
+
+
+class StoreError(LockerError):
+    """The store cannot be opened, migrated or written."""
+
+
+class HardwareError(LockerError):
+    """A lock board, a GPIO pin or the serial line did not do what was asked."""
+
+
+class BoardTimeout(HardwareError, TimeoutError):
+    """A board did not answer one transaction in time (after its retries)."""
+
+
+class BoardOffline(HardwareError):
+    """A board is marked offline after repeated timeouts; requests to it fail fast."""
+
+
+class BadFrame(HardwareError, ValueError):
+    """Bytes on the line that are not a valid frame of the configured protocol."""
+
+
+class UnknownCompartment(LockerError, KeyError):
+    """A compartment id that the config does not declare."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0]) if self.args else "unknown compartment"

@@ -1,0 +1,68 @@
+"""The words of the domain: zones, sizes, and the states of compartments, doors and orders.
+
+Plain enums and value types only; the rules that move between states live in the use cases.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Zone(str, Enum):
+    AMBIENT = "ambient"
+    FRESH = "fresh"
+    FROZEN = "frozen"
+
+
+class Size(str, Enum):
+    """Compartment and bag sizes; a bag fits a compartment of its size or larger."""
+
+    S = "S"
+    M = "M"
+    L = "L"
+
+    @property
+    def rank(self) -> int:
+        return ("S", "M", "L").index(self.value)
+
+    def fits_in(self, compartment: Size) -> bool:
+        return self.rank <= compartment.rank
+
+
+class CompartmentState(str, Enum):
+    FREE = "free"
+    RESERVED = "reserved"
+    LOADED = "loaded"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+class DoorState(str, Enum):
+    """What the locker believes about a door, from the sensor and the commands it sent."""
+
+    LOCKED = "locked"  # closed, no unlock pending
+    UNLOCKING = "unlocking"  # unlock authorised and sent, not yet seen open
+    OPEN = "open"
+    CLOSED = "closed"  # seen closed again after an opening (the latch re-engages on close)
+    JAMMED = "jammed"  # unlocked but never seen open
+    FORCED = "forced"  # seen open without an authorisation
+    UNKNOWN = "unknown"  # its board is offline
+
+
+class OrderState(str, Enum):
+    RECEIVED = "received"
+    ALLOCATED = "allocated"
+    LOADED = "loaded"
+    READY = "ready"
+    COLLECTING = "collecting"  # code accepted, doors opened, not all closed again yet
+    COLLECTED = "collected"
+    EXPIRED = "expired"
+    RECLAIMED = "reclaimed"
+    CANCELLED = "cancelled"
+
+
+class DoorSense(str, Enum):
+    """One reading of a door sensor, as a driver reports it."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    UNKNOWN = "unknown"  # board offline or never read

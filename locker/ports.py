@@ -1,0 +1,47 @@
+"""What the domain needs from the hardware, as small protocols that hardware/ implements.
+
+Drivers speak in compartment ids: the wiring (board and channel, or GPIO pins) is given to the
+driver from the config, so the domain never sees a byte or a pin. The same protocols are met by
+the RS485 lock boards (hardware.boards), by GPIO relays and reed switches (hardware.gpio) and,
+through a pseudo-terminal, by the simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from locker.model import DoorSense
+
+
+class HardwareListener(Protocol):
+    """Told by a driver about what it sees. Called from the event loop; must not block."""
+
+    def door_sensed(self, compartment_id: str, sense: DoorSense) -> None:
+        """A door's sensor changed (only changes are reported, after the first full read)."""
+
+    def board_offline(self, board: str, reason: str) -> None:
+        """A board (or GPIO bank) stopped answering; its doors read UNKNOWN until it returns."""
+
+    def board_online(self, board: str) -> None:
+        """A board that was offline answers again."""
+
+
+class LockDriver(Protocol):
+    """Opens locks and watches doors. One per locker, chosen by the config."""
+
+    async def start(self, listener: HardwareListener) -> None:
+        """Open the port or pins, put every output in its safe state, start polling doors."""
+
+    async def stop(self) -> None:
+        """Stop polling, put outputs in their safe state, release the port or pins."""
+
+    async def unlock(self, compartment_id: str) -> None:
+        """Pulse one lock; return once the board acknowledged it.
+
+        Raises UnknownCompartment, BoardOffline or BoardTimeout. Never called for a compartment
+        whose authorisation has not been committed to the store.
+        """
+
+    async def read_doors(self) -> Mapping[str, DoorSense]:
+        """A fresh read of every door (UNKNOWN where the board does not answer), for reconciling."""
