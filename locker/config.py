@@ -18,6 +18,9 @@ from locker.model import Size, Zone
 
 Protocol_ = Literal["kerong", "winnsen", "generic"]
 PROTOCOLS: tuple[str, ...] = ("kerong", "winnsen", "generic")
+_PROTOCOL_NAMES: dict[str, Protocol_] = {
+    "kerong": "kerong", "winnsen": "winnsen", "generic": "generic",
+}
 # per protocol: lowest and highest board address, most channels on one board, fixed baud or None
 PROTOCOL_LIMITS: dict[str, tuple[int, int, int, int | None]] = {
     "kerong": (0, 15, 16, None),
@@ -204,20 +207,20 @@ class _Table:
             raise self.error(name, f"must be {what}, not {type(value).__name__} {value!r}")
         return value
 
-    def str(self, name: str, default: Any = _REQUIRED) -> str:
+    def text(self, name: str, default: Any = _REQUIRED) -> str:
         value: str = self._get(name, default, (str,), "a string")
         if not value.strip():
             raise self.error(name, "must not be empty")
         return value
 
-    def int(self, name: str, default: Any = _REQUIRED, lo: int | None = None,
+    def integer(self, name: str, default: Any = _REQUIRED, lo: int | None = None,
             hi: int | None = None) -> int:
         value: int = self._get(name, default, (int,), "an integer")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise self.error(name, f"must be between {lo} and {hi}, not {value}")
         return value
 
-    def float(self, name: str, default: Any = _REQUIRED, lo: float | None = None,
+    def number(self, name: str, default: Any = _REQUIRED, lo: float | None = None,
               hi: float | None = None) -> float:
         value = float(self._get(name, default, (int, float), "a number"))
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -225,14 +228,14 @@ class _Table:
         return value
 
     def optional_float(self, name: str) -> float | None:
-        return None if name not in self.data else self.float(name)
+        return None if name not in self.data else self.number(name)
 
-    def bool(self, name: str, default: Any = _REQUIRED) -> bool:
+    def flag(self, name: str, default: Any = _REQUIRED) -> bool:
         value: bool = self._get(name, default, (bool,), "true or false")
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
-        value = self.str(name, default)
+        value = self.text(name, default)
         if value not in choices:
             raise self.error(name, f"must be one of {', '.join(choices)}, not {value!r}")
         return value
@@ -263,11 +266,11 @@ def _enum(table: _Table, name: str, kind: Callable[[str], _T], choices: tuple[st
 
 def _board(table: _Table) -> BoardConfig:
     board = BoardConfig(
-        address=table.int("address", lo=0, hi=255),
-        channels=table.int("channels", 16, lo=1, hi=50),
-        door_closed_when=table.choice(  # type: ignore[arg-type]
+        address=table.integer("address", lo=0, hi=255),
+        channels=table.integer("channels", 16, lo=1, hi=50),
+        door_closed_when="bit_clear" if table.choice(
             "door_closed_when", ("bit_set", "bit_clear"), "bit_set"
-        ),
+        ) == "bit_clear" else "bit_set",
     )
     table.done()
     return board
@@ -276,7 +279,7 @@ def _board(table: _Table) -> BoardConfig:
 def _bus(table: _Table) -> BusConfig:
     protocol = table.choice("protocol", PROTOCOLS)
     lowest, highest, most_channels, fixed_baud = PROTOCOL_LIMITS[protocol]
-    baud = table.int("baud", fixed_baud or 19200)
+    baud = table.integer("baud", fixed_baud or 19200)
     if baud not in BAUDS:
         raise table.error("baud", f"must be one of {', '.join(map(str, BAUDS))}, not {baud}")
     if fixed_baud is not None and baud != fixed_baud:
@@ -301,16 +304,16 @@ def _bus(table: _Table) -> BusConfig:
                 f" on one board, not {board.channels}"
             )
     bus = BusConfig(
-        port=table.str("port"),
-        protocol=protocol,  # type: ignore[arg-type]
+        port=table.text("port"),
+        protocol=_PROTOCOL_NAMES[protocol],
         baud=baud,
         boards=tuple(boards),
-        poll_interval_s=table.float("poll_interval_s", 0.25, lo=0.01, hi=60),
-        timeout_s=table.float("timeout_s", 0.2, lo=0.01, hi=5),
-        retries=table.int("retries", 2, lo=0, hi=10),
-        offline_after=table.int("offline_after", 3, lo=1, hi=100),
-        pulse_ms=table.int("pulse_ms", 500, lo=100, hi=5000),
-        retry_offline_s=table.float("retry_offline_s", 5.0, lo=0.1, hi=3600),
+        poll_interval_s=table.number("poll_interval_s", 0.25, lo=0.01, hi=60),
+        timeout_s=table.number("timeout_s", 0.2, lo=0.01, hi=5),
+        retries=table.integer("retries", 2, lo=0, hi=10),
+        offline_after=table.integer("offline_after", 3, lo=1, hi=100),
+        pulse_ms=table.integer("pulse_ms", 500, lo=100, hi=5000),
+        retry_offline_s=table.number("retry_offline_s", 5.0, lo=0.1, hi=3600),
     )
     table.done()
     return bus
@@ -319,9 +322,11 @@ def _bus(table: _Table) -> BusConfig:
 def _compartment(table: _Table) -> CompartmentConfig:
     wiring: BoardWiring | GpioWiring
     if "board" in table.data or "channel" in table.data:
-        wiring = BoardWiring(table.int("board", lo=0, hi=255), table.int("channel", lo=1, hi=50))
+        wiring = BoardWiring(table.integer("board", lo=0, hi=255),
+                             table.integer("channel", lo=1, hi=50))
     elif "lock_pin" in table.data or "door_pin" in table.data:
-        wiring = GpioWiring(table.int("lock_pin", lo=0, hi=27), table.int("door_pin", lo=0, hi=27))
+        wiring = GpioWiring(table.integer("lock_pin", lo=0, hi=27),
+                            table.integer("door_pin", lo=0, hi=27))
     else:
         raise ConfigError(
             f"{table.file}: {table.where}: give either board + channel or lock_pin + door_pin"
@@ -329,12 +334,12 @@ def _compartment(table: _Table) -> CompartmentConfig:
     if "board" in table.data and ("lock_pin" in table.data or "door_pin" in table.data):
         raise table.error("lock_pin", "a compartment is wired to a board or to GPIO, not both")
     compartment = CompartmentConfig(
-        id=table.str("id"),
+        id=table.text("id"),
         zone=_enum(table, "zone", Zone, tuple(z.value for z in Zone)),
         size=_enum(table, "size", Size, tuple(s.value for s in Size)),
         wiring=wiring,
-        column=table.int("column", 1, lo=1, hi=99),
-        level=table.int("level", 1, lo=1, hi=20),
+        column=table.integer("column", 1, lo=1, hi=99),
+        level=table.integer("level", 1, lo=1, hi=20),
     )
     table.done()
     return compartment
@@ -396,7 +401,7 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
         base = zones[zone]
         limits = ZoneLimits(
             min_c=sub.optional_float("min_c") if "min_c" in sub.data else base.min_c,
-            max_c=sub.float("max_c", base.max_c, lo=-40, hi=40),
+            max_c=sub.number("max_c", base.max_c, lo=-40, hi=40),
             tolerated_max_c=(
                 sub.optional_float("tolerated_max_c")
                 if "tolerated_max_c" in sub.data
@@ -427,13 +432,13 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
 
     locker = root.table("locker", required=True)
     assert locker is not None
-    locker_id = locker.str("id")
+    locker_id = locker.text("id")
     if not all(ch.isalnum() or ch in "-_." for ch in locker_id):
         raise locker.error("id", "use letters, digits, '-', '_' and '.' only")
-    data_dir = (base / locker.str("data_dir", "var")).resolve()
-    secret_file = data_dir / locker.str("secret_file", "locker.secret")
-    name = locker.str("name", locker_id)
-    support_phone = locker.str("support_phone", "the number on the locker")
+    data_dir = (base / locker.text("data_dir", "var")).resolve()
+    secret_file = data_dir / locker.text("secret_file", "locker.secret")
+    name = locker.text("name", locker_id)
+    support_phone = locker.text("support_phone", "the number on the locker")
     locker.done()
 
     bus_table = root.table("bus")
@@ -444,9 +449,9 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     gpio = None
     if gpio_table is not None:
         gpio = GpioConfig(
-            pulse_ms=gpio_table.int("pulse_ms", 500, lo=100, hi=5000),
-            debounce_ms=gpio_table.int("debounce_ms", 50, lo=0, hi=1000),
-            relay_active_high=gpio_table.bool("relay_active_high", True),
+            pulse_ms=gpio_table.integer("pulse_ms", 500, lo=100, hi=5000),
+            debounce_ms=gpio_table.integer("debounce_ms", 50, lo=0, hi=1000),
+            relay_active_high=gpio_table.flag("relay_active_high", True),
         )
         gpio_table.done()
 
@@ -462,8 +467,8 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     codes = CodePolicy()
     if codes_t is not None:
         codes = CodePolicy(
-            digits=codes_t.int("digits", 8, lo=6, hi=10),
-            pickup_window_hours=codes_t.float("pickup_window_hours", 72.0, lo=0.1, hi=24 * 30),
+            digits=codes_t.integer("digits", 8, lo=6, hi=10),
+            pickup_window_hours=codes_t.number("pickup_window_hours", 72.0, lo=0.1, hi=24 * 30),
         )
         codes_t.done()
 
@@ -472,16 +477,16 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     if throttle_t is not None:
         d = ThrottlePolicy()
         throttle = ThrottlePolicy(
-            screen_capacity=throttle_t.int("screen_capacity", d.screen_capacity, lo=1, hi=100),
-            screen_refill_per_hour=throttle_t.float(
+            screen_capacity=throttle_t.integer("screen_capacity", d.screen_capacity, lo=1, hi=100),
+            screen_refill_per_hour=throttle_t.number(
                 "screen_refill_per_hour", d.screen_refill_per_hour, lo=0.01, hi=3600),
-            global_capacity=throttle_t.int("global_capacity", d.global_capacity, lo=1, hi=1000),
-            global_refill_per_hour=throttle_t.float(
+            global_capacity=throttle_t.integer("global_capacity", d.global_capacity, lo=1, hi=1000),
+            global_refill_per_hour=throttle_t.number(
                 "global_refill_per_hour", d.global_refill_per_hour, lo=0.01, hi=36000),
-            lockout_base_s=throttle_t.float("lockout_base_s", d.lockout_base_s, lo=1, hi=3600),
-            lockout_max_s=throttle_t.float("lockout_max_s", d.lockout_max_s, lo=1, hi=86400),
-            alarm_failures=throttle_t.int("alarm_failures", d.alarm_failures, lo=1, hi=10000),
-            alarm_window_s=throttle_t.float("alarm_window_s", d.alarm_window_s, lo=1, hi=86400),
+            lockout_base_s=throttle_t.number("lockout_base_s", d.lockout_base_s, lo=1, hi=3600),
+            lockout_max_s=throttle_t.number("lockout_max_s", d.lockout_max_s, lo=1, hi=86400),
+            alarm_failures=throttle_t.integer("alarm_failures", d.alarm_failures, lo=1, hi=10000),
+            alarm_window_s=throttle_t.number("alarm_window_s", d.alarm_window_s, lo=1, hi=86400),
         )
         throttle_t.done()
 
@@ -489,8 +494,8 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     doors = DoorPolicy()
     if doors_t is not None:
         doors = DoorPolicy(
-            open_timeout_s=doors_t.float("open_timeout_s", 15.0, lo=1, hi=600),
-            left_open_alarm_s=doors_t.float("left_open_alarm_s", 180.0, lo=5, hi=86400),
+            open_timeout_s=doors_t.number("open_timeout_s", 15.0, lo=1, hi=600),
+            left_open_alarm_s=doors_t.number("left_open_alarm_s", 180.0, lo=5, hi=86400),
         )
         doors_t.done()
 
@@ -498,9 +503,9 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     http = HttpConfig()
     if http_t is not None:
         http = HttpConfig(
-            host=http_t.str("host", "127.0.0.1"),
-            port=http_t.int("port", 8080, lo=0, hi=65535),
-            max_body_bytes=http_t.int("max_body_bytes", 4096, lo=256, hi=1 << 20),
+            host=http_t.text("host", "127.0.0.1"),
+            port=http_t.integer("port", 8080, lo=0, hi=65535),
+            max_body_bytes=http_t.integer("max_body_bytes", 4096, lo=256, hi=1 << 20),
         )
         http_t.done()
 

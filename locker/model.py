@@ -5,16 +5,16 @@ Plain enums and value types only; the rules that move between states live in the
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Zone(str, Enum):
+class Zone(StrEnum):
     AMBIENT = "ambient"
     FRESH = "fresh"
     FROZEN = "frozen"
 
 
-class Size(str, Enum):
+class Size(StrEnum):
     """Compartment and bag sizes; a bag fits a compartment of its size or larger."""
 
     S = "S"
@@ -29,14 +29,14 @@ class Size(str, Enum):
         return self.rank <= compartment.rank
 
 
-class CompartmentState(str, Enum):
+class CompartmentState(StrEnum):
     FREE = "free"
     RESERVED = "reserved"
     LOADED = "loaded"
     OUT_OF_SERVICE = "out_of_service"
 
 
-class DoorState(str, Enum):
+class DoorState(StrEnum):
     """What the locker believes about a door, from the sensor and the commands it sent."""
 
     LOCKED = "locked"  # closed, no unlock pending
@@ -48,7 +48,7 @@ class DoorState(str, Enum):
     UNKNOWN = "unknown"  # its board is offline
 
 
-class OrderState(str, Enum):
+class OrderState(StrEnum):
     RECEIVED = "received"
     ALLOCATED = "allocated"
     LOADED = "loaded"
@@ -60,7 +60,7 @@ class OrderState(str, Enum):
     CANCELLED = "cancelled"
 
 
-class DoorSense(str, Enum):
+class DoorSense(StrEnum):
     """One reading of a door sensor, as a driver reports it."""
 
     OPEN = "open"

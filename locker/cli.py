@@ -1,0 +1,199 @@
+"""The `locker` command: run the daemon, add orders, read events, check a config, run the demo.
+
+This module is the composition root: it is the one place in locker/ that reaches hardware/, api/
+and simulator/, and it imports them inside the commands that need them, so `import locker` alone
+never loads an I/O library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from locker import __version__
+from locker.codes import PickupCodes, create_secret, load_secret
+from locker.config import LockerConfig, load_config
+from locker.errors import LockerError
+from locker.orders import add_ready_order, parse_bag
+from locker.store import Store
+
+if TYPE_CHECKING:
+    from locker.ports import LockDriver
+
+DEFAULT_CONFIG = "examples/locker.toml"
+
+
+def build_driver(config: LockerConfig) -> LockDriver:
+    """The driver the config asks for: RS485 boards or GPIO pins."""
+    if config.bus is not None:
+        from hardware.boards import BoardLockDriver
+
+        return BoardLockDriver(config.bus, config.compartments)
+    if config.gpio is not None:
+        from hardware.gpio import GpioLockDriver
+
+        return GpioLockDriver(config.gpio, config.compartments)
+    raise LockerError(f"{config.path}: declare a [bus] or a [gpio] table")
+
+
+async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = None) -> None:
+    """Run the locker and its HTTP app until SIGINT or SIGTERM."""
+    from aiohttp import web
+
+    from api.app import create_app
+    from locker.daemon import Locker
+
+    locker = Locker(config, driver)
+    runner = web.AppRunner(create_app(locker))
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port if port is None else port)
+    await site.start()
+    log = logging.getLogger("locker")
+    log.info("listening on http://%s:%s", config.http.host,
+             config.http.port if port is None else port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    made = create_secret(config.secret_file)
+    Store(config.database).close()
+    print(f"secret: {config.secret_file} ({'created' if made else 'kept, it exists'})")
+    print(f"store:  {config.database}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    driver = "boards" if config.bus else "gpio"
+    print(f"{config.path}: ok, locker {config.locker_id}, {len(config.compartments)} compartments"
+          f" on {driver}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, port=args.serial_port)
+    asyncio.run(serve(config, build_driver(config), port=args.http_port))
+    return 0
+
+
+def cmd_order_add(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+    store = Store(config.database)
+    try:
+        added = add_ready_order(store, config, codes, time.time(), args.id,
+                                [parse_bag(b) for b in args.bag],
+                                window_hours=args.window_hours, accessible=args.accessible)
+    finally:
+        store.close()
+    where = ", ".join(f"{cid} ({loc})" for cid, loc in added.compartments)
+    print(f"order {added.order_id} ready in {where}")
+    # the code is shown to whoever added the order, as central would message the customer
+    print(f"pickup code: {added.code}")
+    return 0
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store(config.database)
+    for row in store.read().all(
+        "SELECT o.id, o.state, o.sequence, group_concat(oc.compartment_id, ' ') AS compartments"
+        " FROM orders o LEFT JOIN order_compartments oc ON oc.order_id = o.id"
+        " GROUP BY o.id ORDER BY o.created_at"):
+        print(f"{row['id']:<24} {row['state']:<11} {row['compartments'] or ''}")
+    store.close()
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store(config.database)
+    for event in store.events(after=args.after, limit=args.limit):
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
+        subject = event.compartment_id or event.order_id or ""
+        print(f"{event.seq:>6} {stamp} {event.kind:<24} {subject:<10} {event.payload}")
+    store.close()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator.demo import run_demo
+
+    return asyncio.run(run_demo(Path(args.config), script=args.script,
+                                auto_close_s=args.auto_close, http_port=args.http_port,
+                                data_dir=Path(args.data_dir) if args.data_dir else None))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="locker", description=__doc__.splitlines()[0])
+    top.add_argument("--version", action="version", version=__version__)
+    top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="the locker's TOML file")
+        return p
+
+    p = command("init", "create the locker secret and the store")
+    p.set_defaults(func=cmd_init)
+    p = command("check-config", "read and check a config file")
+    p.set_defaults(func=cmd_check)
+    p = command("run", "run the daemon against the hardware in the config")
+    p.add_argument("--serial-port", help="override bus.port")
+    p.add_argument("--http-port", type=int, help="override http.port")
+    p.set_defaults(func=cmd_run)
+    p = command("order-add", "add an order, ready to collect, and print its pickup code")
+    p.add_argument("--id", required=True, help="order id")
+    p.add_argument("--bag", action="append", required=True,
+                   help="zone:size, e.g. frozen:M (repeat for each bag)")
+    p.add_argument("--window-hours", type=float, help="pickup window (default from config)")
+    p.add_argument("--accessible", action="store_true", help="lowest compartments first")
+    p.set_defaults(func=cmd_order_add)
+    p = command("orders", "list orders and their compartments")
+    p.set_defaults(func=cmd_orders)
+    p = command("events", "print the outbox (the events waiting for central)")
+    p.add_argument("--after", type=int, default=0)
+    p.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(func=cmd_events)
+    p = command("simulate", "run the locker against simulated boards, with demo orders")
+    p.add_argument("--script", action="store_true",
+                   help="type the demo codes automatically and exit when all are collected")
+    p.add_argument("--auto-close", type=float, default=3.0,
+                   help="seconds before the simulated customer closes an opened door")
+    p.add_argument("--http-port", type=int, default=None, help="override http.port")
+    p.add_argument("--data-dir", help="keep the store here (default: a fresh temporary folder)")
+    p.set_defaults(func=cmd_simulate)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        code: int = args.func(args)
+    except LockerError as exc:
+        print(f"locker: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""The locker's memory: one SQLite file (WAL, full sync) with versioned migrations and an outbox.
+
+Every change of state happens inside `Store.transaction()`, and the event that tells central about
+it is appended to the outbox in that same transaction: both are committed, or neither is. Nothing
+here decides anything (the use cases do) and nothing here touches hardware.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from locker.errors import StoreError
+
+# Each migration is a list of statements; the schema version is PRAGMA user_version. Append, never
+# edit: a locker in the field may be at any earlier version.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE compartments (
+            id TEXT PRIMARY KEY,
+            zone TEXT NOT NULL,
+            size TEXT NOT NULL,
+            state TEXT NOT NULL,
+            door TEXT NOT NULL,
+            order_id TEXT,
+            door_changed_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        """CREATE TABLE orders (
+            id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            sequence INTEGER NOT NULL UNIQUE,
+            state TEXT NOT NULL,
+            code_digest TEXT,
+            window_start REAL,
+            window_end REAL,
+            accessible INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX orders_by_code ON orders (code_digest) WHERE code_digest IS NOT NULL",
+        "CREATE INDEX orders_by_state ON orders (state)",
+        """CREATE TABLE order_compartments (
+            order_id TEXT NOT NULL REFERENCES orders (id),
+            compartment_id TEXT NOT NULL REFERENCES compartments (id),
+            bag_zone TEXT NOT NULL,
+            bag_size TEXT NOT NULL,
+            opened_at REAL,
+            closed_at REAL,
+            PRIMARY KEY (order_id, compartment_id)
+        )""",
+        """CREATE TABLE authorisations (
+            id INTEGER PRIMARY KEY,
+            compartment_id TEXT NOT NULL REFERENCES compartments (id),
+            order_id TEXT,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            sent_at REAL,
+            acked_at REAL,
+            seen_open_at REAL,
+            outcome TEXT
+        )""",
+        "CREATE INDEX authorisations_open ON authorisations (compartment_id) WHERE outcome IS NULL",
+        """CREATE TABLE outbox (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            category TEXT NOT NULL,
+            compartment_id TEXT,
+            order_id TEXT,
+            payload TEXT NOT NULL
+        )""",
+        """CREATE TABLE alarms (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            message TEXT NOT NULL,
+            raised_at REAL NOT NULL,
+            cleared_at REAL
+        )""",
+        "CREATE UNIQUE INDEX alarms_open ON alarms (kind, subject) WHERE cleared_at IS NULL",
+        """CREATE TABLE throttle (
+            scope TEXT PRIMARY KEY,
+            tokens REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            lockouts INTEGER NOT NULL,
+            locked_until REAL NOT NULL
+        )""",
+        "CREATE TABLE code_failures (at REAL NOT NULL, screen TEXT NOT NULL)",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Event categories, from most to least precious: the outbox bound (central sync) drops telemetry
+# first and never an order or door event.
+CATEGORIES = ("order", "door", "alarm", "security", "telemetry")
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    id: str
+    at: float
+    kind: str
+    category: str
+    compartment_id: str | None
+    order_id: str | None
+    payload: dict[str, Any]
+
+
+class Tx:
+    """One open transaction: reads and writes, plus `emit()` to append to the outbox."""
+
+    def __init__(self, db: Database, now: float) -> None:
+        self.db = db
+        self.now = now
+        self.emitted: list[tuple[str, dict[str, Any]]] = []
+
+    def one(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        cursor = self.db.execute(sql, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([c[0] for c in cursor.description], row, strict=True))
+
+    def all(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        cursor = self.db.execute(sql, params)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def execute(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> int:
+        """Run a write; return the number of rows changed."""
+        return self.db.execute(sql, params).rowcount
+
+    def insert(self, table: str, row: Mapping[str, Any]) -> int:
+        result = self.db[table].insert(dict(row))  # type: ignore[union-attr]
+        last: int = result.last_rowid or 0
+        return last
+
+    def emit(self, kind: str, category: str, *, compartment_id: str | None = None,
+             order_id: str | None = None, **payload: Any) -> str:
+        """Append an event to the outbox, in this transaction. Never put a pickup code in it."""
+        if category not in CATEGORIES:
+            raise ValueError(f"unknown event category {category!r}")
+        event_id = str(uuid.uuid4())
+        self.db.execute(
+            "INSERT INTO outbox (id, at, kind, category, compartment_id, order_id, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event_id, self.now, kind, category, compartment_id, order_id,
+             json.dumps(payload, sort_keys=True, separators=(",", ":"))),
+        )
+        self.emitted.append((kind, {"compartment_id": compartment_id, "order_id": order_id,
+                                    **payload}))
+        return event_id
+
+    def raise_alarm(self, kind: str, subject: str, message: str) -> bool:
+        """Latch an alarm (once per kind and subject) and emit its event; False if already open."""
+        if self.one("SELECT id FROM alarms WHERE kind = ? AND subject = ? AND cleared_at IS NULL",
+                    (kind, subject)):
+            return False
+        self.db.execute(
+            "INSERT INTO alarms (kind, subject, message, raised_at) VALUES (?, ?, ?, ?)",
+            (kind, subject, message, self.now),
+        )
+        self.emit(f"alarm.{kind}", "alarm", subject=subject, message=message, state="raised")
+        return True
+
+    def clear_alarm(self, kind: str, subject: str, message: str) -> bool:
+        """Clear a latched alarm once recovery is seen; False if none was open."""
+        changed = self.execute(
+            "UPDATE alarms SET cleared_at = ? WHERE kind = ? AND subject = ?"
+            " AND cleared_at IS NULL",
+            (self.now, kind, subject),
+        )
+        if changed:
+            self.emit(f"alarm.{kind}", "alarm", subject=subject, message=message, state="cleared")
+        return bool(changed)
+
+
+class Store:
+    """The SQLite file. Single writer per transaction; other processes (the CLI) may share it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=10.0)
+            self.db = Database(conn)
+            # WAL lets the CLI read while the daemon writes; FULL sync makes a commit survive a
+            # power cut, which is what allows a door to open right after it.
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA busy_timeout = 10000")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open the store: {exc}") from exc
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this software"
+                f" ({SCHEMA_VERSION}); run the newer version or restore a backup"
+            )
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            try:
+                self.db.conn.execute("BEGIN IMMEDIATE")
+                for statement in statements:
+                    self.db.conn.execute(statement)
+                self.db.conn.execute(f"PRAGMA user_version = {number}")
+                self.db.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.db.conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: migration {number} failed: {exc}") from exc
+
+    @property
+    def schema_version(self) -> int:
+        version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    @contextmanager
+    def transaction(self, now: float) -> Iterator[Tx]:
+        """BEGIN IMMEDIATE ... COMMIT: take the write lock first, so two writers never deadlock."""
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a transaction: {exc}") from exc
+        tx = Tx(self.db, now)
+        try:
+            yield tx
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: commit failed, nothing was changed: {exc}") from exc
+
+    def read(self) -> Tx:
+        """Reads outside a transaction (each statement sees the last commit)."""
+        return Tx(self.db, 0.0)
+
+    def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        rows = self.read().all(
+            "SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        )
+        return [
+            Event(seq=r["seq"], id=r["id"], at=r["at"], kind=r["kind"], category=r["category"],
+                  compartment_id=r["compartment_id"], order_id=r["order_id"],
+                  payload=json.loads(r["payload"]))
+            for r in rows
+        ]
+
+    def close(self) -> None:
+        self.db.close()
+

@@ -1,0 +1,44 @@
+"""A stand-in lock driver for unit tests of the domain (never used outside tests/locker)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from locker.errors import BoardOffline
+from locker.model import DoorSense
+from locker.ports import HardwareListener
+
+
+class FakeDriver:
+    """Records unlocks; doors are moved by the test with `open()` / `close()`."""
+
+    def __init__(self, compartments: list[str]) -> None:
+        self.doors = {cid: DoorSense.CLOSED for cid in compartments}
+        self.unlocked: list[str] = []
+        self.offline: set[str] = set()
+        self.listener: HardwareListener | None = None
+
+    async def start(self, listener: HardwareListener) -> None:
+        self.listener = listener
+
+    async def stop(self) -> None:
+        self.listener = None
+
+    async def unlock(self, compartment_id: str) -> None:
+        if compartment_id in self.offline:
+            raise BoardOffline(f"board of {compartment_id} is offline")
+        self.unlocked.append(compartment_id)
+
+    async def read_doors(self) -> Mapping[str, DoorSense]:
+        return dict(self.doors)
+
+    def set(self, compartment_id: str, sense: DoorSense) -> None:
+        self.doors[compartment_id] = sense
+        assert self.listener is not None
+        self.listener.door_sensed(compartment_id, sense)
+
+    def open(self, compartment_id: str) -> None:
+        self.set(compartment_id, DoorSense.OPEN)
+
+    def close(self, compartment_id: str) -> None:
+        self.set(compartment_id, DoorSense.CLOSED)

@@ -1,0 +1,86 @@
+"""A wrong config fails at start with the file, the key and why; the examples load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from locker.config import load_config
+from locker.errors import ConfigError
+from locker.model import Zone
+from tests.conftest import SMALL_CONFIG, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_example_is_a_realistic_locker() -> None:
+    config = load_config(ROOT / "examples" / "locker.toml")
+    assert config.bus is not None and len(config.bus.boards) == 3
+    assert len(config.compartments) >= 60
+    assert {c.zone for c in config.compartments} == set(Zone)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "examples").glob("*.toml")))
+def test_every_example_loads(name: str) -> None:
+    load_config(ROOT / "examples" / name)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("[bus]", "[bus]\nbaud_rate = 9600"), r"bus\.baud_rate: unknown key"),
+        (('protocol = "kerong"', 'protocol = "acme"'), r"bus\.protocol: must be one of"),
+        (("baud = 19200", 'baud = "fast"'), r"bus\.baud: must be an integer, not str"),
+        (("baud = 19200", "baud = 12345"), r"bus\.baud: must be one of"),
+        (("board = 1, channel = 3", "board = 0, channel = 1"),
+         r"compartments\[5\]\.channel: board 0 channel 1 already drives compartment A1"),
+        (("board = 1, channel = 2", "board = 7, channel = 2"),
+         r"compartments\[4\]\.board: board 7 is not declared"),
+        (('id = "F2"', 'id = "A1"'), r"compartments\[3\]\.id: 'A1' already used"),
+        (('zone = "fresh", size = "S"', 'zone = "chilled", size = "S"'),
+         r"compartments\[3\]\.zone: must be one of ambient, fresh, frozen"),
+        (("channel = 3 }", "channel = 17 }"), r"channel: board \d has 16 channels"),
+        (("address = 1", "address = 0"), r"bus\.boards\[1\]\.address: board 0 declared twice"),
+        (("address = 1", "address = 16"), r"protocol kerong addresses boards 0-15"),
+        (("open_timeout_s = 2", "open_timeout_s = true"), r"doors\.open_timeout_s: must be a number"),
+        (('id = "test-locker"', 'id = "test locker!"'), r"locker\.id: use letters"),
+        (("[layout]", "[layuot]"), r"layout: is required"),
+        (("[locker]", "[locker\n"), r"not valid TOML"),
+    ],
+)
+def test_a_wrong_config_names_file_key_and_reason(tmp_path: Path, change: tuple[str, str],
+                                                   expected: str) -> None:
+    old, new = change
+    assert old in SMALL_CONFIG
+    path = write_config(tmp_path, SMALL_CONFIG.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_gpio_wiring_refuses_a_pin_used_twice(tmp_path: Path) -> None:
+    text = """
+[locker]
+id = "small"
+[gpio]
+pulse_ms = 300
+[layout]
+compartments = [
+  { id = "C1", zone = "ambient", size = "M", lock_pin = 17, door_pin = 27 },
+  { id = "C2", zone = "fresh", size = "M", lock_pin = 22, door_pin = 17 },
+]
+"""
+    with pytest.raises(ConfigError, match=r"compartments\[1\]: GPIO pin 17 already used by"
+                                          r" compartment C1"):
+        load_config(write_config(tmp_path, text))
+
+
+def test_the_serial_port_can_be_overridden(config_path: Path) -> None:
+    config = load_config(config_path, port="/dev/pts/9")
+    assert config.bus is not None and config.bus.port == "/dev/pts/9"

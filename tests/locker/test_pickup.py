@@ -1,0 +1,264 @@
+"""Pickup through the domain, on a stand-in driver: codes, throttling, doors, alarms, restarts."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+
+import pytest
+
+from locker.clock import SimClock
+from locker.config import LockerConfig
+from locker.daemon import Locker
+from locker.model import DoorSense
+from locker.orders import OrderRejected, add_ready_order, parse_bag
+from locker.pickup import PickupRefused, Throttled
+from tests.locker.fakes import FakeDriver
+
+
+@pytest.fixture
+async def rig(config: LockerConfig) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
+    clock = SimClock()
+    driver = FakeDriver([c.id for c in config.compartments])
+    locker = Locker(config, driver, clock)
+    await locker.start()
+    yield locker, driver, clock
+    await locker.stop()
+
+
+def add(locker: Locker, order_id: str, *bags: str, hours: float | None = None) -> str:
+    added = add_ready_order(locker.store, locker.config, locker.codes, locker.clock.now(),
+                            order_id, [parse_bag(b) for b in bags], window_hours=hours)
+    return added.code
+
+
+def kinds(locker: Locker) -> list[str]:
+    return [e.kind for e in locker.store.events()]
+
+
+def order_state(locker: Locker, order_id: str) -> str:
+    row = locker.store.read().one("SELECT state FROM orders WHERE id = ?", (order_id,))
+    assert row is not None
+    return str(row["state"])
+
+
+async def test_a_good_code_opens_every_zone_at_once_and_collects_on_close(rig) -> None:
+    locker, driver, _ = rig
+    code = add(locker, "o1", "ambient:M", "fresh:M", "frozen:S")
+    result = await locker.pickup.collect(code)
+    opened = sorted(d.compartment_id for d in result.opened)
+    assert sorted(driver.unlocked) == opened and len(opened) == 3
+    assert {d.zone for d in result.opened} == {"ambient", "fresh", "frozen"}
+    for cid in opened[:-1]:
+        driver.open(cid)
+        driver.close(cid)
+    assert order_state(locker, "o1") == "collecting"  # one door still to open and close
+    driver.open(opened[-1])
+    assert order_state(locker, "o1") == "collecting"
+    driver.close(opened[-1])
+    assert order_state(locker, "o1") == "collected"
+    free = locker.store.read().all("SELECT id FROM compartments WHERE state = 'free'")
+    assert len(free) == len(locker.config.compartments)
+    assert kinds(locker).count("door.opened") == 3 and "order.collected" in kinds(locker)
+
+
+async def test_a_door_is_pulsed_only_after_its_authorisation_is_committed(rig) -> None:
+    locker, driver, _ = rig
+    code = add(locker, "o1", "fresh:S")
+    seen: list[int] = []
+    unlock = driver.unlock
+
+    async def check_then_unlock(compartment_id: str) -> None:
+        # another connection sees only committed data
+        other = sqlite3.connect(locker.config.database)
+        seen.append(other.execute("SELECT COUNT(*) FROM authorisations WHERE compartment_id = ?",
+                                  (compartment_id,)).fetchone()[0])
+        other.close()
+        await unlock(compartment_id)
+
+    driver.unlock = check_then_unlock  # type: ignore[method-assign]
+    await locker.pickup.collect(code)
+    assert seen == [1]
+
+
+async def test_codes_never_appear_in_events_or_logs(rig, caplog: pytest.LogCaptureFixture) -> None:
+    locker, driver, _ = rig
+    caplog.set_level(logging.DEBUG)
+    code = add(locker, "o1", "ambient:S")
+    with pytest.raises(PickupRefused):
+        await locker.pickup.collect("00000000" if code != "00000000" else "11111111")
+    await locker.pickup.collect(code)
+    dump = locker.store.db.execute("SELECT group_concat(payload) FROM outbox").fetchone()[0]
+    assert code not in dump
+    assert code not in caplog.text
+    assert code not in str(locker.store.read().all("SELECT * FROM orders"))
+
+
+async def test_a_wrong_code_opens_nothing(rig) -> None:
+    locker, driver, _ = rig
+    code = add(locker, "o1", "ambient:S")
+    wrong = f"{(int(code) + 1) % 10**8:08d}"
+    with pytest.raises(PickupRefused) as refused:
+        await locker.pickup.collect(wrong)
+    assert refused.value.reason == "wrong_code"
+    assert driver.unlocked == [] and order_state(locker, "o1") == "ready"
+
+
+async def test_a_used_code_is_refused(rig) -> None:
+    locker, driver, _ = rig
+    code = add(locker, "o1", "ambient:S")
+    await locker.pickup.collect(code)
+    with pytest.raises(PickupRefused) as refused:
+        await locker.pickup.collect(code)
+    assert refused.value.reason == "used"
+    assert len(driver.unlocked) == 1
+
+
+async def test_an_expired_code_is_refused(rig) -> None:
+    locker, driver, clock = rig
+    code = add(locker, "o1", "ambient:S", hours=1)
+    await clock.advance(3601)
+    with pytest.raises(PickupRefused) as refused:
+        await locker.pickup.collect(code)
+    assert refused.value.reason == "expired" and driver.unlocked == []
+    assert order_state(locker, "o1") == "expired"  # housekeeping saw the window end
+
+
+async def test_wrong_codes_are_throttled_and_the_wait_survives_a_restart(rig) -> None:
+    locker, driver, clock = rig
+    code = add(locker, "o1", "ambient:S")
+    wrong = f"{(int(code) + 1) % 10**8:08d}"
+    for _ in range(3):  # screen_capacity = 3
+        with pytest.raises(PickupRefused):
+            await locker.pickup.collect(wrong, screen="front")
+    with pytest.raises(Throttled) as throttled:
+        await locker.pickup.collect(code, screen="front")  # even the right code waits
+    assert 0 < throttled.value.retry_after_s <= 120  # one token back at 30 per hour
+    assert driver.unlocked == []
+    # another screen still has its own bucket, but the locker-wide one is shared
+    await locker.pickup.collect(code, screen="side")
+    assert len(driver.unlocked) == 1
+
+    await locker.stop()
+    again = Locker(locker.config, FakeDriver(list(driver.doors)), clock)
+    await again.start()
+    try:
+        with pytest.raises(Throttled):
+            await again.pickup.collect(wrong, screen="front")
+    finally:
+        await again.stop()
+
+
+async def test_the_lockout_grows_with_each_lockout(rig) -> None:
+    locker, _, clock = rig
+    add(locker, "o1", "ambient:S")
+    waits = []
+    for _ in range(4):
+        while True:
+            try:
+                await locker.pickup.collect("99999999", screen="front")
+            except Throttled as exc:
+                waits.append(exc.retry_after_s)
+                await clock.advance(exc.retry_after_s + 0.01)
+                break
+            except PickupRefused:
+                continue
+    assert waits[-1] > waits[0]
+
+
+async def test_a_burst_of_wrong_codes_raises_an_alarm(rig) -> None:
+    locker, _, clock = rig
+    add(locker, "o1", "ambient:S")
+    screens = ["s1", "s2", "s3", "s4", "s5"]
+    for screen in screens:  # alarm_failures = 5, spread over screens
+        with pytest.raises(PickupRefused):
+            await locker.pickup.collect("99999999", screen=screen)
+    assert "alarm.code_guessing" in kinds(locker)
+    alarm = [e for e in locker.store.events() if e.kind == "alarm.code_guessing"]
+    assert len(alarm) == 1 and "99999999" not in str(alarm[0].payload)
+
+
+async def test_a_forced_door_raises_an_alarm(rig) -> None:
+    locker, driver, _ = rig
+    driver.open("Z1")
+    assert "door.forced" in kinds(locker) and "alarm.door_forced" in kinds(locker)
+    driver.close("Z1")
+    assert kinds(locker)[-1] == "alarm.door_forced"  # cleared once closed again
+
+
+async def test_an_unlocked_door_never_seen_open_is_jammed(rig) -> None:
+    locker, driver, clock = rig
+    code = add(locker, "o1", "frozen:M")
+    await locker.pickup.collect(code)
+    await clock.advance(3)  # open_timeout_s = 2
+    locker.monitor.check_timeouts()
+    assert "door.jammed" in kinds(locker) and "alarm.door_jammed" in kinds(locker)
+    assert order_state(locker, "o1") == "collecting"
+
+
+async def test_a_door_left_open_raises_an_alarm_once(rig) -> None:
+    locker, driver, clock = rig
+    code = add(locker, "o1", "fresh:S")
+    [door] = (await locker.pickup.collect(code)).opened
+    driver.open(door.compartment_id)
+    await clock.advance(11)
+    locker.monitor.check_timeouts()
+    locker.monitor.check_timeouts()
+    assert kinds(locker).count("alarm.door_left_open") == 1
+    driver.close(door.compartment_id)
+    assert order_state(locker, "o1") == "collected"
+
+
+async def test_a_board_offline_fails_that_door_and_says_so(rig) -> None:
+    locker, driver, _ = rig
+    code = add(locker, "o1", "ambient:S", "frozen:M")
+    frozen = locker.store.read().one(
+        "SELECT compartment_id FROM order_compartments WHERE bag_zone = 'frozen'")
+    assert frozen is not None
+    driver.offline.add(frozen["compartment_id"])
+    result = await locker.pickup.collect(code)
+    assert [d.compartment_id for d in result.failed] == [frozen["compartment_id"]]
+    assert len(result.opened) == 1
+    assert "door.unlock_failed" in kinds(locker) and "alarm.unlock_failed" in kinds(locker)
+
+
+async def test_an_interrupted_unlock_is_never_pulsed_again_after_restart(rig) -> None:
+    locker, driver, clock = rig
+    code = add(locker, "o1", "ambient:S")
+    # commit the authorisation as collect() does, then "lose power" before the pulse
+    with locker.store.transaction(clock.now()) as tx:
+        locker.pickup._authorise(tx, "o1", clock.now())
+    await locker.stop()
+    fresh_driver = FakeDriver(list(driver.doors))
+    again = Locker(locker.config, fresh_driver, clock)
+    await again.start()
+    try:
+        assert fresh_driver.unlocked == []
+        assert "door.unlock_interrupted" in kinds(again)
+        with pytest.raises(PickupRefused):
+            await again.pickup.collect(code)
+    finally:
+        await again.stop()
+
+
+async def test_reconcile_takes_a_door_found_open_at_start_as_forced(config: LockerConfig) -> None:
+    clock = SimClock()
+    driver = FakeDriver([c.id for c in config.compartments])
+    driver.doors["A2"] = DoorSense.OPEN
+    locker = Locker(config, driver, clock)
+    await locker.start()
+    try:
+        assert "door.forced" in kinds(locker)
+    finally:
+        await locker.stop()
+
+
+async def test_an_order_that_does_not_fit_reserves_nothing(rig) -> None:
+    locker, _, _ = rig
+    with pytest.raises(Exception, match="frozen L"):
+        add(locker, "big", "frozen:L", "frozen:L", "ambient:S")
+    assert locker.store.read().all("SELECT * FROM orders") == []
+    assert len(locker.store.read().all("SELECT * FROM compartments WHERE state = 'free'")) == 6
+    with pytest.raises(OrderRejected, match="bad bag"):
+        parse_bag("chilled:M")
