@@ -1,0 +1,349 @@
+"""The RS485 bus: ONE task owns the serial port and runs one transaction at a time.
+
+Requests wait in a priority queue (an unlock goes before a status poll, first come first served
+within a priority). Each transaction creates its reply future before writing, writes after the
+inter-frame gap (3.5 character times), waits with a timeout and retries a bounded number of times.
+A board that fails `offline_after` transactions in a row is marked offline once (one warning, one
+callback), its requests then fail fast with BoardOffline except one probe every `retry_offline_s`,
+so it never stalls the other boards. Frames that answer nothing pending are stale and discarded.
+
+This module never interprets door states and never speaks compartment ids (hardware.boards does);
+it must never write to the port from anywhere but its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+from hardware.codecs import Codec, Request, UnlockRefused
+from hardware.transport import FrameProtocol, open_serial
+from locker.config import BusConfig
+from locker.errors import BoardOffline, BoardTimeout, HardwareError
+
+log = logging.getLogger(__name__)
+
+BITS_PER_CHAR = 10  # 8N1: start bit, 8 data bits, stop bit
+GAP_CHARS = 3.5
+REPLY_ALLOWANCE_CHARS = 16  # wire time of the longest reply, added to the configured timeout
+
+
+class Priority(IntEnum):
+    """Lower goes first."""
+
+    UNLOCK = 0
+    READ = 1  # a fresh read someone is waiting for (read_doors, reconciling at start)
+    POLL = 2
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame seen on the line: written ("tx") or read ("rx").
+
+    `t_ns` is time.perf_counter_ns() just after the frame was handed to the OS (tx) or when its
+    last byte was read (rx). For tx, `kind` is the request's kind ("unlock", "status", "config");
+    for rx it is "reply" (answered the pending request) or "discarded" (stale, late, unasked).
+    """
+
+    t_ns: int
+    direction: Literal["tx", "rx"]
+    data: bytes
+    board: int | None
+    kind: str
+
+
+@dataclass
+class BusStats:
+    tx_frames: int = 0
+    rx_frames: int = 0
+    discarded_frames: int = 0
+    timeouts: int = 0
+    retries: int = 0
+    fail_fast: int = 0
+    probes: int = 0
+
+
+@dataclass
+class BoardHealth:
+    failures: int = 0  # consecutive failed transactions
+    offline: bool = False
+    reason: str = ""
+    next_probe: float = 0.0
+
+
+@dataclass
+class _Job:
+    requests: tuple[Request, ...]
+    future: asyncio.Future[bytes | None]
+    probe: bool = False
+
+    @property
+    def board(self) -> int:
+        return self.requests[0].board
+
+
+BoardHandler = Callable[[int, str], None]
+OnlineHandler = Callable[[int], None]
+
+
+class Bus:
+    """Owns the port. `await bus.request(requests, priority)` is the only way to the line."""
+
+    def __init__(
+        self,
+        config: BusConfig,
+        codec: Codec,
+        *,
+        on_offline: BoardHandler | None = None,
+        on_online: OnlineHandler | None = None,
+        history_size: int = 4096,
+        gap_chars: float = GAP_CHARS,
+    ) -> None:
+        self.config = config
+        self.codec = codec
+        self.on_offline = on_offline
+        self.on_online = on_online
+        self.history: deque[FrameRecord] = deque(maxlen=history_size)
+        self.stats = BusStats()
+        self.health: dict[int, BoardHealth] = {b.address: BoardHealth() for b in config.boards}
+        self.char_s = BITS_PER_CHAR / config.baud
+        self.gap_s = gap_chars * self.char_s
+        self._queue: asyncio.PriorityQueue[tuple[int, int, _Job]] = asyncio.PriorityQueue()
+        self._seq = itertools.count()
+        self._protocol = FrameProtocol(codec, self._on_frame, self._on_lost, self._on_bytes)
+        self._pending: tuple[Request, asyncio.Future[bytes]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._line_free_at = 0.0  # loop time when the next frame may start (after the gap)
+        self._closed = False
+        self._lost = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the port and start the task that owns it."""
+        await open_serial(self.config.port, self.config.baud, self._protocol)
+        self._task = asyncio.create_task(self._run(), name=f"lock-bus {self.config.port}")
+
+    async def close(self) -> None:
+        """Stop the task, fail whatever still waits, close the port. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while not self._queue.empty():
+            _, _, job = self._queue.get_nowait()
+            self._settle(job, exc=HardwareError("the lock-board bus was stopped"))
+        if self._protocol.transport is not None:
+            self._protocol.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._lost.wait()
+
+    @property
+    def dropped_bytes(self) -> int:
+        """Bytes thrown away as noise while resyncing."""
+        return self._protocol.dropped_bytes
+
+    def is_offline(self, board: int) -> bool:
+        return self._health(board).offline
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def request(
+        self, requests: Sequence[Request], priority: Priority = Priority.POLL
+    ) -> bytes | None:
+        """Run one transaction (a few frames to one board); return the last reply, if any.
+
+        Raises BoardOffline at once for an offline board (unless this status read is its probe),
+        BoardTimeout after the retries, UnlockRefused if the board refused, HardwareError if the
+        port is gone.
+        """
+        if self._closed or self._task is None:
+            raise HardwareError("the lock-board bus is not running; start the driver first")
+        job = _Job(tuple(requests), asyncio.get_running_loop().create_future())
+        health = self._health(job.board)
+        if health.offline:
+            now = asyncio.get_running_loop().time()
+            probe_ok = all(r.kind == "status" for r in job.requests)
+            if not probe_ok or now < health.next_probe:
+                self.stats.fail_fast += 1
+                raise self._offline_error(job.board)
+            job.probe = True  # this one goes to the wire; the others fail fast meanwhile
+            health.next_probe = now + self.config.retry_offline_s
+            self.stats.probes += 1
+        self._queue.put_nowait((int(priority), next(self._seq), job))
+        return await job.future
+
+    def _offline_error(self, board: int) -> BoardOffline:
+        health = self._health(board)
+        return BoardOffline(
+            f"board {board} is offline ({health.reason}); its requests fail at once until it"
+            f" answers a probe (one every {self.config.retry_offline_s:g} s). Check its power,"
+            " its address switches and the RS485 cable"
+        )
+
+    def _health(self, board: int) -> BoardHealth:
+        return self.health.setdefault(board, BoardHealth())
+
+    # --- the one task that owns the port -----------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            _, _, job = await self._queue.get()
+            if job.future.done():  # the caller gave up while it waited
+                continue
+            board = job.board
+            if self._health(board).offline and not job.probe:
+                self.stats.fail_fast += 1
+                self._settle(job, exc=self._offline_error(board))
+                continue
+            try:
+                reply = await self._transaction(job)
+            except BoardTimeout as exc:
+                self._failed(board, str(exc))
+                self._settle(job, exc=exc)
+            except UnlockRefused as exc:
+                self._succeeded(board)  # it answered: alive, just unwilling
+                self._settle(job, exc=exc)
+            except HardwareError as exc:
+                self._settle(job, exc=exc)
+            else:
+                if any(r.expects_reply for r in job.requests):  # a write-only job proves nothing
+                    self._succeeded(board)
+                self._settle(job, result=reply)
+
+    @staticmethod
+    def _settle(
+        job: _Job, result: bytes | None = None, exc: BaseException | None = None
+    ) -> None:
+        if not job.future.done():
+            if exc is not None:
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+
+    async def _transaction(self, job: _Job) -> bytes | None:
+        attempts = 1 if job.probe else self.config.retries + 1
+        last: bytes | None = None
+        for request in job.requests:
+            if not request.expects_reply:
+                await self._wait_gap()
+                self._write(request)
+                continue
+            reply: bytes | None = None
+            for attempt in range(attempts):
+                if attempt:
+                    self.stats.retries += 1
+                reply = await self._exchange(request)
+                if reply is not None:
+                    break
+                self.stats.timeouts += 1
+            if reply is None:
+                raise BoardTimeout(
+                    f"{request.where} did not answer its {request.kind} request"
+                    f" ({attempts} attempt{'s' if attempts > 1 else ''},"
+                    f" {self.config.timeout_s:g} s each); check the board's power, address"
+                    " and cable"
+                )
+            if request.kind == "unlock":
+                self.codec.check_unlock(request, reply)
+            last = reply
+        return last
+
+    async def _exchange(self, request: Request) -> bytes | None:
+        """Write one request and wait for its reply; None on timeout."""
+        loop = asyncio.get_running_loop()
+        await self._wait_gap()
+        self._protocol.clear()  # a half frame left on the line can only be stale now
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._pending = (request, future)  # before writing: a fast reply must find it
+        try:
+            self._write(request)
+            wire_s = (len(request.frame) + REPLY_ALLOWANCE_CHARS) * self.char_s
+            try:
+                async with asyncio.timeout(self.config.timeout_s + wire_s):
+                    return await future
+            except TimeoutError:
+                return None
+        finally:
+            self._pending = None
+
+    def _write(self, request: Request) -> None:
+        self._protocol.write(request.frame)
+        now = asyncio.get_running_loop().time()
+        self._line_free_at = now + len(request.frame) * self.char_s + self.gap_s
+        self.stats.tx_frames += 1
+        self.history.append(
+            FrameRecord(time.perf_counter_ns(), "tx", request.frame, request.board, request.kind)
+        )
+
+    async def _wait_gap(self) -> None:
+        delay = self._line_free_at - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # --- callbacks from the transport --------------------------------------------------------
+
+    def _on_bytes(self, data: bytes) -> None:
+        # any byte on the line pushes the next write back by a full gap
+        self._line_free_at = max(
+            self._line_free_at, asyncio.get_running_loop().time() + self.gap_s
+        )
+
+    def _on_frame(self, frame: bytes) -> None:
+        t_ns = time.perf_counter_ns()
+        self.stats.rx_frames += 1
+        pending = self._pending
+        if pending is not None:
+            request, future = pending
+            if not future.done() and self.codec.answers(request, frame):
+                future.set_result(frame)
+                self.history.append(FrameRecord(t_ns, "rx", frame, request.board, "reply"))
+                return
+        self.stats.discarded_frames += 1
+        self.history.append(FrameRecord(t_ns, "rx", frame, None, "discarded"))
+        log.debug("discarded a frame that answers nothing pending: %s", frame.hex(" "))
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        self._lost.set()
+        if not self._closed:
+            log.error(
+                "lost the lock-board port %s (%s); every unlock fails until the daemon restarts",
+                self.config.port, exc or "closed",
+            )
+
+    # --- board health ------------------------------------------------------------------------
+
+    def _failed(self, board: int, reason: str) -> None:
+        health = self._health(board)
+        health.failures += 1
+        if health.offline:
+            return  # a failed probe: still offline, already said so
+        if health.failures >= self.config.offline_after:
+            health.offline = True
+            health.reason = f"{health.failures} transactions in a row failed"
+            health.next_probe = asyncio.get_running_loop().time() + self.config.retry_offline_s
+            log.warning("board %d is offline: %s; last error: %s", board, health.reason, reason)
+            if self.on_offline is not None:
+                self.on_offline(board, health.reason)
+
+    def _succeeded(self, board: int) -> None:
+        health = self._health(board)
+        health.failures = 0
+        if health.offline:
+            health.offline = False
+            health.reason = ""
+            log.warning("board %d answers again: back online", board)
+            if self.on_online is not None:
+                self.on_online(board)
