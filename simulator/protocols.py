@@ -107,11 +107,11 @@ K_STATUS, K_UNLOCK, K_QUERY_ALL, K_UNLOCK_ALL, K_SET_PULSE, K_STATUS_REPLY = (
 # accepted and ignored like any other command we do not model.
 K_SET_PULSE_LEN = 7
 
-# Our reading: the board answers an unlock (0x31) with the status frame of that board (0x35,
-# 9 bytes), so the host sees the latch state at once. Neither public client in the sources reads
-# a reply to 0x31 (both fire and forget); our codec's author is confirming this. Flip this to
-# False to make the simulated board silent after an unlock.
-K_UNLOCK_REPLIES_WITH_STATUS = True
+# Neither public client in the sources reads a reply to 0x31 (lkaas-kerong and kerong-lib both
+# fire and forget, docs/protocols.md), so the simulated board stays silent after an unlock. Set
+# True to model firmware that answers an unlock with its status frame (0x35, 9 bytes); the
+# driver must cope with both.
+K_UNLOCK_REPLIES_WITH_STATUS = False
 # No source documents a reply to 0x37; we send none.
 K_SET_PULSE_REPLIES = False
 

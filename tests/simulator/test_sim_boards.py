@@ -23,9 +23,13 @@ async def test_kerong_golden_frames_over_the_pty(kerong: LockerConfig, pty_clien
     async with SimulatedBoards(kerong, pace=False) as boards:
         line = pty_client(boards.port)
         assert await line.transact(H("02 00 30 03 35"), 9) == H("02 00 35 FF FF 00 00 03 38")
-        assert await line.transact(H("02 00 31 03 36"), 9) == H("02 00 35 FE FF 00 00 03 37")
-        assert await line.transact(H("02 15 31 03 4B"), 9) == H("02 15 35 DF FF 00 00 03 2D")
-        assert [f.command for f in boards.received()] == ["status", "unlock", "unlock"]
+        # an unlock gets no reply (as in both sources); the next status read shows the latch
+        assert await line.transact(H("02 00 31 03 36"), 9, timeout_s=0.1) == b""
+        assert await line.transact(H("02 00 30 03 35"), 9) == H("02 00 35 FE FF 00 00 03 37")
+        assert await line.transact(H("02 15 31 03 4B"), 9, timeout_s=0.1) == b""
+        assert await line.transact(H("02 10 30 03 45"), 9) == H("02 10 35 DF FF 00 00 03 28")
+        assert [f.command for f in boards.received()] == [
+            "status", "unlock", "status", "unlock", "status"]
         assert [f.channel for f in boards.received("unlock")] == [1, 6]
 
 

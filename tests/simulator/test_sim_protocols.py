@@ -49,17 +49,17 @@ def test_checksums_of_the_documented_frames() -> None:
 
 def test_kerong_golden_unlock_board0_lock1(kerong: LockerConfig) -> None:
     doors, boards = boards_of(kerong)
-    reply = answer(kerong, boards, H("02 00 31 03 36"))
-    # the reply to an unlock is taken as the board's status frame (K_UNLOCK_REPLIES_WITH_STATUS);
-    # lock 1 popped open, so bit 0 of D1 is clear with bit_set polarity
-    assert reply == H("02 00 35 FE FF 00 00 03 37")
+    # no source reads a reply to 0x31: the board pulses and stays silent
+    assert answer(kerong, boards, H("02 00 31 03 36")) is None
     assert doors.times("B0C01", "door", "open")
+    # lock 1 popped open, so bit 0 of D1 is clear with bit_set polarity
+    assert answer(kerong, boards, H("02 00 30 03 35")) == H("02 00 35 FE FF 00 00 03 37")
 
 
 def test_kerong_golden_unlock_board1_lock6(kerong: LockerConfig) -> None:
     doors, boards = boards_of(kerong)
-    reply = answer(kerong, boards, H("02 15 31 03 4B"))
-    assert reply == H("02 15 35 DF FF 00 00 03 2D")
+    assert answer(kerong, boards, H("02 15 31 03 4B")) is None
+    assert answer(kerong, boards, H("02 10 30 03 45")) == H("02 10 35 DF FF 00 00 03 28")
     assert not doors.is_closed("B1C06")
     assert doors.is_closed("B0C06")
 
