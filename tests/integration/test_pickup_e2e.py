@@ -1,0 +1,127 @@
+"""A customer collects an order: HTTP -> daemon -> real driver -> pseudo-terminal -> simulated
+boards -> doors spring open -> the simulated customer closes them -> order collected."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tests.integration.conftest import Rig
+
+
+@pytest.mark.parametrize("protocol", ["kerong", "generic", "winnsen"])
+async def test_a_customer_collects_a_three_zone_order(
+        make_rig: Callable[..., AsyncIterator[Rig]], protocol: str) -> None:
+    async for rig in make_rig(protocol):
+        order = rig.add("o1", "ambient:M", "fresh:S", "frozen:M")
+        status, body = await rig.pickup(order.code)
+        assert status == 200, body
+        opened = sorted(d["compartment"] for d in body["opened"])  # type: ignore[attr-defined]
+        assert opened == sorted(cid for cid, _ in order.compartments)
+        # the simulated doors really opened, each after an unlock frame on the wire
+        for cid in opened:
+            assert rig.boards.doors.times(cid, "door", "open"), f"{cid} never opened"
+        await rig.until(lambda r=rig: r.order_state("o1") == "collected")
+        kinds = rig.kinds()
+        assert kinds.count("door.opened") == 3 and kinds.count("door.closed") == 3
+        assert "door.forced" not in kinds and "door.jammed" not in kinds
+        # nothing else opened
+        others = {c.id for c in rig.config.compartments} - set(opened)
+        assert not any(rig.boards.doors.times(cid, "door", "open") for cid in others)
+
+
+async def test_all_doors_of_an_order_are_unlocked_together(rig: Rig) -> None:
+    order = rig.add("o1", "ambient:M", "fresh:S", "frozen:M")
+    await rig.pickup(order.code)
+    releases = [rig.boards.doors.times(cid, "latch", "released")[0]
+                for cid, _ in order.compartments]
+    # three unlock transactions back to back on a 19200 baud line: well within 100 ms
+    assert max(releases) - min(releases) < 100_000_000
+
+
+async def test_wrong_expired_and_reused_codes_open_nothing(rig: Rig) -> None:
+    order = rig.add("o1", "fresh:S")
+    short = rig.add("o2", "ambient:M", hours=0.0001)
+    wrong = f"{(int(order.code) + 1) % 10**8:08d}"
+    assert (await rig.pickup(wrong))[0] == 403
+    await rig.until(lambda: rig.order_state("o2") == "expired")
+    status, body = await rig.pickup(short.code)
+    assert (status, body["error"]) == (403, "expired")
+    assert not rig.boards.received(command="unlock")
+    assert (await rig.pickup(order.code))[0] == 200
+    status, body = await rig.pickup(order.code)
+    assert (status, body["error"]) == (403, "used")
+    assert len(rig.boards.received(command="unlock")) == 1
+
+
+async def test_wrong_codes_are_throttled(rig: Rig) -> None:
+    order = rig.add("o1", "fresh:S")
+    statuses = [(await rig.pickup("99999999"))[0] for _ in range(4)]
+    assert statuses == [403, 403, 403, 429]
+    status, body = await rig.pickup(order.code)
+    assert status == 429 and body["retry_after_s"] > 0
+    assert not rig.boards.received(command="unlock")
+
+
+async def test_a_board_that_stops_answering_is_offline_and_the_others_keep_working(
+        rig: Rig) -> None:
+    rig.boards.set_silent(1)
+    await rig.until(lambda: "alarm.board_offline" in rig.kinds())
+    # board 0 still serves a pickup while board 1 is silent
+    order = rig.add("o1", "ambient:M")
+    status, body = await rig.pickup(order.code)
+    assert status == 200 and body["failed"] == []
+    await rig.until(lambda: rig.order_state("o1") == "collected")
+    # an order on board 1 answers which door failed, and raises its alarm
+    frozen = rig.add("o2", "frozen:M")
+    status, body = await rig.pickup(frozen.code)
+    assert status == 200 and [d["compartment"] for d in body["failed"]] == [  # type: ignore[union-attr]
+        cid for cid, _ in frozen.compartments]
+    assert "alarm.unlock_failed" in rig.kinds()
+    rig.boards.answer(1)
+    await rig.until(lambda: any(e.kind == "alarm.board_offline" and e.payload["state"] ==
+                                "cleared" for e in rig.locker.store.events()))
+    assert rig.kinds().count("alarm.board_offline") == 2  # one raised, one cleared: no flood
+
+
+async def test_a_jammed_door_raises_an_alarm(rig: Rig) -> None:
+    order = rig.add("o1", "frozen:M")
+    [(cid, _)] = order.compartments
+    rig.boards.jam(cid)
+    status, _body = await rig.pickup(order.code)
+    assert status == 200  # the board acknowledged the pulse ...
+    assert rig.boards.doors.times(cid, "latch", "released")
+    assert not rig.boards.doors.times(cid, "door", "open")  # ... but the door stayed shut
+    await rig.until(lambda: "alarm.door_jammed" in rig.kinds(), timeout_s=6)
+    assert rig.order_state("o1") == "collecting"
+
+
+async def test_a_forced_door_raises_an_alarm(rig: Rig) -> None:
+    rig.boards.force("A2")
+    await rig.until(lambda: "alarm.door_forced" in rig.kinds())
+    events = [e for e in rig.locker.store.events() if e.kind == "door.forced"]
+    assert [e.compartment_id for e in events] == ["A2"]
+
+
+async def test_garbage_on_the_serial_line_costs_nothing(rig: Rig) -> None:
+    order = rig.add("o1", "ambient:M", "frozen:M")
+    for _ in range(5):
+        rig.boards.inject_noise(40)
+    rig.boards.corrupt_next_replies(2)
+    status, body = await rig.pickup(order.code)
+    assert status == 200 and body["failed"] == []
+    await rig.until(lambda: rig.order_state("o1") == "collected")
+    assert "door.forced" not in rig.kinds()
+    assert "alarm.board_offline" not in rig.kinds()
+
+
+async def test_bad_input_at_the_api_changes_nothing_on_the_wire(rig: Rig) -> None:
+    rig.add("o1", "ambient:M")
+    response = await rig.http.post("/api/pickup", data=b'{"code": ',
+                                   headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    response = await rig.http.post("/api/pickup", data=b"x" * 100_000,
+                                   headers={"Content-Type": "application/json"})
+    assert response.status == 413
+    assert not rig.boards.received(command="unlock")
