@@ -130,7 +130,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulator.demo import run_demo
+    from api.demo import run_demo
 
     return asyncio.run(run_demo(Path(args.config), script=args.script,
                                 auto_close_s=args.auto_close, http_port=args.http_port,

@@ -94,7 +94,7 @@ async def test_bad_input_is_4xx_with_a_clear_message_and_changes_nothing(
 
 
 async def test_health_says_ready(client) -> None:
-    http, locker, _ = client
+    http, _locker, _ = client
     response = await http.get("/api/health")
     assert response.status == 200
     assert (await response.json())["ready"] is True

@@ -83,7 +83,7 @@ async def test_a_door_is_pulsed_only_after_its_authorisation_is_committed(rig) -
 
 
 async def test_codes_never_appear_in_events_or_logs(rig, caplog: pytest.LogCaptureFixture) -> None:
-    locker, driver, _ = rig
+    locker, _driver, _ = rig
     caplog.set_level(logging.DEBUG)
     code = add(locker, "o1", "ambient:S")
     with pytest.raises(PickupRefused):
@@ -168,7 +168,7 @@ async def test_the_lockout_grows_with_each_lockout(rig) -> None:
 
 
 async def test_a_burst_of_wrong_codes_raises_an_alarm(rig) -> None:
-    locker, _, clock = rig
+    locker, _, _clock = rig
     add(locker, "o1", "ambient:S")
     screens = ["s1", "s2", "s3", "s4", "s5"]
     for screen in screens:  # alarm_failures = 5, spread over screens
@@ -188,7 +188,7 @@ async def test_a_forced_door_raises_an_alarm(rig) -> None:
 
 
 async def test_an_unlocked_door_never_seen_open_is_jammed(rig) -> None:
-    locker, driver, clock = rig
+    locker, _driver, clock = rig
     code = add(locker, "o1", "frozen:M")
     await locker.pickup.collect(code)
     await clock.advance(3)  # open_timeout_s = 2
