@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import sys
 import tempfile
 import time
@@ -83,6 +84,8 @@ async def wait_collected(locker: Locker, order_id: str, timeout_s: float) -> boo
 
 async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.0,
                    http_port: int | None = None, data_dir: Path | None = None) -> int:
+    # the demo prints each door and order itself; the monitor's own log lines would repeat them
+    logging.getLogger("locker.doors").setLevel(logging.WARNING)
     keep = data_dir is not None
     folder = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="locker-demo-"))
     load_config(path)  # a wrong config stops here, before any process starts

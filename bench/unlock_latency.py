@@ -9,8 +9,9 @@ subprocess), and this script acting as the touchscreen over HTTP. For each picku
 
 Both are CLOCK_MONOTONIC (perf_counter_ns), comparable across processes on one machine.
 The bus floor is the unlock frame's own time plus one status transaction in flight (request,
-board turnaround, reply), at the configured baud; anything above it is ours. Prints figures, asserts
-nothing.
+board turnaround, reply) and the protocol's 3.5-character gap after it, at the configured baud;
+anything above it is ours. The simulator's timers wake up to ~2 ms late; that lateness is
+measured and shown apart. Prints figures, asserts nothing.
 
     python bench/unlock_latency.py [--protocol kerong] [--boards 8] [--pickups 120]
 """
@@ -21,7 +22,6 @@ import argparse
 import asyncio
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +40,7 @@ from locker.store import Store  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 
 # bytes of an unlock request and of a status transaction (request + reply) per protocol
+# (generic: for boards of up to 24 channels; computed from --channels below)
 FRAMES = {"kerong": (5, 5 + 9), "generic": (5, 5 + 7), "winnsen": (6, 6 + 7)}
 TURNAROUND_S = 0.001  # the simulated board's turnaround (simulator default)
 ZONES = ("ambient", "fresh", "frozen")
@@ -158,24 +159,41 @@ async def main() -> None:
                 sent.append(t0)
             await asyncio.sleep(0.5)
             history = await boards.client.history(frames_since=frames_before)
-        unlocks = [f for f in history["frames"] if f["direction"] == "rx"
-                   and f["command"] == "unlock"]
-        if len(unlocks) != len(sent):
-            raise SystemExit(f"{len(sent)} pickups but {len(unlocks)} unlock frames seen")
-        wire = [(f.get("wire_end_ns") or f["t_ns"]) for f in unlocks]
-        latencies_ms = [(w - t0) / 1e6 for w, t0 in zip(wire, sent, strict=True)]
+        frames = history["frames"]
+        unlock_at = [i for i, f in enumerate(frames)
+                     if f["direction"] == "rx" and f["command"] == "unlock"]
+        if len(unlock_at) != len(sent):
+            raise SystemExit(f"{len(sent)} pickups but {len(unlock_at)} unlock frames seen")
+        latencies_ms, sim_late_ms = [], []
+        for t0, i in zip(sent, unlock_at, strict=True):
+            unlock = frames[i]
+            latencies_ms.append(((unlock.get("wire_end_ns") or unlock["t_ns"]) - t0) / 1e6)
+            # the simulator's own timer slop: how late it delivered the reply the daemon was
+            # waiting for (a real board is not late); the daemon cannot write before it
+            replies = [f for f in frames[:i] if f["direction"] == "tx" and f["t_ns"] >= t0]
+            late = [(f["t_ns"] - f["wire_end_ns"]) / 1e6 for f in replies if f.get("wire_end_ns")]
+            sim_late_ms.append(max([0.0, *late]))
+        ours_ms = [lat - late for lat, late in zip(latencies_ms, sim_late_ms, strict=True)]
         unlock_bytes, status_bytes = FRAMES[args.protocol]
+        if args.protocol == "generic":  # its reply grows with the channels: 4 + max(3, ch/8)
+            status_bytes = 5 + 4 + max(3, -(-args.channels // 8))
         byte_s = 10 / baud
-        floor_ms = (unlock_bytes * byte_s + status_bytes * byte_s + TURNAROUND_S) * 1000
+        gap_s = 3.5 * byte_s  # the protocol's silence between frames
+        floor_ms = (unlock_bytes * byte_s + status_bytes * byte_s + TURNAROUND_S + gap_s) * 1000
         _, hwm = rss_kb(daemon.pid)
         p50, p99 = percentile(latencies_ms, 50), percentile(latencies_ms, 99)
+        o50, o99 = percentile(ours_ms, 50), percentile(ours_ms, 99)
         print(f"unlock latency over {len(latencies_ms)} pickups (code POSTed -> last byte on the"
               " wire):")
-        print(f"  p50 {p50:.2f} ms   p99 {p99:.2f} ms   max {max(latencies_ms):.2f} ms"
-              f"   mean {statistics.mean(latencies_ms):.2f} ms")
+        print(f"  as measured:                p50 {p50:.2f} ms   p99 {p99:.2f} ms"
+              f"   max {max(latencies_ms):.2f} ms")
+        print(f"  less the simulator's lateness: p50 {o50:.2f} ms   p99 {o99:.2f} ms"
+              f"   (its reply timers ran late by p99 {percentile(sim_late_ms, 99):.2f} ms)")
         print(f"  bus floor {floor_ms:.2f} ms (unlock {unlock_bytes} B + one status transaction"
-              f" {status_bytes} B at {baud} baud + {TURNAROUND_S * 1000:.0f} ms turnaround)")
-        print(f"  p99 above the floor: {p99 - floor_ms:.2f} ms (target: within 2 ms)")
+              f" {status_bytes} B + {TURNAROUND_S * 1000:.0f} ms turnaround + 3.5-character gap,"
+              f" at {baud} baud)")
+        print(f"  p99 above the floor: {p99 - floor_ms:.2f} ms as measured,"
+              f" {o99 - floor_ms:.2f} ms ours (target: within 2 ms)")
         print(f"daemon RSS {rss / 1024:.1f} MB idle with {len(added)} active orders,"
               f" peak {hwm / 1024:.1f} MB (target: under 60 MB)")
         print(f"daemon CPU idle, {args.boards} boards polled every 0.25 s: {idle_cpu:.2f} %"

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 BITS_PER_CHAR = 10  # 8N1: start bit, 8 data bits, stop bit
 GAP_CHARS = 3.5
 REPLY_ALLOWANCE_CHARS = 16  # wire time of the longest reply, added to the configured timeout
+# asyncio's timers wake up to a millisecond late (epoll's resolution); ahead of an unlock the
+# last stretch of the gap is spun out instead, never more than this
+SPIN_S = 0.0015
 
 
 class Priority(IntEnum):
@@ -122,6 +125,7 @@ class Bus:
         self._pending: tuple[Request, asyncio.Future[bytes]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._line_free_at = 0.0  # loop time when the next frame may start (after the gap)
+        self._unlocks_waiting = 0
         self._closed = False
         self._lost = asyncio.Event()
 
@@ -182,6 +186,8 @@ class Bus:
             job.probe = True  # this one goes to the wire; the others fail fast meanwhile
             health.next_probe = now + self.config.retry_offline_s
             self.stats.probes += 1
+        if priority is Priority.UNLOCK:
+            self._unlocks_waiting += 1
         self._queue.put_nowait((int(priority), next(self._seq), job))
         return await job.future
 
@@ -200,7 +206,12 @@ class Bus:
 
     async def _run(self) -> None:
         while True:
-            _, _, job = await self._queue.get()
+            # choose the next job only once the line is free: an unlock queued during the
+            # inter-frame gap must go before the poll that was already waiting
+            await self._wait_gap()
+            priority, _, job = await self._queue.get()
+            if priority == Priority.UNLOCK:
+                self._unlocks_waiting -= 1
             if job.future.done():  # the caller gave up while it waited
                 continue
             board = job.board
@@ -289,9 +300,18 @@ class Bus:
         )
 
     async def _wait_gap(self) -> None:
-        delay = self._line_free_at - asyncio.get_running_loop().time()
-        if delay > 0:
+        loop = asyncio.get_running_loop()
+        delay = self._line_free_at - loop.time()
+        if delay <= 0:
+            return
+        if not self._unlocks_waiting:
             await asyncio.sleep(delay)
+            return
+        # a customer is waiting for this unlock: sleep the coarse part, spin out the rest
+        if delay > SPIN_S:
+            await asyncio.sleep(delay - SPIN_S)
+        while loop.time() < self._line_free_at:
+            pass
 
     # --- callbacks from the transport --------------------------------------------------------
 
