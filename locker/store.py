@@ -145,9 +145,12 @@ class Tx:
         return self.db.execute(sql, params).rowcount
 
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
-        result = self.db[table].insert(dict(row))  # type: ignore[union-attr]
-        last: int = result.last_rowid or 0
-        return last
+        """Insert one row; table and column names come from our code, never from input."""
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        cursor = self.db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                                 tuple(row.values()))
+        return cursor.lastrowid or 0
 
     def emit(self, kind: str, category: str, *, compartment_id: str | None = None,
              order_id: str | None = None, **payload: Any) -> str:
@@ -258,9 +261,8 @@ class Store:
         return Tx(self.db, 0.0)
 
     def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
-        rows = self.read().all(
-            "SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-        )
+        rows = self.db.table("outbox").rows_where("seq > ?", [after], order_by="seq",
+                                                  limit=limit)
         return [
             Event(seq=r["seq"], id=r["id"], at=r["at"], kind=r["kind"], category=r["category"],
                   compartment_id=r["compartment_id"], order_id=r["order_id"],

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from hardware.boards import BoardLockDriver
+from locker.daemon import Locker
 from tests.integration.conftest import Rig
 
 
@@ -125,3 +127,26 @@ async def test_bad_input_at_the_api_changes_nothing_on_the_wire(rig: Rig) -> Non
                                    headers={"Content-Type": "application/json"})
     assert response.status == 413
     assert not rig.boards.received(command="unlock")
+
+
+async def test_a_restart_mid_collection_reconciles_with_the_boards(
+        make_rig: Callable[..., AsyncIterator[Rig]]) -> None:
+    async for rig in make_rig("kerong", auto_close_s=None):
+        order = rig.add("o1", "ambient:M", "fresh:S")
+        assert (await rig.pickup(order.code))[0] == 200
+        await rig.until(lambda r=rig: r.kinds().count("door.opened") == 2)
+        await rig.http.close()  # the daemon stops; the boards (and the doors) stay as they are
+        for cid, _ in order.compartments:
+            rig.boards.close(cid)  # the customer closes the doors while it is down
+        rig.boards.force("Z2")  # and somebody forces a door
+        unlocks_before = len(rig.boards.received(command="unlock"))
+        again = Locker(rig.config, BoardLockDriver(rig.config.bus, rig.config.compartments))
+        await again.start()
+        try:
+            row = again.store.read().one("SELECT state FROM orders WHERE id = 'o1'")
+            assert row is not None and row["state"] == "collected"
+            forced = [e.compartment_id for e in again.store.events() if e.kind == "door.forced"]
+            assert forced == ["Z2"]
+            assert len(rig.boards.received(command="unlock")) == unlocks_before  # nothing re-sent
+        finally:
+            await again.stop()
