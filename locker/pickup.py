@@ -24,6 +24,7 @@ from locker.store import Store, Tx
 from locker.throttle import (
     GLOBAL_SCOPE,
     Bucket,
+    Limits,
     after_failure,
     fresh,
     limits_for,
@@ -93,16 +94,16 @@ class PickupService:
 
     def _wait(self, now: float, screen: str) -> float:
         read = self.store.read()
-        return max(self._bucket_wait(read, scope, now) for scope in (f"screen:{screen}",
-                                                                      GLOBAL_SCOPE))
+        return max(wait_s(*self._bucket(read, scope, now), now)
+                   for scope in (f"screen:{screen}", GLOBAL_SCOPE))
 
-    def _bucket_wait(self, tx: Tx, scope: str, now: float) -> float:
-        policy = self.config.throttle
-        limits = limits_for(GLOBAL_SCOPE if scope == GLOBAL_SCOPE else "screen", policy)
+    def _bucket(self, tx: Tx, scope: str, now: float) -> tuple[Bucket, Limits]:
+        """A scope's bucket as stored (a fresh one if it never failed) and its limits."""
+        limits = limits_for(scope, self.config.throttle)
         row = tx.one("SELECT * FROM throttle WHERE scope = ?", (scope,))
         bucket = fresh(limits, now) if row is None else Bucket(
             row["tokens"], row["updated_at"], row["lockouts"], row["locked_until"])
-        return wait_s(bucket, limits, now)
+        return bucket, limits
 
     def _refusal(self, order: dict[str, object] | None, now: float) -> PickupRefused | None:
         if order is None:
@@ -150,10 +151,7 @@ class PickupService:
             if not counts:
                 return
             for scope in (f"screen:{screen}", GLOBAL_SCOPE):
-                limits = limits_for(GLOBAL_SCOPE if scope == GLOBAL_SCOPE else "screen", policy)
-                row = tx.one("SELECT * FROM throttle WHERE scope = ?", (scope,))
-                bucket = fresh(limits, now) if row is None else Bucket(
-                    row["tokens"], row["updated_at"], row["lockouts"], row["locked_until"])
+                bucket, limits = self._bucket(tx, scope, now)
                 after = after_failure(bucket, limits, policy, now)
                 tx.execute(
                     "INSERT OR REPLACE INTO throttle (scope, tokens, updated_at, lockouts,"

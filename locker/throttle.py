@@ -30,6 +30,7 @@ class Limits:
 
 
 def limits_for(scope: str, policy: ThrottlePolicy) -> Limits:
+    """The locker-wide bucket's limits, or a screen's (any other scope)."""
     if scope == GLOBAL_SCOPE:
         return Limits(policy.global_capacity, policy.global_refill_per_hour / 3600.0)
     return Limits(policy.screen_capacity, policy.screen_refill_per_hour / 3600.0)
