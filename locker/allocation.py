@@ -1,7 +1,9 @@
-"""Choosing compartments for an order's bags: right zone, big enough, lowest first when asked.
+"""Choosing compartments for an order's bags: right zone, big enough, as few as possible.
 
-Pure function over the free compartments; the caller reserves the result in one transaction, so
-an order that does not fit reserves nothing.
+A compartment holds bags of its own zone whose sizes add up to no more than its own (an L holds
+two M or four S; sizes are in units S = 1, M = 2, L = 4). Pure function over the free
+compartments; the caller reserves the result in one transaction, so an order that does not fit
+reserves nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 
 from locker.errors import LockerError
 from locker.model import Size, Zone
+
+UNITS = {Size.S: 1, Size.M: 2, Size.L: 4}
 
 
 @dataclass(frozen=True)
@@ -38,24 +42,47 @@ class NoRoom(LockerError):
 
 def allocate(bags: Sequence[Bag], free: Sequence[FreeCompartment],
              accessible: bool = False) -> list[tuple[Bag, FreeCompartment]]:
-    """One compartment per bag, same zone, smallest that fits; never a frozen bag elsewhere.
+    """Each bag to a compartment of its zone; every compartment's bags fit inside it.
 
-    Largest bags are placed first so a small bag never takes the only large compartment.
+    Zone by zone: while bags remain, take the smallest free compartment that holds all that is
+    left if there is one, else the largest, and fill it largest bag first. That uses few
+    compartments and keeps large ones for large orders. With `accessible`, lower levels are taken
+    first whatever their size. Raises NoRoom, naming the bags left over, if anything does not fit.
     """
-    available = list(free)
     placed: list[tuple[Bag, FreeCompartment]] = []
     missing: list[Bag] = []
-    for bag in sorted(bags, key=lambda b: -b.size.rank):
-        candidates = [c for c in available if c.zone == bag.zone and bag.size.fits_in(c.size)]
-        if not candidates:
-            missing.append(bag)
-            continue
-        if accessible:
-            best = min(candidates, key=lambda c: (c.level, c.size.rank, c.id))
-        else:
-            best = min(candidates, key=lambda c: (c.size.rank, -c.level, c.id))
-        available.remove(best)
-        placed.append((bag, best))
+    for zone in Zone:
+        waiting = sorted((b for b in bags if b.zone == zone), key=lambda b: -UNITS[b.size])
+        available = [c for c in free if c.zone == zone]
+        while waiting:
+            compartment = _choose(waiting, available, accessible)
+            if compartment is None:  # the largest bag left fits nowhere: the others may
+                missing.append(waiting.pop(0))
+                continue
+            available.remove(compartment)
+            room = UNITS[compartment.size]
+            for bag in list(waiting):
+                if UNITS[bag.size] <= room:
+                    placed.append((bag, compartment))
+                    waiting.remove(bag)
+                    room -= UNITS[bag.size]
     if missing:
         raise NoRoom(missing)
     return placed
+
+
+def _choose(waiting: Sequence[Bag], available: Sequence[FreeCompartment],
+            accessible: bool) -> FreeCompartment | None:
+    largest_bag = UNITS[waiting[0].size]
+    candidates = [c for c in available if UNITS[c.size] >= largest_bag]
+    if not candidates:
+        return None
+    if accessible:
+        # a wheelchair user reaches the bottom rows: the level comes before everything else
+        lowest = min(c.level for c in candidates)
+        candidates = [c for c in candidates if c.level == lowest]
+    total = sum(UNITS[b.size] for b in waiting)
+    holds_all = [c for c in candidates if UNITS[c.size] >= total]
+    if holds_all:
+        return min(holds_all, key=lambda c: (UNITS[c.size], -c.level, c.id))
+    return max(candidates, key=lambda c: (UNITS[c.size], c.level, c.id))

@@ -99,6 +99,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE code_failures (at REAL NOT NULL, screen TEXT NOT NULL)",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (
+        # bags are their own rows: a large compartment may hold several bags of one order
+        """CREATE TABLE order_bags (
+            order_id TEXT NOT NULL REFERENCES orders (id),
+            bag_no INTEGER NOT NULL,
+            zone TEXT NOT NULL,
+            size TEXT NOT NULL,
+            compartment_id TEXT REFERENCES compartments (id),
+            PRIMARY KEY (order_id, bag_no)
+        )""",
+        # the last TOTP time step each staff member used: a code is never accepted twice
+        "CREATE TABLE staff_codes (staff_id TEXT PRIMARY KEY, last_step INTEGER NOT NULL)",
+        "ALTER TABLE compartments ADD COLUMN service_reason TEXT",
+        # the pickup window's length; it starts (window_start, window_end) when the order is ready
+        "ALTER TABLE orders ADD COLUMN window_s REAL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from locker.config import ThrottlePolicy
 
 GLOBAL_SCOPE = "locker"
+LOGIN_GLOBAL_SCOPE = "login:locker"  # staff logins: their own locker-wide bucket
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class Limits:
 
 
 def limits_for(scope: str, policy: ThrottlePolicy) -> Limits:
-    """The locker-wide bucket's limits, or a screen's (any other scope)."""
-    if scope == GLOBAL_SCOPE:
+    """The locker-wide buckets' limits, or a screen's (any other scope)."""
+    if scope in (GLOBAL_SCOPE, LOGIN_GLOBAL_SCOPE):
         return Limits(policy.global_capacity, policy.global_refill_per_hour / 3600.0)
     return Limits(policy.screen_capacity, policy.screen_refill_per_hour / 3600.0)
 
