@@ -1,4 +1,4 @@
-"""The locker's local HTTP app: the touchscreen's pickup call and the health check.
+"""The locker's local HTTP app: the touchscreen's pickup call, staff logins and their actions.
 
 Handlers are thin: parse and check the body, call one use case, answer. One middleware turns our
 errors into JSON problems ({"error": code, "message": text}) with a status. Bodies are small and
@@ -17,9 +17,11 @@ from aiohttp import web
 
 from locker import __version__
 from locker.codes import BadCodeFormat
+from locker.courier import DoorsResult, Refused
 from locker.daemon import Locker
-from locker.errors import LockerError
-from locker.pickup import PickupRefused, Throttled
+from locker.errors import LockerError, UnknownCompartment
+from locker.pickup import SCREEN_ID, PickupRefused, Throttled
+from locker.staff import LoginRefused, NotAllowed, Session
 
 log = logging.getLogger("locker.api")
 LOCKER = web.AppKey("locker", Locker)
@@ -50,6 +52,18 @@ async def errors_as_json(request: web.Request,
         response = problem(429, exc.reason, str(exc), retry_after_s=round(exc.retry_after_s))
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
         return response
+    except LoginRefused as exc:
+        status = 429 if exc.reason == "throttled" else 403
+        response = problem(status, exc.reason, str(exc), retry_after_s=round(exc.retry_after_s))
+        if exc.retry_after_s > 0:
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return response
+    except NotAllowed as exc:
+        return problem(403 if exc.reason == "role" else 401, exc.reason, str(exc))
+    except Refused as exc:
+        return problem(409, exc.reason, str(exc), **exc.detail)
+    except UnknownCompartment as exc:
+        return problem(404, "no_compartment", str(exc))
     except PickupRefused as exc:
         status = 400 if exc.reason == "bad_screen" else 403
         return problem(status, exc.reason, str(exc), retry_after_s=round(exc.retry_after_s))
@@ -76,7 +90,8 @@ async def read_json(request: web.Request, fields: dict[str, type]) -> dict[str, 
     for key, value in body.items():
         if key not in fields:
             raise BadRequest(key, f"unknown field {key!r}")
-        if not isinstance(value, fields[key]) or isinstance(value, bool):
+        if not isinstance(value, fields[key]) or (isinstance(value, bool)
+                                                  and fields[key] is not bool):
             raise BadRequest(key, f"{key} must be a {fields[key].__name__}")
     return body
 
@@ -100,6 +115,91 @@ async def pickup(request: web.Request) -> web.Response:
         "message": "take your goods and close the doors" if not result.failed else
                    f"some doors did not open; call {locker.config.support_phone}",
     })
+
+
+def staff_session(request: web.Request, *, technician: bool = False) -> Session:
+    """The session named by `Authorization: Bearer <token>`."""
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+    return request.app[LOCKER].staff.session(token, technician=technician)
+
+
+def doors_answer(result: DoorsResult) -> web.Response:
+    def door(d: Any) -> dict[str, str]:
+        return {"compartment": d.compartment_id, "zone": d.zone, "location": d.location}
+
+    return web.json_response({
+        "order": result.order_id, "compartments": result.compartments,
+        "opened": [door(d) for d in result.opened], "failed": [door(d) for d in result.failed],
+    })
+
+
+async def staff_login(request: web.Request) -> web.Response:
+    locker = request.app[LOCKER]
+    body = await read_json(request, {"staff": str, "code": str, "screen": str})
+    for key in ("staff", "code"):
+        if key not in body:
+            raise BadRequest(key, f"{key} is required")
+    screen = body.get("screen", "front")
+    if not SCREEN_ID.match(screen):
+        raise BadRequest("screen", "screen: 1-32 lower-case letters, digits, - or _")
+    session = locker.staff.login(body["staff"], body["code"].strip(), screen)
+    return web.json_response({
+        "token": session.token, "staff": session.member.id, "name": session.member.name,
+        "role": session.member.role, "idle_timeout_s": locker.config.staff.idle_timeout_s,
+    })
+
+
+async def staff_logout(request: web.Request) -> web.Response:
+    session = staff_session(request)
+    request.app[LOCKER].staff.logout(session.token)
+    return web.json_response({"ended": True})
+
+
+async def courier_orders(request: web.Request) -> web.Response:
+    staff_session(request)
+    return web.json_response(request.app[LOCKER].courier.orders())
+
+
+async def courier_load(request: web.Request) -> web.Response:
+    session = staff_session(request)
+    body = await read_json(request, {"together": bool})
+    result = await request.app[LOCKER].courier.load(session, request.match_info["order"],
+                                                    together=body.get("together", True))
+    return doors_answer(result)
+
+
+async def courier_open(request: web.Request) -> web.Response:
+    session = staff_session(request)
+    body = await read_json(request, {"compartment": str})
+    if "compartment" not in body:
+        raise BadRequest("compartment", "compartment is required")
+    return doors_answer(await request.app[LOCKER].courier.open_for_loading(
+        session, request.match_info["order"], body["compartment"]))
+
+
+async def courier_reclaim(request: web.Request) -> web.Response:
+    session = staff_session(request)
+    return doors_answer(await request.app[LOCKER].courier.reclaim(
+        session, request.match_info["order"]))
+
+
+async def technician_open(request: web.Request) -> web.Response:
+    session = staff_session(request, technician=True)
+    body = await read_json(request, {"reason": str})
+    return doors_answer(await request.app[LOCKER].courier.open_compartment(
+        session, request.match_info["compartment"], body.get("reason", "")))
+
+
+async def technician_service(request: web.Request) -> web.Response:
+    session = staff_session(request, technician=True)
+    body = await read_json(request, {"in_service": bool, "reason": str})
+    if "in_service" not in body:
+        raise BadRequest("in_service", "in_service (true or false) is required")
+    request.app[LOCKER].courier.set_in_service(session, request.match_info["compartment"],
+                                               body["in_service"], body.get("reason", ""))
+    return web.json_response({"compartment": request.match_info["compartment"],
+                              "in_service": body["in_service"]})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -129,5 +229,13 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
         app.cleanup_ctx.append(run_locker)
     app.router.add_post("/api/pickup", pickup)
     app.router.add_get("/api/health", health)
+    app.router.add_post("/api/staff/login", staff_login)
+    app.router.add_post("/api/staff/logout", staff_logout)
+    app.router.add_get("/api/courier/orders", courier_orders)
+    app.router.add_post("/api/courier/orders/{order}/load", courier_load)
+    app.router.add_post("/api/courier/orders/{order}/open", courier_open)
+    app.router.add_post("/api/courier/orders/{order}/reclaim", courier_reclaim)
+    app.router.add_post("/api/technician/compartments/{compartment}/open", technician_open)
+    app.router.add_post("/api/technician/compartments/{compartment}/service", technician_service)
     app.router.add_get("/", kiosk)
     return app

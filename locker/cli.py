@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyotp
+
 from locker import __version__
 from locker.codes import PickupCodes, create_secret, load_secret
 from locker.config import LockerConfig, load_config
 from locker.errors import LockerError
-from locker.orders import add_ready_order, parse_bag
+from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.store import Store
 
 if TYPE_CHECKING:
@@ -93,6 +95,15 @@ def cmd_order_add(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
     store = Store(config.database)
+    if args.to_load:
+        try:
+            add_order_to_load(store, config, time.time(), args.id,
+                              [parse_bag(b) for b in args.bag], window_hours=args.window_hours,
+                              accessible=args.accessible)
+        finally:
+            store.close()
+        print(f"order {args.id} waiting for a courier to load it")
+        return 0
     try:
         added = add_ready_order(store, config, codes, time.time(), args.id,
                                 [parse_bag(b) for b in args.bag],
@@ -103,6 +114,21 @@ def cmd_order_add(args: argparse.Namespace) -> int:
     print(f"order {added.order_id} ready in {where}")
     # the code is shown to whoever added the order, as central would message the customer
     print(f"pickup code: {added.code}")
+    return 0
+
+
+def cmd_staff_secret(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    member = next((m for m in config.staff.members if m.id == args.id), None)
+    if member is None:
+        raise LockerError(f"{config.path}: no [[staff.members]] with id {args.id!r}")
+    path = config.staff_secret_file(member.id)
+    made = create_secret(path)
+    secret = load_secret(path)
+    print(f"{path}: {'created' if made else 'exists, kept'}")
+    # shown once to the person enrolling the phone; it is what a QR code would carry
+    uri = pyotp.TOTP(secret).provisioning_uri(name=member.id, issuer_name=config.locker_id)
+    print(f"authenticator app: {uri}")
     return 0
 
 
@@ -156,13 +182,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--serial-port", help="override bus.port")
     p.add_argument("--http-port", type=int, help="override http.port")
     p.set_defaults(func=cmd_run)
-    p = command("order-add", "add an order, ready to collect, and print its pickup code")
+    p = command("order-add", "add an order, ready to collect (prints its pickup code), or to load")
     p.add_argument("--id", required=True, help="order id")
     p.add_argument("--bag", action="append", required=True,
                    help="zone:size, e.g. frozen:M (repeat for each bag)")
     p.add_argument("--window-hours", type=float, help="pickup window (default from config)")
     p.add_argument("--accessible", action="store_true", help="lowest compartments first")
+    p.add_argument("--to-load", action="store_true",
+                   help="wait for a courier to load it instead of making it ready now")
     p.set_defaults(func=cmd_order_add)
+    p = command("staff-secret", "create a courier's or technician's TOTP secret")
+    p.add_argument("--id", required=True, help="the member's id in [[staff.members]]")
+    p.set_defaults(func=cmd_staff_secret)
     p = command("orders", "list orders and their compartments")
     p.set_defaults(func=cmd_orders)
     p = command("events", "print the outbox (the events waiting for central)")

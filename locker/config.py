@@ -142,6 +142,21 @@ class DoorPolicy:
 
 
 @dataclass(frozen=True)
+class StaffMember:
+    """A courier or technician; the TOTP secret is in data_dir/staff/<id>.secret."""
+
+    id: str
+    name: str
+    role: Literal["courier", "technician"]
+
+
+@dataclass(frozen=True)
+class StaffPolicy:
+    idle_timeout_s: float = 120.0
+    members: tuple[StaffMember, ...] = ()
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -164,10 +179,14 @@ class LockerConfig:
     throttle: ThrottlePolicy = ThrottlePolicy()
     doors: DoorPolicy = DoorPolicy()
     http: HttpConfig = HttpConfig()
+    staff: StaffPolicy = StaffPolicy()
 
     @property
     def database(self) -> Path:
         return self.data_dir / "locker.db"
+
+    def staff_secret_file(self, staff_id: str) -> Path:
+        return self.data_dir / "staff" / f"{staff_id}.secret"
 
     def compartment(self, compartment_id: str) -> CompartmentConfig:
         for compartment in self.compartments:
@@ -416,6 +435,31 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
     return zones
 
 
+def _staff(table: _Table | None) -> StaffPolicy:
+    if table is None:
+        return StaffPolicy()
+    members: list[StaffMember] = []
+    seen: set[str] = set()
+    for member in table.tables("members"):
+        staff_id = member.text("id")
+        if not all(ch.isalnum() or ch in "-_." for ch in staff_id) or len(staff_id) > 32:
+            raise member.error("id", "use at most 32 letters, digits, '-', '_' and '.'")
+        if staff_id in seen:
+            raise member.error("id", f"{staff_id!r} declared twice")
+        seen.add(staff_id)
+        role: Literal["courier", "technician"] = (
+            "technician" if member.choice("role", ("courier", "technician")) == "technician"
+            else "courier")
+        members.append(StaffMember(staff_id, member.text("name", staff_id), role))
+        member.done()
+    policy = StaffPolicy(
+        idle_timeout_s=table.number("idle_timeout_s", 120.0, lo=10, hi=3600),
+        members=tuple(members),
+    )
+    table.done()
+    return policy
+
+
 def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     """Read and check a config file. `port` overrides bus.port (the simulator's pty)."""
     file = Path(path)
@@ -509,10 +553,12 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         )
         http_t.done()
 
+    staff = _staff(root.table("staff"))
     zones = _zones(root.table("zones"))
     root.done()
     return LockerConfig(
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
         data_dir=data_dir, secret_file=secret_file, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
+        staff=staff,
     )

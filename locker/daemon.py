@@ -16,13 +16,16 @@ from locker import __version__
 from locker.clock import Clock, RealClock
 from locker.codes import PickupCodes, load_secret
 from locker.config import LockerConfig
+from locker.courier import CourierService
 from locker.doors import DoorMonitor
 from locker.errors import StoreError
 from locker.model import CompartmentState, DoorState
 from locker.orders import expire_orders
 from locker.pickup import PickupService
 from locker.ports import LockDriver
+from locker.staff import StaffDesk, load_staff_secrets
 from locker.store import Store
+from locker.unlocking import pulse
 
 log = logging.getLogger("locker")
 HOUSEKEEPING_INTERVAL_S = 1.0
@@ -37,9 +40,11 @@ class Locker:
         self.clock: Clock = clock or RealClock()
         self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
         self.store = Store(config.database)
-        self.monitor = DoorMonitor(self.store, config, self.clock, on_events)
+        self.monitor = DoorMonitor(self.store, config, self.clock, self.codes, on_events)
         self.pickup = PickupService(self.store, config, self.codes, driver, self.clock,
                                     self.monitor)
+        self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
+        self.courier = CourierService(self.store, config, driver, self.clock, self.monitor)
         self.ready = False
         self.started_in_s: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -74,14 +79,18 @@ class Locker:
         self.store.close()
 
     async def _housekeep(self) -> None:
-        """Jams, doors left open and ended pickup windows, once a second."""
+        """Jams (and the reallocations they cause), doors left open, ended windows: every second."""
         while True:
             await self.clock.sleep(HOUSEKEEPING_INTERVAL_S)
             try:
-                self.monitor.check_timeouts()
+                reallocated = self.monitor.check_timeouts()
                 expire_orders(self.store, self.clock.now())
             except StoreError:
                 log.exception("housekeeping could not write the store; will retry")
+                continue
+            if reallocated:  # committed above: a jammed door's bags go to these doors
+                await pulse(self.store, self.driver, self.clock, reallocated,
+                            self.monitor.publish)
 
     def _sync_compartments(self) -> None:
         """Add compartments new in the config; refuse to drop one that still holds an order."""

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
+from locker.allocation import NoRoom
 from locker.clock import Clock
+from locker.codes import PickupCodes
 from locker.config import LockerConfig
 from locker.model import CompartmentState, DoorSense, DoorState, OrderState
+from locker.orders import activate, allocate_order, blocked_zones
 from locker.store import Store, Tx
+from locker.unlocking import Door, authorise
 
 log = logging.getLogger("locker.doors")
 
@@ -26,12 +31,13 @@ LATE_OPEN_GRACE_S = 300.0
 class DoorMonitor:
     """Implements locker.ports.HardwareListener for the daemon."""
 
-    def __init__(self, store: Store, config: LockerConfig, clock: Clock,
+    def __init__(self, store: Store, config: LockerConfig, clock: Clock, codes: PickupCodes,
                  on_change: Callable[[list[tuple[str, dict[str, object]]]], None] | None = None
                  ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        self.codes = codes
         self.on_change = on_change  # e.g. the ops page's live feed; gets the emitted events
         self.offline_boards: set[str] = set()
 
@@ -86,8 +92,13 @@ class DoorMonitor:
                     doors={k: v.value for k, v in sorted(readings.items())})
         self.publish(tx)
 
-    def check_timeouts(self) -> None:
-        """Unlocked doors never seen open are jammed; doors open too long raise an alarm."""
+    def check_timeouts(self) -> list[Door]:
+        """Unlocked doors never seen open are jammed; doors open too long raise an alarm.
+
+        A door that jams while an order is loaded goes out of service and its bags are given
+        other compartments: their doors are authorised here and returned, for the caller to pulse
+        once this has committed.
+        """
         now = self.clock.now()
         policy = self.config.doors
         jammed = self.store.read().all(
@@ -99,7 +110,8 @@ class DoorMonitor:
             " AND a.subject = c.id AND a.cleared_at IS NULL)",
             (*OPEN_STATES, now - policy.left_open_alarm_s))
         if not jammed and not left_open:
-            return
+            return []
+        to_pulse: list[Door] = []
         with self.store.transaction(now) as tx:
             for auth in jammed:
                 if not tx.execute("UPDATE authorisations SET outcome = 'jammed' WHERE id = ?"
@@ -112,11 +124,44 @@ class DoorMonitor:
                 tx.raise_alarm("door_jammed", cid,
                                f"compartment {cid} was unlocked but never opened: check its"
                                " latch, its door and its door switch")
+                if auth["reason"] == "load":
+                    to_pulse += self._reallocate(tx, auth)
             for row in left_open:
                 tx.raise_alarm("door_left_open", row["id"],
                                f"compartment {row['id']} has been open for over"
                                f" {policy.left_open_alarm_s:.0f} s")
         self.publish(tx)
+        return to_pulse
+
+    def _reallocate(self, tx: Tx, auth: dict[str, Any]) -> list[Door]:
+        """The jammed compartment goes out of service; its bags go elsewhere, doors authorised."""
+        cid, order_id = auth["compartment_id"], auth["order_id"]
+        order = tx.one("SELECT state FROM orders WHERE id = ?", (order_id,))
+        if order is None or order["state"] != OrderState.ALLOCATED.value:
+            return []
+        bags = [r["bag_no"] for r in tx.all(
+            "SELECT bag_no FROM order_bags WHERE order_id = ? AND compartment_id = ?",
+            (order_id, cid))]
+        tx.execute("UPDATE order_bags SET compartment_id = NULL WHERE order_id = ?"
+                   " AND compartment_id = ?", (order_id, cid))
+        tx.execute("DELETE FROM order_compartments WHERE order_id = ? AND compartment_id = ?",
+                   (order_id, cid))
+        tx.execute("UPDATE compartments SET state = ?, order_id = NULL, service_reason = ?,"
+                   " updated_at = ? WHERE id = ?",
+                   (CompartmentState.OUT_OF_SERVICE.value, "jammed while loading", tx.now, cid))
+        tx.emit("compartment.out_of_service", "door", compartment_id=cid, actor="locker",
+                reason="jammed while loading")
+        try:
+            moved = allocate_order(tx, self.config, order_id, bags)
+        except NoRoom as exc:
+            tx.emit("order.reallocation_failed", "order", order_id=order_id, error=str(exc))
+            tx.raise_alarm("reallocation_failed", order_id,
+                           f"order {order_id}: compartment {cid} jammed during loading and"
+                           f" {exc}; the courier must take those bags back")
+            return []
+        tx.emit("order.reallocated", "order", order_id=order_id, jammed=cid, to=moved)
+        return [authorise(tx, self.config, new, order_id, auth["actor"], "load")
+                for new in moved]
 
     # -- the rules ---------------------------------------------------------------------------
 
@@ -166,25 +211,49 @@ class DoorMonitor:
             tx.clear_alarm("door_forced", cid, f"compartment {cid} closed again after being forced")
         log.info("compartment %s closed", cid)
         for link in tx.all(
-            "SELECT oc.order_id FROM order_compartments oc JOIN orders o ON o.id = oc.order_id"
-            " WHERE oc.compartment_id = ? AND o.state = ? AND oc.opened_at IS NOT NULL"
-            " AND oc.closed_at IS NULL", (cid, OrderState.COLLECTING.value)):
+            "SELECT oc.order_id, o.state FROM order_compartments oc"
+            " JOIN orders o ON o.id = oc.order_id WHERE oc.compartment_id = ?"
+            " AND o.state IN (?, ?, ?) AND oc.opened_at IS NOT NULL AND oc.closed_at IS NULL",
+            (cid, OrderState.COLLECTING.value, OrderState.ALLOCATED.value,
+             OrderState.RECLAIMING.value)):
             order_id = link["order_id"]
             tx.execute("UPDATE order_compartments SET closed_at = ? WHERE order_id = ?"
                        " AND compartment_id = ?", (tx.now, order_id, cid))
             waiting = tx.one("SELECT COUNT(*) AS n FROM order_compartments WHERE order_id = ?"
                              " AND closed_at IS NULL", (order_id,))
             if waiting is not None and waiting["n"] == 0:
-                self._collected(tx, order_id)
+                self._every_door_closed(tx, order_id, link["state"])
+
+    def _every_door_closed(self, tx: Tx, order_id: str, state: str) -> None:
+        if state == OrderState.COLLECTING.value:
+            self._collected(tx, order_id)
+        elif state == OrderState.RECLAIMING.value:
+            self._free(tx, order_id, OrderState.RECLAIMED, "order.reclaimed")
+        else:  # loaded: ready once its zones are within their limits
+            zones = {r["zone"] for r in tx.all("SELECT zone FROM order_bags WHERE order_id = ?",
+                                               (order_id,))}
+            blocked = zones & blocked_zones(tx)
+            if blocked:
+                tx.emit("order.loaded_zone_out_of_limits", "order", order_id=order_id,
+                        zones=sorted(blocked))
+                return
+            activate(tx, self.codes, order_id)
+            log.info("order %s loaded and ready", order_id)
 
     def _collected(self, tx: Tx, order_id: str) -> None:
+        self._free(tx, order_id, OrderState.COLLECTED, "order.collected")
+
+    def _free(self, tx: Tx, order_id: str, state: OrderState, kind: str) -> None:
+        """The order's goods are out: its compartments are free for the next order."""
         tx.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
-                   (OrderState.COLLECTED.value, tx.now, order_id))
+                   (state.value, tx.now, order_id))
         tx.execute("UPDATE compartments SET state = ?, order_id = NULL, updated_at = ?"
                    " WHERE order_id = ? AND state = ?",
                    (CompartmentState.FREE.value, tx.now, order_id, CompartmentState.LOADED.value))
-        tx.emit("order.collected", "order", order_id=order_id)
-        log.info("order %s collected", order_id)
+        last = tx.one("SELECT actor FROM authorisations WHERE order_id = ? ORDER BY id DESC"
+                      " LIMIT 1", (order_id,))
+        tx.emit(kind, "order", order_id=order_id, actor=last["actor"] if last else None)
+        log.info("%s: %s", kind, order_id)
 
     def _set_door(self, tx: Tx, cid: str, door: DoorState) -> None:
         tx.execute("UPDATE compartments SET door = ?, door_changed_at = ?, updated_at = ?"

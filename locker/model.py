@@ -56,6 +56,7 @@ class OrderState(StrEnum):
     COLLECTING = "collecting"  # code accepted, doors opened, not all closed again yet
     COLLECTED = "collected"
     EXPIRED = "expired"
+    RECLAIMING = "reclaiming"  # a courier opened its doors to take the goods back
     RECLAIMED = "reclaimed"
     CANCELLED = "cancelled"
 

@@ -154,6 +154,12 @@ def activate(tx: Tx, codes: PickupCodes, order_id: str) -> tuple[int, str, float
     return sequence, code, window_end
 
 
+def blocked_zones(tx: Tx) -> set[str]:
+    """Zones with an open cold-chain excursion alarm: nothing is loaded into them."""
+    return {r["subject"] for r in tx.all(
+        "SELECT subject FROM alarms WHERE kind = 'zone_excursion' AND cleared_at IS NULL")}
+
+
 def _next_sequence(tx: Tx) -> int:
     row = tx.one("SELECT MAX(sequence) AS top FROM orders")
     return 1 if row is None or row["top"] is None else int(row["top"]) + 1

@@ -45,6 +45,19 @@ alarm_window_s = 600
 open_timeout_s = 2
 left_open_alarm_s = 10
 
+[staff]
+idle_timeout_s = 60
+
+[[staff.members]]
+id = "courier-1"
+name = "Camille"
+role = "courier"
+
+[[staff.members]]
+id = "tech-1"
+name = "Sam"
+role = "technician"
+
 [layout]
 compartments = [
     { id = "A1", zone = "ambient", size = "M", board = 0, channel = 1 },

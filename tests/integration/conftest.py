@@ -70,12 +70,16 @@ class Rig:
 
 @pytest.fixture
 def make_rig(tmp_path: Path) -> Callable[..., AsyncIterator[Rig]]:
-    async def make(protocol: str = "kerong", auto_close_s: float | None = 0.3,
+    # the simulated person closes a door after the lock's pulse (500 ms) is over, as people do:
+    # the driver drops a second unlock that lands inside the first one's pulse
+    async def make(protocol: str = "kerong", auto_close_s: float | None = 0.6,
                    edit: Callable[[str], str] = lambda t: t) -> AsyncIterator[Rig]:
         path = tmp_path / f"{protocol}.toml"
         path.write_text(edit(config_text(protocol)))
         base = load_config(path)
         create_secret(base.secret_file)
+        for member in base.staff.members:
+            create_secret(base.staff_secret_file(member.id))
         boards = SimulatedBoards(base, auto_close_s=auto_close_s)
         await boards.start()
         config = dataclasses.replace(

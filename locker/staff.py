@@ -1,0 +1,140 @@
+"""Couriers and technicians log in at the screen with their id and a TOTP code (RFC 6238).
+
+A code is accepted once: the time step it belongs to is stored, and a code of that step or an
+earlier one is refused as replayed. Wrong and replayed codes are throttled like pickup codes
+(per screen and for the whole locker, state in the store). A session lives in memory, ends after
+the configured idle time, and is lost on restart (the courier logs in again).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyotp
+
+from locker import attempts
+from locker.clock import Clock
+from locker.codes import load_secret
+from locker.config import LockerConfig, StaffMember
+from locker.errors import LockerError
+from locker.store import Store
+from locker.throttle import LOGIN_GLOBAL_SCOPE
+
+STEP_S = 30
+CODE_DIGITS = 6
+
+
+class LoginRefused(LockerError):
+    def __init__(self, reason: str, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class NotAllowed(LockerError, PermissionError):
+    """No session, an ended one, or a role that may not do this."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Session:
+    token: str
+    member: StaffMember
+    screen: str
+    last_seen: float
+
+    @property
+    def actor(self) -> str:
+        return f"{self.member.role}:{self.member.id}"
+
+
+def load_staff_secrets(config: LockerConfig) -> dict[str, str]:
+    """The secrets of the members whose secret file exists (a member without one cannot log in)."""
+    found: dict[str, str] = {}
+    for member in config.staff.members:
+        path: Path = config.staff_secret_file(member.id)
+        if path.exists():
+            found[member.id] = load_secret(path)
+    return found
+
+
+class StaffDesk:
+    """Logins and sessions."""
+
+    def __init__(self, store: Store, config: LockerConfig, clock: Clock,
+                 staff_secrets: dict[str, str]) -> None:
+        self.store, self.config, self.clock = store, config, clock
+        self.members = {m.id: m for m in config.staff.members}
+        self.totp = {sid: pyotp.TOTP(secret, digits=CODE_DIGITS, interval=STEP_S)
+                     for sid, secret in staff_secrets.items()}
+        self.sessions: dict[str, Session] = {}
+
+    def login(self, staff_id: str, code: str, screen: str) -> Session:
+        now = self.clock.now()
+        scopes = (f"login:{screen}", LOGIN_GLOBAL_SCOPE)
+        wait = attempts.wait(self.store, self.config.throttle, scopes, now)
+        if wait > 0:
+            raise LoginRefused("throttled", f"too many wrong codes; try again in {wait:.0f} s",
+                               wait)
+        member = self.members.get(staff_id)
+        totp = self.totp.get(staff_id)
+        step = self._matching_step(totp, code, now) if totp is not None else None
+        with self.store.transaction(now) as tx:
+            last = tx.one("SELECT last_step FROM staff_codes WHERE staff_id = ?", (staff_id,))
+            if member is None or step is None:
+                reason = "wrong_code"
+            elif last is not None and step <= last["last_step"]:
+                reason = "replayed"
+            else:
+                tx.execute("INSERT OR REPLACE INTO staff_codes (staff_id, last_step)"
+                           " VALUES (?, ?)", (staff_id, step))
+                tx.emit("staff.login", "security", staff=staff_id, role=member.role,
+                        screen=screen)
+                reason = ""
+            if reason:
+                # the id typed is not echoed back: it may be a mistyped real one
+                tx.emit("security.login_refused", "security", screen=screen, reason=reason)
+                attempts.failed(tx, self.config.throttle, scopes, now, f"login:{screen}",
+                                ("login_guessing", "staff codes"))
+        if reason:
+            raise LoginRefused(reason, "wrong courier id or code" if reason == "wrong_code"
+                               else "this code was used already; wait for the next one",
+                               attempts.wait(self.store, self.config.throttle, scopes, now))
+        assert member is not None
+        session = Session(secrets.token_urlsafe(24), member, screen, self.clock.monotonic())
+        self.sessions[session.token] = session
+        return session
+
+    def session(self, token: str | None, *, technician: bool = False) -> Session:
+        """The live session behind a token, touched; NotAllowed if none or not allowed."""
+        session = self.sessions.get(token or "")
+        now = self.clock.monotonic()
+        if session is None:
+            raise NotAllowed("no_session", "log in first")
+        if now - session.last_seen > self.config.staff.idle_timeout_s:
+            del self.sessions[session.token]
+            raise NotAllowed("session_ended", "the session ended after being idle; log in again")
+        if technician and session.member.role != "technician":
+            raise NotAllowed("role", "only a technician may do this")
+        session.last_seen = now
+        return session
+
+    def logout(self, token: str | None) -> None:
+        self.sessions.pop(token or "", None)
+
+    @staticmethod
+    def _matching_step(totp: pyotp.TOTP, code: str, now: float) -> int | None:
+        """The time step (now, or one either side for clock drift) whose code this is."""
+        if len(code) != CODE_DIGITS or not code.isdigit():
+            return None
+        current = int(now // STEP_S)
+        for step in (current - 1, current, current + 1):
+            if hmac.compare_digest(totp.at(step * STEP_S), code):
+                return step
+        return None
