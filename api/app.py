@@ -164,7 +164,7 @@ async def courier_orders(request: web.Request) -> web.Response:
 async def courier_load(request: web.Request) -> web.Response:
     session = staff_session(request)
     body = await read_json(request, {"together": bool})
-    result = await request.app[LOCKER].courier.load(session, request.match_info["order"],
+    result = await request.app[LOCKER].courier.load(session.actor, request.match_info["order"],
                                                     together=body.get("together", True))
     return doors_answer(result)
 
@@ -175,20 +175,20 @@ async def courier_open(request: web.Request) -> web.Response:
     if "compartment" not in body:
         raise BadRequest("compartment", "compartment is required")
     return doors_answer(await request.app[LOCKER].courier.open_for_loading(
-        session, request.match_info["order"], body["compartment"]))
+        session.actor, request.match_info["order"], body["compartment"]))
 
 
 async def courier_reclaim(request: web.Request) -> web.Response:
     session = staff_session(request)
     return doors_answer(await request.app[LOCKER].courier.reclaim(
-        session, request.match_info["order"]))
+        session.actor, request.match_info["order"]))
 
 
 async def technician_open(request: web.Request) -> web.Response:
     session = staff_session(request, technician=True)
     body = await read_json(request, {"reason": str})
     return doors_answer(await request.app[LOCKER].courier.open_compartment(
-        session, request.match_info["compartment"], body.get("reason", "")))
+        session.actor, request.match_info["compartment"], body.get("reason", "")))
 
 
 async def technician_service(request: web.Request) -> web.Response:
@@ -196,7 +196,7 @@ async def technician_service(request: web.Request) -> web.Response:
     body = await read_json(request, {"in_service": bool, "reason": str})
     if "in_service" not in body:
         raise BadRequest("in_service", "in_service (true or false) is required")
-    request.app[LOCKER].courier.set_in_service(session, request.match_info["compartment"],
+    request.app[LOCKER].courier.set_in_service(session.actor, request.match_info["compartment"],
                                                body["in_service"], body.get("reason", ""))
     return web.json_response({"compartment": request.match_info["compartment"],
                               "in_service": body["in_service"]})

@@ -2,7 +2,7 @@
 compartment for maintenance, take one out of service.
 
 Every door goes through locker.unlocking (authorise in a transaction, commit, then pulse), with
-the staff member as the actor, so every opening records who and why. What happens when the doors
+the staff member (or central ops) as the actor, so every opening records who and why. What happens when the doors
 close again (an order becomes ready, or is reclaimed) is the door monitor's business.
 """
 
@@ -19,7 +19,6 @@ from locker.errors import LockerError, UnknownCompartment
 from locker.model import CompartmentState, DoorState, OrderState
 from locker.orders import allocate_order, blocked_zones
 from locker.ports import LockDriver
-from locker.staff import Session
 from locker.store import Store, Tx
 from locker.unlocking import Door, authorise, pulse
 
@@ -70,7 +69,7 @@ class CourierService:
         ]
         return {"to_load": to_load, "to_reclaim": to_reclaim}
 
-    async def load(self, session: Session, order_id: str, together: bool = True) -> DoorsResult:
+    async def load(self, actor: str, order_id: str, together: bool = True) -> DoorsResult:
         """Allocate the order's bags and open the doors (all now, or one by one later)."""
         with self.store.transaction(self.clock.now()) as tx:
             order = self._order(tx, order_id)
@@ -91,7 +90,7 @@ class CourierService:
                         {"zone": b.zone.value, "size": b.size.value} for b in exc.missing
                     ]) from None
             compartments = self._waiting_doors(tx, order_id)
-            doors = [authorise(tx, self.config, cid, order_id, session.actor, "load")
+            doors = [authorise(tx, self.config, cid, order_id, actor, "load")
                      for cid in compartments] if together else []
         self.monitor.publish(tx)
         result = DoorsResult(order_id, compartments)
@@ -100,7 +99,7 @@ class CourierService:
                                                        doors, self.monitor.publish)
         return result
 
-    async def open_for_loading(self, session: Session, order_id: str,
+    async def open_for_loading(self, actor: str, order_id: str,
                                compartment_id: str) -> DoorsResult:
         """One door of an order being loaded, when the courier goes one by one."""
         with self.store.transaction(self.clock.now()) as tx:
@@ -110,13 +109,13 @@ class CourierService:
             if compartment_id not in self._waiting_doors(tx, order_id):
                 raise Refused("not_this_order", f"compartment {compartment_id} is not waiting"
                               f" for order {order_id}")
-            door = authorise(tx, self.config, compartment_id, order_id, session.actor, "load")
+            door = authorise(tx, self.config, compartment_id, order_id, actor, "load")
         self.monitor.publish(tx)
         opened, failed = await pulse(self.store, self.driver, self.clock, [door],
                                      self.monitor.publish)
         return DoorsResult(order_id, [compartment_id], opened, failed)
 
-    async def reclaim(self, session: Session, order_id: str) -> DoorsResult:
+    async def reclaim(self, actor: str, order_id: str) -> DoorsResult:
         """Open every door of an expired order; the compartments are freed once closed."""
         with self.store.transaction(self.clock.now()) as tx:
             order = self._order(tx, order_id)
@@ -126,15 +125,15 @@ class CourierService:
             tx.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
                        (OrderState.RECLAIMING.value, tx.now, order_id))
             compartments = self._waiting_doors(tx, order_id)
-            doors = [authorise(tx, self.config, cid, order_id, session.actor, "reclaim")
+            doors = [authorise(tx, self.config, cid, order_id, actor, "reclaim")
                      for cid in compartments]
-            tx.emit("order.reclaiming", "order", order_id=order_id, actor=session.actor)
+            tx.emit("order.reclaiming", "order", order_id=order_id, actor=actor)
         self.monitor.publish(tx)
         opened, failed = await pulse(self.store, self.driver, self.clock, doors,
                                      self.monitor.publish)
         return DoorsResult(order_id, compartments, opened, failed)
 
-    async def open_compartment(self, session: Session, compartment_id: str,
+    async def open_compartment(self, actor: str, compartment_id: str,
                                reason: str) -> DoorsResult:
         """A technician opens one compartment, saying why."""
         reason = reason.strip()
@@ -142,14 +141,14 @@ class CourierService:
             raise Refused("reason", "say why the compartment is opened (3-200 characters)")
         with self.store.transaction(self.clock.now()) as tx:
             row = self._compartment(tx, compartment_id)
-            door = authorise(tx, self.config, compartment_id, row["order_id"], session.actor,
+            door = authorise(tx, self.config, compartment_id, row["order_id"], actor,
                              f"maintenance: {reason}")
         self.monitor.publish(tx)
         opened, failed = await pulse(self.store, self.driver, self.clock, [door],
                                      self.monitor.publish)
         return DoorsResult(row["order_id"], [compartment_id], opened, failed)
 
-    def set_in_service(self, session: Session, compartment_id: str, in_service: bool,
+    def set_in_service(self, actor: str, compartment_id: str, in_service: bool,
                        reason: str) -> None:
         """Take an empty compartment out of service, or put one back."""
         with self.store.transaction(self.clock.now()) as tx:
@@ -172,7 +171,7 @@ class CourierService:
                            " WHERE id = ?", (CompartmentState.OUT_OF_SERVICE.value, reason,
                                              tx.now, compartment_id))
             tx.emit("compartment.in_service" if in_service else "compartment.out_of_service",
-                    "door", compartment_id=compartment_id, actor=session.actor, reason=reason)
+                    "door", compartment_id=compartment_id, actor=actor, reason=reason)
         self.monitor.publish(tx)
 
     # -- helpers ----------------------------------------------------------------------------

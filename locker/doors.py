@@ -38,7 +38,9 @@ class DoorMonitor:
         self.config = config
         self.clock = clock
         self.codes = codes
-        self.on_change = on_change  # e.g. the ops page's live feed; gets the emitted events
+        # who hears about every committed event: the demo's printer, the ops page's live feed
+        self.listeners: list[Callable[[list[tuple[str, dict[str, object]]]], None]] = (
+            [on_change] if on_change is not None else [])
         self.offline_boards: set[str] = set()
 
     # -- HardwareListener -------------------------------------------------------------------
@@ -260,5 +262,6 @@ class DoorMonitor:
                    " WHERE id = ?", (door.value, tx.now, tx.now, cid))
 
     def publish(self, tx: Tx) -> None:
-        if self.on_change is not None and tx.emitted:
-            self.on_change(tx.emitted)
+        if tx.emitted:
+            for listener in self.listeners:
+                listener(tx.emitted)
