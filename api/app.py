@@ -7,7 +7,6 @@ strict: an unknown field or a wrong type is a 400 that changes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,27 +14,18 @@ from typing import Any
 
 from aiohttp import web
 
+from api import ops
+from api.common import LOCKER, BadRequest, doors_answer, problem, read_json, staff_session
 from locker import __version__
 from locker.codes import BadCodeFormat
-from locker.courier import DoorsResult, Refused
+from locker.courier import Refused
 from locker.daemon import Locker
 from locker.errors import LockerError, UnknownCompartment
 from locker.pickup import SCREEN_ID, PickupRefused, Throttled
-from locker.staff import LoginRefused, NotAllowed, Session
+from locker.staff import LoginRefused, NotAllowed
 
 log = logging.getLogger("locker.api")
-LOCKER = web.AppKey("locker", Locker)
 STATIC = Path(__file__).parent / "static"
-
-
-class BadRequest(LockerError, ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": error, "message": message, **extra}, status=status)
 
 
 @web.middleware
@@ -77,25 +67,6 @@ async def errors_as_json(request: web.Request,
         return problem(500, "locker_error", str(exc))
 
 
-async def read_json(request: web.Request, fields: dict[str, type]) -> dict[str, Any]:
-    """Parse a JSON object with exactly the known fields and types (all optional here)."""
-    if request.content_type != "application/json":
-        raise BadRequest("body", "send the body as application/json")
-    try:
-        body = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest("body", f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body", "body must be a JSON object")
-    for key, value in body.items():
-        if key not in fields:
-            raise BadRequest(key, f"unknown field {key!r}")
-        if not isinstance(value, fields[key]) or (isinstance(value, bool)
-                                                  and fields[key] is not bool):
-            raise BadRequest(key, f"{key} must be a {fields[key].__name__}")
-    return body
-
-
 async def pickup(request: web.Request) -> web.Response:
     locker = request.app[LOCKER]
     body = await read_json(request, {"code": str, "screen": str})
@@ -114,23 +85,6 @@ async def pickup(request: web.Request) -> web.Response:
         "failed": [door(d) for d in result.failed],
         "message": "take your goods and close the doors" if not result.failed else
                    f"some doors did not open; call {locker.config.support_phone}",
-    })
-
-
-def staff_session(request: web.Request, *, technician: bool = False) -> Session:
-    """The session named by `Authorization: Bearer <token>`."""
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
-    return request.app[LOCKER].staff.session(token, technician=technician)
-
-
-def doors_answer(result: DoorsResult) -> web.Response:
-    def door(d: Any) -> dict[str, str]:
-        return {"compartment": d.compartment_id, "zone": d.zone, "location": d.location}
-
-    return web.json_response({
-        "order": result.order_id, "compartments": result.compartments,
-        "opened": [door(d) for d in result.opened], "failed": [door(d) for d in result.failed],
     })
 
 
@@ -214,6 +168,13 @@ async def kiosk(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "kiosk.html")
 
 
+def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / name)
+
+    return serve
+
+
 def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application:
     """The app; with manage_locker the app starts and stops the locker (cleanup_ctx)."""
     app = web.Application(middlewares=[errors_as_json],
@@ -238,4 +199,9 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
     app.router.add_post("/api/technician/compartments/{compartment}/open", technician_open)
     app.router.add_post("/api/technician/compartments/{compartment}/service", technician_service)
     app.router.add_get("/", kiosk)
+    app.router.add_get("/courier", page("courier.html"))
+    app.router.add_get("/ops", page("ops.html"))
+    app.router.add_static("/static", STATIC)
+    ops.add_routes(app)
+    locker.monitor.listeners.append(app[ops.LIVE].publish)
     return app

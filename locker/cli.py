@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import signal
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import pyotp
 
 from locker import __version__
-from locker.codes import PickupCodes, create_secret, load_secret
+from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
 from locker.config import LockerConfig, load_config
 from locker.errors import LockerError
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
@@ -71,8 +72,10 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
 def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     made = create_secret(config.secret_file)
+    token_made = create_private_file(config.ops_token_file, secrets.token_urlsafe(32))
     Store(config.database).close()
     print(f"secret: {config.secret_file} ({'created' if made else 'kept, it exists'})")
+    print(f"ops token: {config.ops_token_file} ({'created' if token_made else 'kept, it exists'})")
     print(f"store:  {config.database}")
     return 0
 

@@ -47,14 +47,36 @@ def load_secret(path: Path) -> str:
 
 def create_secret(path: Path) -> bool:
     """Write a new random secret with mode 0600; False if one exists already (never overwrite)."""
+    return create_private_file(path, pyotp.random_base32(32))
+
+
+def create_private_file(path: Path, text: str) -> bool:
+    """Write `text` to a new file only its owner can read; False if it exists (never overwrite)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return False
     with os.fdopen(fd, "w", encoding="ascii") as file:
-        file.write(pyotp.random_base32(32) + "\n")
+        file.write(text + "\n")
     return True
+
+
+def load_ops_token(path: Path) -> str | None:
+    """The token the ops endpoints ask for; None if there is none (ops endpoints then refuse)."""
+    try:
+        mode = os.stat(path).st_mode
+        token = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the ops token: {exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path}: the ops token is readable by other users; run: chmod 600"
+                          f" {path}")
+    if len(token) < 24:
+        raise ConfigError(f"{path}: the ops token is too short (at least 24 characters)")
+    return token
 
 
 class PickupCodes:

@@ -185,6 +185,10 @@ class LockerConfig:
     def database(self) -> Path:
         return self.data_dir / "locker.db"
 
+    @property
+    def ops_token_file(self) -> Path:
+        return self.data_dir / "ops.token"
+
     def staff_secret_file(self, staff_id: str) -> Path:
         return self.data_dir / "staff" / f"{staff_id}.secret"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from locker import __version__
 from locker.clock import Clock, RealClock
-from locker.codes import PickupCodes, load_secret
+from locker.codes import PickupCodes, load_ops_token, load_secret
 from locker.config import LockerConfig
 from locker.courier import CourierService
 from locker.doors import DoorMonitor
@@ -39,6 +39,7 @@ class Locker:
         self.driver = driver
         self.clock: Clock = clock or RealClock()
         self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+        self.ops_token = load_ops_token(config.ops_token_file)
         self.store = Store(config.database)
         self.monitor = DoorMonitor(self.store, config, self.clock, self.codes, on_events)
         self.pickup = PickupService(self.store, config, self.codes, driver, self.clock,

@@ -1,0 +1,65 @@
+"""What every handler of the local app shares: the locker's key on the app, strict JSON bodies,
+JSON problems, the staff session behind a request, the answer listing doors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from locker.courier import DoorsResult
+from locker.daemon import Locker
+from locker.errors import LockerError
+from locker.staff import Session
+
+LOCKER = web.AppKey("locker", Locker)
+
+
+class BadRequest(LockerError, ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "message": message, **extra}, status=status)
+
+
+async def read_json(request: web.Request, fields: dict[str, type]) -> dict[str, Any]:
+    """Parse a JSON object with exactly the known fields and types (all optional here)."""
+    if request.content_type != "application/json":
+        raise BadRequest("body", "send the body as application/json")
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest("body", f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body", "body must be a JSON object")
+    for key, value in body.items():
+        if key not in fields:
+            raise BadRequest(key, f"unknown field {key!r}")
+        if not isinstance(value, fields[key]) or (isinstance(value, bool)
+                                                  and fields[key] is not bool):
+            raise BadRequest(key, f"{key} must be a {fields[key].__name__}")
+    return body
+
+
+def staff_session(request: web.Request, *, technician: bool = False) -> Session:
+    """The session named by `Authorization: Bearer <token>`."""
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+    return request.app[LOCKER].staff.session(token, technician=technician)
+
+
+def doors_answer(result: DoorsResult) -> web.Response:
+    def door(d: Any) -> dict[str, str]:
+        return {"compartment": d.compartment_id, "zone": d.zone, "location": d.location}
+
+    return web.json_response({
+        "order": result.order_id, "compartments": result.compartments,
+        "opened": [door(d) for d in result.opened], "failed": [door(d) for d in result.failed],
+    })
+
+

@@ -1,0 +1,170 @@
+"""What the screens read: the kiosk's settings, a courier's loading progress, and the ops page's
+state, live feed and remote maintenance (behind the ops token, `X-Ops-Token`).
+
+Reads only, except the two maintenance actions, which go through the same use cases as a
+technician's, with "ops" as the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from typing import Any
+
+from aiohttp import web
+
+from api.common import LOCKER, BadRequest, doors_answer, read_json, staff_session
+from api.live import LiveFeed
+from locker.config import BoardWiring
+from locker.daemon import Locker
+
+LIVE = web.AppKey("live", LiveFeed)
+HEARTBEAT_S = 15.0
+OPS_ACTOR = "ops"
+
+
+def _locker(request: web.Request) -> Locker:
+    return request.app[LOCKER]
+
+
+def require_ops(request: web.Request) -> None:
+    expected = _locker(request).ops_token
+    if expected is None:
+        raise web.HTTPServiceUnavailable(
+            text='{"error": "no_ops_token", "message": "no ops token on this locker;'
+                 ' run locker init"}', content_type="application/json")
+    given = request.headers.get("X-Ops-Token", "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise web.HTTPUnauthorized(
+            text='{"error": "ops_token", "message": "a valid X-Ops-Token is required"}',
+            content_type="application/json")
+
+
+async def kiosk_info(request: web.Request) -> web.Response:
+    locker = _locker(request)
+    return web.json_response({
+        "locker": locker.config.locker_id, "name": locker.config.name,
+        "support_phone": locker.config.support_phone, "digits": locker.config.codes.digits,
+        "idle_s": 45,
+    })
+
+
+async def courier_order(request: web.Request) -> web.Response:
+    staff_session(request)
+    locker = _locker(request)
+    order_id = request.match_info["order"]
+    read = locker.store.read()
+    order = read.one("SELECT id, state FROM orders WHERE id = ?", (order_id,))
+    if order is None:
+        return web.json_response({"error": "no_order", "message": f"no order {order_id}"},
+                                 status=404)
+    doors = []
+    for row in read.all(
+        "SELECT oc.compartment_id, oc.opened_at, oc.closed_at, c.door FROM order_compartments oc"
+        " JOIN compartments c ON c.id = oc.compartment_id WHERE oc.order_id = ?"
+        " ORDER BY oc.compartment_id", (order_id,)):
+        compartment = locker.config.compartment(row["compartment_id"])
+        doors.append({"compartment": compartment.id, "zone": compartment.zone.value,
+                      "location": compartment.location, "door": row["door"],
+                      "opened": row["opened_at"] is not None,
+                      "closed": row["closed_at"] is not None})
+    return web.json_response({"order": order_id, "state": order["state"], "doors": doors})
+
+
+def ops_state(locker: Locker) -> dict[str, Any]:
+    read = locker.store.read()
+    rows = {r["id"]: r for r in read.all("SELECT * FROM compartments")}
+    compartments = []
+    for c in locker.config.compartments:
+        row = rows.get(c.id, {})
+        wiring = c.wiring
+        compartments.append({
+            "id": c.id, "zone": c.zone.value, "size": c.size.value, "column": c.column,
+            "level": c.level, "state": row.get("state"), "door": row.get("door"),
+            "order": row.get("order_id"), "service_reason": row.get("service_reason"),
+            "wired": (f"board {wiring.board} channel {wiring.channel}"
+                      if isinstance(wiring, BoardWiring)
+                      else f"GPIO {wiring.lock_pin}/{wiring.door_pin}"),
+        })
+    alarms = read.all("SELECT kind, subject, message, raised_at FROM alarms"
+                      " WHERE cleared_at IS NULL ORDER BY raised_at DESC")
+    events = [
+        {"seq": e.seq, "at": e.at, "kind": e.kind, "compartment_id": e.compartment_id,
+         "order_id": e.order_id, **e.payload}
+        for e in locker.store.events(after=max(0, _last_seq(read) - 100), limit=100)
+    ]
+    return {
+        "locker": locker.config.locker_id, "name": locker.config.name, "ready": locker.ready,
+        "boards_offline": sorted(locker.monitor.offline_boards),
+        "compartments": compartments, "alarms": alarms, "events": events[::-1],
+        # each zone's record over the last 24 hours; the zone loop (cold chain) fills it
+        "temperatures": {},
+    }
+
+
+def _last_seq(read: Any) -> int:
+    row = read.one("SELECT MAX(seq) AS top FROM outbox")
+    return int(row["top"] or 0) if row else 0
+
+
+async def ops_get_state(request: web.Request) -> web.Response:
+    require_ops(request)
+    return web.json_response(ops_state(_locker(request)))
+
+
+async def ops_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: every committed event as one `data:` line, a comment as heartbeat."""
+    require_ops(request)
+    feed = request.app[LIVE]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+    await response.prepare(request)
+    queue = feed.subscribe()
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                async with asyncio.timeout(HEARTBEAT_S):
+                    line = await queue.get()
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            await response.write(f"data: {line}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(queue)
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def ops_open(request: web.Request) -> web.Response:
+    require_ops(request)
+    body = await read_json(request, {"reason": str})
+    result = await _locker(request).courier.open_compartment(
+        OPS_ACTOR, request.match_info["compartment"], body.get("reason", ""))
+    return doors_answer(result)
+
+
+async def ops_service(request: web.Request) -> web.Response:
+    require_ops(request)
+    body = await read_json(request, {"in_service": bool, "reason": str})
+    if "in_service" not in body:
+        raise BadRequest("in_service", "in_service (true or false) is required")
+    _locker(request).courier.set_in_service(OPS_ACTOR, request.match_info["compartment"],
+                                            body["in_service"], body.get("reason", ""))
+    return web.json_response({"compartment": request.match_info["compartment"],
+                              "in_service": body["in_service"]})
+
+
+def add_routes(app: web.Application) -> None:
+    feed = LiveFeed()
+    app[LIVE] = feed
+    app.router.add_get("/api/kiosk", kiosk_info)
+    app.router.add_get("/api/courier/orders/{order}", courier_order)
+    app.router.add_get("/api/ops/state", ops_get_state)
+    app.router.add_get("/api/ops/stream", ops_stream)
+    app.router.add_post("/api/ops/compartments/{compartment}/open", ops_open)
+    app.router.add_post("/api/ops/compartments/{compartment}/service", ops_service)
