@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import pyotp
 from aiohttp import ClientSession, ClientTimeout, web
 
 from api.app import create_app
-from locker.codes import create_secret
+from locker.codes import create_private_file, create_secret, load_secret
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.orders import AddedOrder, add_ready_order, parse_bag
@@ -95,6 +97,9 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
     try:
         config = demo_config(path, folder, boards.port, http_port)
         create_secret(config.secret_file)
+        create_private_file(config.ops_token_file, secrets.token_urlsafe(24))
+        for member in config.staff.members:
+            create_secret(config.staff_secret_file(member.id))
         assert config.bus is not None
         from hardware.boards import BoardLockDriver
 
@@ -110,6 +115,11 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
             f" started in {locker.started_in_s:.2f} s")
         say(f"touchscreen: {url}/   simulated boards' control API: {boards.control_url}/state")
         say(f"store: {config.database}{'' if keep else ' (temporary)'}")
+        say(f"ops page: {url}/ops  token: {config.ops_token_file.read_text().strip()}")
+        for member in config.staff.members:
+            totp = pyotp.TOTP(load_secret(config.staff_secret_file(member.id)))
+            say(f"{member.role} {member.id}: {url}/courier, enrol a phone with"
+                f" {totp.provisioning_uri(name=member.id, issuer_name=config.locker_id)}")
         added: list[AddedOrder] = [
             add_ready_order(locker.store, config, locker.codes, time.time(), order_id,
                             [parse_bag(b) for b in bags])

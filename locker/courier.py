@@ -2,8 +2,9 @@
 compartment for maintenance, take one out of service.
 
 Every door goes through locker.unlocking (authorise in a transaction, commit, then pulse), with
-the staff member (or central ops) as the actor, so every opening records who and why. What happens when the doors
-close again (an order becomes ready, or is reclaimed) is the door monitor's business.
+the staff member (or central ops) as the actor, so every opening records who and why. What
+happens when the doors close again (an order becomes ready, or is reclaimed) is the door
+monitor's business.
 """
 
 from __future__ import annotations

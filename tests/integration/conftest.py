@@ -14,13 +14,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from hardware.boards import BoardLockDriver
-from locker.codes import create_secret
+from locker.codes import create_private_file, create_secret
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.orders import AddedOrder, add_ready_order, parse_bag
 from simulator.boards import SimulatedBoards
 from tests.conftest import SMALL_CONFIG
 
+OPS_TOKEN = "test-ops-token-0123456789abcdef"
 BUS = {
     "kerong": ('protocol = "kerong"\nbaud = 19200', ("address = 0", "address = 1")),
     "generic": ('protocol = "generic"\nbaud = 9600', ("address = 1", "address = 2")),
@@ -80,6 +81,7 @@ def make_rig(tmp_path: Path) -> Callable[..., AsyncIterator[Rig]]:
         create_secret(base.secret_file)
         for member in base.staff.members:
             create_secret(base.staff_secret_file(member.id))
+        create_private_file(base.ops_token_file, OPS_TOKEN)
         boards = SimulatedBoards(base, auto_close_s=auto_close_s)
         await boards.start()
         config = dataclasses.replace(

@@ -1,0 +1,85 @@
+"""The screens in a real browser: pickups at the keypad and by scanner, a wrong code, a courier
+loading an order, the ops grid following a door."""
+
+from __future__ import annotations
+
+import pyotp
+from playwright.async_api import Page, expect
+
+from locker.codes import load_secret
+from locker.orders import add_order_to_load, parse_bag
+from tests.browser.conftest import shot
+from tests.integration.conftest import OPS_TOKEN, Rig
+
+
+async def test_a_full_pickup_at_the_keypad(page: Page, rig: Rig) -> None:
+    order = rig.add("o1", "ambient:M", "fresh:S", "frozen:M")
+    await page.goto("/")
+    for digit in order.code:
+        await page.get_by_role("button", name=digit, exact=True).click()
+    await page.locator("#ok").click()
+    doors = page.locator("#doors")
+    for cid, _ in order.compartments:
+        await expect(doors).to_contain_text(cid)
+    await expect(doors).to_contain_text("close the doors")
+    await shot(page, "customer-opened")
+    await rig.until(lambda: rig.order_state("o1") == "collected", timeout_s=8)
+
+
+async def test_a_scanned_code(page: Page, rig: Rig) -> None:
+    order = rig.add("o1", "fresh:S")
+    await page.goto("/")
+    await page.locator("#code").focus()
+    # a barcode reader types the QR code's digits quickly and ends with Enter
+    await page.keyboard.type(order.code, delay=5)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#doors")).to_contain_text(order.compartments[0][0])
+    await shot(page, "customer-scanned")
+
+
+async def test_a_wrong_code_in_french(page: Page, rig: Rig) -> None:
+    rig.add("o1", "fresh:S")
+    await page.goto("/")
+    await page.get_by_role("button", name="Français").click()
+    await expect(page.locator("#prompt")).to_have_text("Tapez ou scannez votre code de retrait")
+    await page.locator("#code").fill("12345678")
+    await page.locator("#ok").click()
+    await expect(page.locator("#answer")).to_have_text("Ce code n'est pas valable.")
+    await shot(page, "customer-wrong-code")
+    assert not rig.boards.received(command="unlock")
+
+
+async def test_a_courier_loads_an_order(page: Page, rig: Rig) -> None:
+    add_order_to_load(rig.locker.store, rig.config, rig.locker.clock.now(), "o7",
+                      [parse_bag("ambient:M"), parse_bag("frozen:M")])
+    secret = load_secret(rig.config.staff_secret_file("courier-1"))
+    await page.goto("/courier")
+    await page.get_by_label("Courier id").fill("courier-1")
+    await page.get_by_label("Code from your phone").fill(pyotp.TOTP(secret).now())
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#to-load")).to_contain_text("o7")
+    await page.get_by_role("button", name="Open all doors").click()
+    await expect(page.locator("#progress-doors")).to_contain_text("frozen")
+    await shot(page, "courier-loading")
+    await expect(page.locator("#progress-state")).to_have_text("State: ready", timeout=10_000)
+    assert rig.order_state("o7") == "ready"
+
+
+async def test_the_ops_grid_follows_a_door(page: Page, rig: Rig) -> None:
+    await page.goto("/ops")
+    await page.locator("#token").fill(OPS_TOKEN)
+    await page.get_by_role("button", name="Open").first.click()
+    cell = page.locator('.cell[data-id="A2"]')
+    await expect(cell).to_have_attribute("data-door", "locked")
+    await expect(page.locator("#live")).to_have_text("live")
+    rig.boards.force("A2")  # someone forces a door: the page learns it from the live stream
+    await expect(cell).to_have_attribute("data-door", "forced", timeout=5_000)
+    await expect(page.locator("#alarms")).to_contain_text("door_forced A2")
+    await shot(page, "ops")
+
+
+async def test_the_ops_page_refuses_a_wrong_token(page: Page, rig: Rig) -> None:
+    await page.goto("/ops")
+    await page.locator("#token").fill("wrong")
+    await page.get_by_role("button", name="Open").first.click()
+    await expect(page.locator("#auth-answer")).to_contain_text("X-Ops-Token")
