@@ -46,7 +46,7 @@ async def kiosk_info(request: web.Request) -> web.Response:
     return web.json_response({
         "locker": locker.config.locker_id, "name": locker.config.name,
         "support_phone": locker.config.support_phone, "digits": locker.config.codes.digits,
-        "idle_s": 45,
+        "idle_s": locker.config.http.screen_idle_s,
     })
 
 

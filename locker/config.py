@@ -161,6 +161,7 @@ class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 4096
+    screen_idle_s: float = 45.0  # the customer's screen goes back to the start after this
 
 
 @dataclass(frozen=True)
@@ -554,6 +555,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
             host=http_t.text("host", "127.0.0.1"),
             port=http_t.integer("port", 8080, lo=0, hi=65535),
             max_body_bytes=http_t.integer("max_body_bytes", 4096, lo=256, hi=1 << 20),
+            screen_idle_s=http_t.number("screen_idle_s", 45.0, lo=1, hi=3600),
         )
         http_t.done()
 

@@ -3,8 +3,10 @@ loading an order, the ops grid following a door."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+
 import pyotp
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from locker.codes import load_secret
 from locker.orders import add_order_to_load, parse_bag
@@ -83,3 +85,35 @@ async def test_the_ops_page_refuses_a_wrong_token(page: Page, rig: Rig) -> None:
     await page.locator("#token").fill("wrong")
     await page.get_by_role("button", name="Open").first.click()
     await expect(page.locator("#auth-answer")).to_contain_text("X-Ops-Token")
+
+
+async def test_the_customer_screen_returns_to_the_start_when_idle(
+        make_rig: Callable[..., AsyncIterator[Rig]], browser: Browser) -> None:
+    async for rig in make_rig("kerong", edit=lambda t: t.replace(
+            '[doors]', '[http]\nscreen_idle_s = 1.5\n\n[doors]')):
+        context = await browser.new_context(base_url=str(rig.http.make_url("/")).rstrip("/"))
+        page = await context.new_page()
+        await page.goto("/")
+        await page.get_by_role("button", name="Français").click()
+        await page.locator("#code").fill("99999999")
+        await page.locator("#ok").click()
+        await expect(page.locator("#answer")).not_to_be_empty()
+        # nobody touches it: back to an empty screen in English
+        await expect(page.locator("#prompt")).to_have_text("Type or scan your pickup code",
+                                                           timeout=5_000)
+        await expect(page.locator("#answer")).to_be_empty()
+        await context.close()
+
+
+async def test_a_technician_action_from_the_ops_page(page: Page, rig: Rig) -> None:
+    await page.goto("/ops")
+    await page.locator("#token").fill(OPS_TOKEN)
+    await page.get_by_role("button", name="Open").first.click()
+    await page.locator('.cell[data-id="Z2"]').click()
+    await page.locator("#reason").fill("check the seal")
+    await page.locator("#open").click()
+    await expect(page.locator("#action-answer")).to_have_text("done")
+    await expect(page.locator("#events")).to_contain_text("door.opened")
+    opened = [e for e in rig.locker.store.events() if e.kind == "door.opened"]
+    assert opened[0].compartment_id == "Z2" and opened[0].payload["actor"] == "ops"
+    assert opened[0].payload["reason"] == "maintenance: check the seal"
