@@ -128,6 +128,7 @@ class Bus:
         self._unlocks_waiting = 0
         self._closed = False
         self._lost = asyncio.Event()
+        self._reopen_at = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -212,6 +213,11 @@ class Bus:
             priority, _, job = await self._queue.get()
             if priority == Priority.UNLOCK:
                 self._unlocks_waiting -= 1
+            if self._lost.is_set() and not await self._reopen():
+                self._settle(job, exc=BoardOffline(
+                    f"the lock-board port {self.config.port} is lost; retrying every"
+                    f" {self.config.retry_offline_s:g} s. Check the RS485 adapter and its cable"))
+                continue
             if job.future.done():  # the caller gave up while it waited
                 continue
             board = job.board
@@ -337,11 +343,16 @@ class Bus:
 
     def _on_lost(self, exc: Exception | None) -> None:
         self._lost.set()
-        if not self._closed:
-            log.error(
-                "lost the lock-board port %s (%s); every unlock fails until the daemon restarts",
-                self.config.port, exc or "closed",
-            )
+        if self._closed:
+            return
+        log.error("lost the lock-board port %s (%s); every board is offline until it is back",
+                  self.config.port, exc or "closed")
+        self._reopen_at = 0.0
+        for board in list(self.health):
+            self._mark_offline(board, f"the port {self.config.port} is lost")
+        pending = self._pending
+        if pending is not None and not pending[1].done():
+            pending[1].set_exception(HardwareError(f"lost the port {self.config.port}"))
 
     # --- board health ------------------------------------------------------------------------
 
@@ -351,12 +362,34 @@ class Bus:
         if health.offline:
             return  # a failed probe: still offline, already said so
         if health.failures >= self.config.offline_after:
-            health.offline = True
-            health.reason = f"{health.failures} transactions in a row failed"
-            health.next_probe = asyncio.get_running_loop().time() + self.config.retry_offline_s
-            log.warning("board %d is offline: %s; last error: %s", board, health.reason, reason)
-            if self.on_offline is not None:
-                self.on_offline(board, health.reason)
+            self._mark_offline(board, f"{health.failures} transactions in a row failed", reason)
+
+    def _mark_offline(self, board: int, why: str, detail: str = "") -> None:
+        health = self._health(board)
+        if health.offline:
+            return
+        health.offline = True
+        health.reason = why
+        health.next_probe = asyncio.get_running_loop().time() + self.config.retry_offline_s
+        log.warning("board %d is offline: %s%s", board, why,
+                    f"; last error: {detail}" if detail else "")
+        if self.on_offline is not None:
+            self.on_offline(board, why)
+
+    async def _reopen(self) -> bool:
+        """After the port was lost (an adapter unplugged): try to open it again, now and then."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._reopen_at:
+            return False
+        self._reopen_at = loop.time() + self.config.retry_offline_s
+        try:
+            await open_serial(self.config.port, self.config.baud, self._protocol)
+        except HardwareError as exc:
+            log.debug("the lock-board port is still lost: %s", exc)
+            return False
+        self._lost.clear()
+        log.warning("reopened the lock-board port %s", self.config.port)
+        return True
 
     def _succeeded(self, board: int) -> None:
         health = self._health(board)

@@ -3,12 +3,14 @@ boards -> doors spring open -> the simulated customer closes them -> order colle
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 from hardware.boards import BoardLockDriver
 from locker.daemon import Locker
+from locker.orders import add_ready_order, parse_bag
 from tests.integration.conftest import Rig
 
 
@@ -150,3 +152,40 @@ async def test_a_restart_mid_collection_reconciles_with_the_boards(
             assert len(rig.boards.received(command="unlock")) == unlocks_before  # nothing re-sent
         finally:
             await again.stop()
+
+
+async def test_an_unplugged_adapter_is_an_alarm_and_the_port_comes_back(tmp_path, config_path
+                                                                       ) -> None:
+    """The serial port itself disappears (USB adapter pulled) and returns at the same path."""
+    import dataclasses
+
+    from locker.config import load_config
+    from simulator.boards import SimulatedBoards
+
+    link = str(tmp_path / "ttyLOCKER")
+    base = load_config(config_path)
+    boards = SimulatedBoards(base, auto_close_s=0.6, link=link)
+    await boards.start()
+    assert base.bus is not None
+    config = dataclasses.replace(base, bus=dataclasses.replace(base.bus, port=link))
+    locker = Locker(config, BoardLockDriver(config.bus, config.compartments))  # type: ignore[arg-type]
+    await locker.start()
+    try:
+        await boards.stop()  # the adapter is gone
+        kinds = lambda: [e.kind for e in locker.store.events()]  # noqa: E731
+        async with asyncio.timeout(5):
+            while kinds().count("alarm.board_offline") < 2:
+                await asyncio.sleep(0.05)
+        boards = SimulatedBoards(base, auto_close_s=0.6, link=link)  # plugged back in
+        await boards.start()
+        async with asyncio.timeout(8):
+            while sum(1 for e in locker.store.events() if e.kind == "alarm.board_offline"
+                      and e.payload["state"] == "cleared") < 2:
+                await asyncio.sleep(0.05)
+        order = add_ready_order(locker.store, config, locker.codes, locker.clock.now(), "o1",
+                                [parse_bag("frozen:M")])
+        result = await locker.pickup.collect(order.code)
+        assert result.failed == [] and len(result.opened) == 1
+    finally:
+        await locker.stop()
+        await boards.stop()
