@@ -35,6 +35,8 @@ async def read_json(request: web.Request, fields: dict[str, type]) -> dict[str, 
         body = json.loads(await request.read())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest("body", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body", "body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("body", "body must be a JSON object")
     for key, value in body.items():

@@ -191,12 +191,14 @@ class BoardLockDriver:
 
     def _set(self, compartment_id: str, sense: DoorSense) -> None:
         old = self.doors.get(compartment_id)
-        self.doors[compartment_id] = sense
         if self._reporting and old != sense and self._listener is not None:
             try:
                 self._listener.door_sensed(compartment_id, sense)
             except Exception:
+                # not remembered: the next poll reports the change again
                 log.exception("the listener failed on door %s -> %s", compartment_id, sense)
+                return
+        self.doors[compartment_id] = sense
 
     async def _poll_forever(self) -> None:
         loop = asyncio.get_running_loop()

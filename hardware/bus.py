@@ -259,7 +259,10 @@ class Bus:
                 self._write(request)
                 continue
             reply: bytes | None = None
-            for attempt in range(attempts):
+            # an unlock frame is never sent twice: its reply may be lost after the lock pulsed,
+            # and a second pulse would open the door twice for one authorisation
+            tries = 1 if request.kind == "unlock" else attempts
+            for attempt in range(tries):
                 if attempt:
                     self.stats.retries += 1
                 reply = await self._exchange(request)
@@ -269,7 +272,7 @@ class Bus:
             if reply is None:
                 raise BoardTimeout(
                     f"{request.where} did not answer its {request.kind} request"
-                    f" ({attempts} attempt{'s' if attempts > 1 else ''},"
+                    f" ({tries} attempt{'s' if tries > 1 else ''},"
                     f" {self.config.timeout_s:g} s each); check the board's power, address"
                     " and cable"
                 )

@@ -74,7 +74,7 @@ class Locker:
         self.ready = False
         if self._housekeeping is not None:
             self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._housekeeping
         await self.driver.stop()
         self.store.close()
@@ -86,12 +86,11 @@ class Locker:
             try:
                 reallocated = self.monitor.check_timeouts()
                 expire_orders(self.store, self.clock.now())
-            except StoreError:
-                log.exception("housekeeping could not write the store; will retry")
-                continue
-            if reallocated:  # committed above: a jammed door's bags go to these doors
-                await pulse(self.store, self.driver, self.clock, reallocated,
-                            self.monitor.publish)
+                if reallocated:  # committed above: a jammed door's bags go to these doors
+                    await pulse(self.store, self.driver, self.clock, reallocated,
+                                self.monitor.publish)
+            except Exception:  # a full disk, say: keep the loop alive, try again next second
+                log.exception("housekeeping failed; will retry")
 
     def _sync_compartments(self) -> None:
         """Add compartments new in the config; refuse to drop one that still holds an order."""

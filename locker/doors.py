@@ -106,15 +106,30 @@ class DoorMonitor:
         jammed = self.store.read().all(
             "SELECT * FROM authorisations WHERE outcome IS NULL AND acked_at IS NOT NULL"
             " AND acked_at <= ?", (now - policy.open_timeout_s,))
+        # committed but never acknowledged nor failed (the pulse's own record was lost): after
+        # the same wait, settled as interrupted, so a later forced opening is not taken for it
+        stranded = self.store.read().all(
+            "SELECT * FROM authorisations WHERE outcome IS NULL AND acked_at IS NULL"
+            " AND created_at <= ?", (now - policy.open_timeout_s,))
         left_open = self.store.read().all(
             "SELECT c.id FROM compartments c WHERE c.door IN (?, ?) AND c.door_changed_at <= ?"
             " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'door_left_open'"
             " AND a.subject = c.id AND a.cleared_at IS NULL)",
             (*OPEN_STATES, now - policy.left_open_alarm_s))
-        if not jammed and not left_open:
+        if not jammed and not left_open and not stranded:
             return []
         to_pulse: list[Door] = []
         with self.store.transaction(now) as tx:
+            for auth in stranded:
+                if tx.execute("UPDATE authorisations SET outcome = 'interrupted' WHERE id = ?"
+                              " AND outcome IS NULL", (auth["id"],)):
+                    tx.execute("UPDATE compartments SET door = ? WHERE id = ? AND door = ?",
+                               (DoorState.LOCKED.value, auth["compartment_id"],
+                                DoorState.UNLOCKING.value))
+                    tx.emit("door.unlock_interrupted", "door",
+                            compartment_id=auth["compartment_id"], order_id=auth["order_id"],
+                            authorisation=auth["id"], actor=auth["actor"],
+                            reason=auth["reason"])
             for auth in jammed:
                 if not tx.execute("UPDATE authorisations SET outcome = 'jammed' WHERE id = ?"
                                   " AND outcome IS NULL", (auth["id"],)):
@@ -181,7 +196,7 @@ class DoorMonitor:
     def _opened(self, tx: Tx, cid: str) -> None:
         auth = tx.one(
             "SELECT * FROM authorisations WHERE compartment_id = ? AND (outcome IS NULL"
-            " OR (outcome IN ('jammed', 'interrupted') AND created_at >= ?))"
+            " OR (outcome IN ('jammed', 'interrupted', 'unconfirmed') AND created_at >= ?))"
             " ORDER BY id DESC LIMIT 1",
             (cid, tx.now - self.config.doors.open_timeout_s - LATE_OPEN_GRACE_S))
         if auth is None:
@@ -194,6 +209,8 @@ class DoorMonitor:
             return
         tx.execute("UPDATE authorisations SET outcome = 'opened', seen_open_at = ? WHERE id = ?",
                    (tx.now, auth["id"]))
+        tx.execute("UPDATE authorisations SET outcome = 'superseded' WHERE compartment_id = ?"
+                   " AND outcome IS NULL", (cid,))
         if auth["outcome"] == "jammed":
             tx.clear_alarm("door_jammed", cid, f"compartment {cid} opened after all")
         self._set_door(tx, cid, DoorState.OPEN)
@@ -264,4 +281,7 @@ class DoorMonitor:
     def publish(self, tx: Tx) -> None:
         if tx.emitted:
             for listener in self.listeners:
-                listener(tx.emitted)
+                try:  # what is committed stays committed: a failing listener only logs
+                    listener(tx.emitted)
+                except Exception:
+                    log.exception("an event listener failed")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from locker.clock import Clock
 from locker.config import LockerConfig
-from locker.errors import HardwareError
+from locker.errors import BoardOffline, HardwareError
 from locker.model import DoorState
 from locker.ports import LockDriver
 from locker.store import Store, Tx
@@ -34,17 +34,37 @@ class Door:
     order_id: str | None
 
 
+OPEN_DOORS = (DoorState.OPEN.value, DoorState.FORCED.value)
+
+
 def authorise(tx: Tx, config: LockerConfig, compartment_id: str, order_id: str | None,
               actor: str, reason: str) -> Door:
+    """Record why this door is about to open. An earlier authorisation still waiting for this
+    door is superseded (one opening answers one authorisation); a door already open is taken as
+    opened for this one at once (the unlock is still sent: a broken cable can fake "open")."""
     compartment = config.compartment(compartment_id)
+    row = tx.one("SELECT door FROM compartments WHERE id = ?", (compartment_id,))
+    already_open = row is not None and row["door"] in OPEN_DOORS
+    tx.execute("UPDATE authorisations SET outcome = 'superseded' WHERE compartment_id = ?"
+               " AND outcome IS NULL", (compartment_id,))
     auth_id = tx.insert("authorisations", {
         "compartment_id": compartment_id, "order_id": order_id, "actor": actor,
         "reason": reason, "created_at": tx.now, "sent_at": tx.now,
+        "seen_open_at": tx.now if already_open else None,
+        "outcome": "opened" if already_open else None,
     })
-    tx.execute("UPDATE compartments SET door = ?, door_changed_at = ? WHERE id = ?",
-               (DoorState.UNLOCKING.value, tx.now, compartment_id))
+    if already_open:
+        tx.execute("UPDATE compartments SET door = ? WHERE id = ?",
+                   (DoorState.OPEN.value, compartment_id))
+        if order_id is not None:
+            tx.execute("UPDATE order_compartments SET opened_at = ? WHERE order_id = ?"
+                       " AND compartment_id = ? AND opened_at IS NULL",
+                       (tx.now, order_id, compartment_id))
+    else:
+        tx.execute("UPDATE compartments SET door = ?, door_changed_at = ? WHERE id = ?",
+                   (DoorState.UNLOCKING.value, tx.now, compartment_id))
     tx.emit("door.unlock", "door", compartment_id=compartment_id, order_id=order_id,
-            actor=actor, reason=reason, authorisation=auth_id)
+            actor=actor, reason=reason, authorisation=auth_id, already_open=already_open)
     return Door(compartment_id, compartment.zone.value, compartment.location, auth_id, order_id)
 
 
@@ -66,8 +86,12 @@ async def pulse(store: Store, driver: LockDriver, clock: Clock, doors: Sequence[
             if not isinstance(outcome, HardwareError):
                 log.error("unlock of %s failed unexpectedly", cid, exc_info=outcome)
             failed.append(door)
-            tx.execute("UPDATE authorisations SET outcome = 'failed' WHERE id = ?"
-                       " AND outcome IS NULL", (door.authorisation,))
+            # refused at once by an offline board: never sent. Anything else (no answer, a lost
+            # port, a refusal after the frame went out) may have pulsed the lock: if the door
+            # opens soon, that opening answers this authorisation.
+            never_sent = isinstance(outcome, BoardOffline)
+            tx.execute("UPDATE authorisations SET outcome = ? WHERE id = ? AND outcome IS NULL",
+                       ("failed" if never_sent else "unconfirmed", door.authorisation))
             tx.execute("UPDATE compartments SET door = ? WHERE id = ? AND door = ?",
                        (DoorState.LOCKED.value, cid, DoorState.UNLOCKING.value))
             tx.emit("door.unlock_failed", "door", compartment_id=cid, order_id=door.order_id,

@@ -98,3 +98,11 @@ async def test_health_says_ready(client) -> None:
     response = await http.get("/api/health")
     assert response.status == 200
     assert (await response.json())["ready"] is True
+
+
+async def test_a_deeply_nested_body_is_a_400(client) -> None:
+    http, _, _ = client
+    body = b"[" * 2000 + b"]" * 2000
+    response = await http.post("/api/pickup", data=body,
+                               headers={"Content-Type": "application/json"})
+    assert response.status == 400

@@ -189,3 +189,34 @@ async def test_an_unplugged_adapter_is_an_alarm_and_the_port_comes_back(tmp_path
     finally:
         await locker.stop()
         await boards.stop()
+
+
+@pytest.mark.parametrize("protocol", ["generic", "winnsen"])
+async def test_an_unlock_whose_answer_is_lost_is_never_sent_twice(
+        make_rig: Callable[..., AsyncIterator[Rig]], protocol: str) -> None:
+    async for rig in make_rig(protocol):
+        order = rig.add("o1", "frozen:M")
+        rig.boards.corrupt_next_replies(1)  # the board pulses, its answer is garbled
+        status, body = await rig.pickup(order.code)
+        assert status == 200 and len(body["failed"]) == 1  # type: ignore[arg-type]
+        assert len(rig.boards.received(command="unlock")) == 1  # one pulse, never a second
+        # the door did open for that pulse: it answers the authorisation, it is not forced
+        await rig.until(lambda r=rig: r.order_state("o1") == "collected")
+        assert "door.forced" not in rig.kinds()
+
+
+async def test_a_door_change_the_store_could_not_take_is_reported_again(rig: Rig) -> None:
+    monitor = rig.locker.monitor
+    seen = monitor.door_sensed
+    failures = []
+
+    def fails_once(compartment_id: str, sense: object) -> None:
+        if not failures:
+            failures.append(compartment_id)
+            raise OSError("disk full")
+        seen(compartment_id, sense)  # type: ignore[arg-type]
+
+    monitor.door_sensed = fails_once  # type: ignore[method-assign]
+    rig.boards.force("A2")
+    await rig.until(lambda: "door.forced" in rig.kinds())
+    assert failures == ["A2"]

@@ -11,6 +11,7 @@ import pytest
 from locker.clock import SimClock
 from locker.config import LockerConfig
 from locker.daemon import Locker
+from locker.errors import BoardTimeout
 from locker.model import DoorSense
 from locker.orders import OrderRejected, add_ready_order, parse_bag
 from locker.pickup import PickupRefused, Throttled
@@ -262,3 +263,80 @@ async def test_an_order_that_does_not_fit_reserves_nothing(rig) -> None:
     assert len(locker.store.read().all("SELECT * FROM compartments WHERE state = 'free'")) == 6
     with pytest.raises(OrderRejected, match="bad bag"):
         parse_bag("chilled:M")
+
+
+async def test_a_second_authorisation_supersedes_the_first_and_nothing_jams(rig) -> None:
+    locker, driver, clock = rig
+    await locker.courier.open_compartment("technician:t", "A1", "first look")
+    await locker.courier.open_compartment("technician:t", "A1", "second look")  # double tap
+    driver.open("A1")
+    driver.close("A1")
+    await clock.advance(3)  # past open_timeout_s
+    locker.monitor.check_timeouts()
+    assert "door.jammed" not in kinds(locker) and "door.forced" not in kinds(locker)
+    outcomes = [r["outcome"] for r in locker.store.read().all(
+        "SELECT outcome FROM authorisations ORDER BY id")]
+    assert outcomes == ["superseded", "opened"]
+
+
+async def test_a_pickup_of_a_door_already_open_completes_when_it_closes(rig) -> None:
+    locker, driver, _ = rig
+    code = add(locker, "o1", "frozen:M")
+    [cid] = [r["compartment_id"] for r in locker.store.read().all(
+        "SELECT compartment_id FROM order_compartments WHERE order_id = 'o1'")]
+    driver.open(cid)  # forced before the customer arrives
+    result = await locker.pickup.collect(code)
+    assert [d.compartment_id for d in result.opened] == [cid]
+    assert driver.unlocked == [cid]  # the unlock is still sent
+    driver.close(cid)
+    assert order_state(locker, "o1") == "collected"
+
+
+async def test_an_unconfirmed_unlock_that_opens_the_door_is_not_a_forced_door(rig) -> None:
+    locker, driver, _ = rig
+    code = add(locker, "o1", "fresh:S")
+    unlock = driver.unlock
+
+    async def pulse_then_lose_the_answer(compartment_id: str) -> None:
+        await unlock(compartment_id)
+        raise BoardTimeout("board 0 did not answer its unlock request")
+
+    driver.unlock = pulse_then_lose_the_answer  # type: ignore[method-assign]
+    result = await locker.pickup.collect(code)
+    [door] = result.failed
+    driver.open(door.compartment_id)
+    driver.close(door.compartment_id)
+    assert "door.forced" not in kinds(locker)
+    assert order_state(locker, "o1") == "collected"
+
+
+async def test_a_stranded_authorisation_is_settled_and_does_not_hide_a_forced_door(rig) -> None:
+    locker, driver, clock = rig
+    add(locker, "o1", "ambient:S")
+    with locker.store.transaction(clock.now()) as tx:  # committed, then the pulse record lost
+        locker.pickup._authorise(tx, "o1", clock.now())
+    await clock.advance(3 + 300 + 1)  # past open_timeout_s and the late-opening grace
+    locker.monitor.check_timeouts()
+    assert "door.unlock_interrupted" in kinds(locker)
+    [cid] = [r["compartment_id"] for r in locker.store.read().all(
+        "SELECT compartment_id FROM order_compartments WHERE order_id = 'o1'")]
+    driver.open(cid)
+    assert "door.forced" in kinds(locker)
+
+
+async def test_housekeeping_survives_a_failure(rig) -> None:
+    locker, _, clock = rig
+    add(locker, "o1", "ambient:S", hours=0.001)
+    calls = 0
+    check = locker.monitor.check_timeouts
+
+    def fails_once() -> list[object]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return check()  # type: ignore[return-value]
+
+    locker.monitor.check_timeouts = fails_once  # type: ignore[method-assign]
+    await clock.advance(10)
+    assert calls > 1 and order_state(locker, "o1") == "expired"
