@@ -11,6 +11,7 @@ import pytest
 from hardware.boards import BoardLockDriver
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
+from simulator.boards import SimulatedBoards
 from tests.integration.conftest import Rig
 
 
@@ -160,7 +161,6 @@ async def test_an_unplugged_adapter_is_an_alarm_and_the_port_comes_back(tmp_path
     import dataclasses
 
     from locker.config import load_config
-    from simulator.boards import SimulatedBoards
 
     link = str(tmp_path / "ttyLOCKER")
     base = load_config(config_path)
@@ -196,7 +196,12 @@ async def test_an_unlock_whose_answer_is_lost_is_never_sent_twice(
         make_rig: Callable[..., AsyncIterator[Rig]], protocol: str) -> None:
     async for rig in make_rig(protocol):
         order = rig.add("o1", "frozen:M")
-        rig.boards.corrupt_next_replies(1)  # the board pulses, its answer is garbled
+        def garble_the_unlock_answer(record: object, boards: SimulatedBoards = rig.boards) -> None:
+            if getattr(record, "direction", "") == "rx" and getattr(record, "command", "") == (
+                    "unlock"):
+                boards.corrupt_next_replies(1)  # the board pulses, its answer is garbled
+
+        rig.boards.frame_listeners.append(garble_the_unlock_answer)
         status, body = await rig.pickup(order.code)
         assert status == 200 and len(body["failed"]) == 1  # type: ignore[arg-type]
         assert len(rig.boards.received(command="unlock")) == 1  # one pulse, never a second
