@@ -10,12 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from api import ops
-from api.common import LOCKER, BadRequest, doors_answer, problem, read_json, staff_session
+from api.common import (
+    LOCKER,
+    BadRequest,
+    door_json,
+    doors_answer,
+    problem,
+    read_json,
+    staff_session,
+)
 from locker import __version__
 from locker.codes import BadCodeFormat
 from locker.courier import Refused
@@ -75,14 +82,10 @@ async def pickup(request: web.Request) -> web.Response:
     if not locker.ready:
         return problem(503, "starting", "the locker is starting; try again in a moment")
     result = await locker.pickup.collect(body["code"], body.get("screen", "front"))
-
-    def door(d: Any) -> dict[str, str]:
-        return {"compartment": d.compartment_id, "zone": d.zone, "location": d.location}
-
     return web.json_response({
         "order": result.order_id,
-        "opened": [door(d) for d in result.opened],
-        "failed": [door(d) for d in result.failed],
+        "opened": [door_json(d) for d in result.opened],
+        "failed": [door_json(d) for d in result.failed],
         "message": "take your goods and close the doors" if not result.failed else
                    f"some doors did not open; call {locker.config.support_phone}",
     })

@@ -13,6 +13,7 @@ from locker.courier import DoorsResult
 from locker.daemon import Locker
 from locker.errors import LockerError
 from locker.staff import Session
+from locker.unlocking import Door
 
 LOCKER = web.AppKey("locker", Locker)
 
@@ -55,13 +56,16 @@ def staff_session(request: web.Request, *, technician: bool = False) -> Session:
     return request.app[LOCKER].staff.session(token, technician=technician)
 
 
-def doors_answer(result: DoorsResult) -> web.Response:
-    def door(d: Any) -> dict[str, str]:
-        return {"compartment": d.compartment_id, "zone": d.zone, "location": d.location}
+def door_json(door: Door) -> dict[str, str]:
+    """A door as the screens show it: which compartment, its zone, where it is."""
+    return {"compartment": door.compartment_id, "zone": door.zone, "location": door.location}
 
+
+def doors_answer(result: DoorsResult) -> web.Response:
     return web.json_response({
         "order": result.order_id, "compartments": result.compartments,
-        "opened": [door(d) for d in result.opened], "failed": [door(d) for d in result.failed],
+        "opened": [door_json(d) for d in result.opened],
+        "failed": [door_json(d) for d in result.failed],
     })
 
 
