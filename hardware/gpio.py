@@ -260,15 +260,7 @@ class GpioLockDriver:
                 relay, door.relay = door.relay, None
                 reed, door.reed = door.reed, None
                 if relay is not None:
-                    try:
-                        relay.off()
-                    except Exception:
-                        log.critical(
-                            "compartment %s: cannot switch off the lock relay on GPIO%d",
-                            door.compartment_id,
-                            door.wiring.lock_pin,
-                            exc_info=True,
-                        )
+                    self._switch_off(relay, door)
                     self._close(relay, door, door.wiring.lock_pin)
                 if reed is not None:
                     self._close(reed, door, door.wiring.door_pin)
@@ -309,17 +301,22 @@ class GpioLockDriver:
             relay = door.relay
             if relay is None:
                 return True  # stop() already switched it off and released it
-            try:
-                relay.off()
-            except Exception:
-                log.critical(
-                    "compartment %s: cannot switch off the lock relay on GPIO%d",
-                    door.compartment_id,
-                    door.wiring.lock_pin,
-                    exc_info=True,
-                )
-                return False
-            return True
+            return self._switch_off(relay, door)
+
+    @staticmethod
+    def _switch_off(relay: OutputDevice, door: _Door) -> bool:
+        """Relay off; False (and a critical log line) if the pin would not switch."""
+        try:
+            relay.off()
+        except Exception:
+            log.critical(
+                "compartment %s: cannot switch off the lock relay on GPIO%d",
+                door.compartment_id,
+                door.wiring.lock_pin,
+                exc_info=True,
+            )
+            return False
+        return True
 
     def _watchdog(self, door: _Door, pulse_number: int) -> None:
         """Runs in a timer thread: the pulse outlived max_on_s, so force the relay off."""
