@@ -36,6 +36,6 @@ async def test_a_fresh_zone_holds_a_day_through_its_real_probe_file(tmp_path: Pa
         temps.append(model.temp_c)
         on_steps += decision.compressor_on
         now += step
-    assert 0.0 <= min(temps) and max(temps) <= 4.0
+    assert min(temps) >= 0.0 and max(temps) <= 4.0
     assert not controller.not_cooling
     assert 0.2 < on_steps / len(temps) < 0.8
