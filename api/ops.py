@@ -18,6 +18,7 @@ from api.common import LOCKER, BadRequest, doors_answer, read_json, staff_sessio
 from api.live import LiveFeed
 from locker.config import BoardWiring
 from locker.daemon import Locker
+from locker.model import Zone
 
 LIVE = web.AppKey("live", LiveFeed)
 HEARTBEAT_S = 15.0
@@ -98,8 +99,12 @@ def ops_state(locker: Locker) -> dict[str, Any]:
         "locker": locker.config.locker_id, "name": locker.config.name, "ready": locker.ready,
         "boards_offline": sorted(locker.monitor.offline_boards),
         "compartments": compartments, "alarms": alarms, "events": events[::-1],
-        # each zone's record over the last 24 hours; the zone loop (cold chain) fills it
-        "temperatures": {},
+        # each zone's HACCP record over the last 24 hours, as [time, °C] (None: probe fault)
+        "temperatures": {
+            zone.value: [[at, celsius] for at, celsius in record]
+            for zone in Zone
+            if (record := locker.coldchain.record(zone, locker.clock.now() - 86400))
+        },
     }
 
 

@@ -106,12 +106,22 @@ class ZoneLimits:
     min_c: float | None
     max_c: float
     tolerated_max_c: float | None = None
+    grace_s: float = 900.0  # out of limits longer than this is an excursion
+    # regulation, for a zone with a probe and a compressor (ambient has neither by default)
+    setpoint_c: float | None = None
+    hysteresis_c: float = 1.0
+    min_off_s: float = 180.0
+    defrost_every_h: float | None = None
+    defrost_min: float = 20.0
+    probe: Path | None = None  # the DS18B20's w1_slave file
+    compressor_pin: int | None = None  # GPIO of the compressor relay
 
 
 DEFAULT_ZONE_LIMITS: dict[Zone, ZoneLimits] = {
     Zone.AMBIENT: ZoneLimits(min_c=None, max_c=30.0),
-    Zone.FRESH: ZoneLimits(min_c=0.0, max_c=4.0),
-    Zone.FROZEN: ZoneLimits(min_c=None, max_c=-18.0, tolerated_max_c=-15.0),
+    Zone.FRESH: ZoneLimits(min_c=0.0, max_c=4.0, setpoint_c=2.5),
+    Zone.FROZEN: ZoneLimits(min_c=None, max_c=-18.0, tolerated_max_c=-15.0, setpoint_c=-21.0,
+                            defrost_every_h=6.0),
 }
 
 
@@ -423,6 +433,7 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
         if sub is None:
             continue
         base = zones[zone]
+        probe = sub.text("probe", "") if "probe" in sub.data else None
         limits = ZoneLimits(
             min_c=sub.optional_float("min_c") if "min_c" in sub.data else base.min_c,
             max_c=sub.number("max_c", base.max_c, lo=-40, hi=40),
@@ -431,7 +442,23 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
                 if "tolerated_max_c" in sub.data
                 else base.tolerated_max_c
             ),
+            grace_s=sub.number("grace_s", base.grace_s, lo=0, hi=86400),
+            setpoint_c=(sub.number("setpoint_c", lo=-40, hi=40) if "setpoint_c" in sub.data
+                        else base.setpoint_c),
+            hysteresis_c=sub.number("hysteresis_c", base.hysteresis_c, lo=0.1, hi=10),
+            min_off_s=sub.number("min_off_s", base.min_off_s, lo=0, hi=3600),
+            defrost_every_h=(sub.number("defrost_every_h", lo=1, hi=48)
+                             if "defrost_every_h" in sub.data else base.defrost_every_h),
+            defrost_min=sub.number("defrost_min", base.defrost_min, lo=1, hi=120),
+            probe=(table.file.parent / probe) if probe else None,
+            compressor_pin=(sub.integer("compressor_pin", lo=0, hi=27)
+                            if "compressor_pin" in sub.data else None),
         )
+        if limits.setpoint_c is not None and not (
+                (limits.min_c is None or limits.min_c < limits.setpoint_c)
+                and limits.setpoint_c < limits.max_c):
+            raise sub.error("setpoint_c", f"must lie inside the zone's limits"
+                            f" ({limits.min_c} .. {limits.max_c})")
         if limits.min_c is not None and limits.min_c >= limits.max_c:
             raise sub.error("min_c", f"must be below max_c ({limits.max_c})")
         sub.done()

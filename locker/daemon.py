@@ -10,31 +10,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from locker import __version__
 from locker.clock import Clock, RealClock
 from locker.codes import PickupCodes, load_ops_token, load_secret
+from locker.coldchain import ColdChain
 from locker.config import LockerConfig
 from locker.courier import CourierService
 from locker.doors import DoorMonitor
-from locker.errors import StoreError
-from locker.model import CompartmentState, DoorState
+from locker.errors import HardwareError, StoreError
+from locker.model import CompartmentState, DoorState, Zone
 from locker.orders import expire_orders
 from locker.pickup import PickupService
-from locker.ports import LockDriver
+from locker.ports import Compressor, LockDriver, ZoneProbe
 from locker.staff import StaffDesk, load_staff_secrets
 from locker.store import Store
 from locker.unlocking import pulse
+from locker.zones import ZoneControl, ZoneController
 
 log = logging.getLogger("locker")
 HOUSEKEEPING_INTERVAL_S = 1.0
+ZONE_INTERVAL_S = 10.0
 
 
 class Locker:
     def __init__(self, config: LockerConfig, driver: LockDriver, clock: Clock | None = None,
-                 on_events: Callable[[list[tuple[str, dict[str, object]]]], None] | None = None
-                 ) -> None:
+                 on_events: Callable[[list[tuple[str, dict[str, object]]]], None] | None = None,
+                 zones: Mapping[Zone, tuple[ZoneProbe, Compressor]] | None = None) -> None:
         self.config = config
         self.driver = driver
         self.clock: Clock = clock or RealClock()
@@ -46,6 +49,10 @@ class Locker:
                                     self.monitor)
         self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
         self.courier = CourierService(self.store, config, driver, self.clock, self.monitor)
+        self.coldchain = ColdChain(self.store, config, self.clock, self.monitor.publish)
+        self.zone_hardware = dict(zones or {})
+        self.zone_controllers: dict[Zone, ZoneController] = {}
+        self._zone_tasks: list[asyncio.Task[None]] = []
         self.ready = False
         self.started_in_s: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -61,6 +68,10 @@ class Locker:
             tx.emit("locker.started", "telemetry", version=__version__,
                     locker_id=self.config.locker_id)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        for zone, (probe, compressor) in self.zone_hardware.items():
+            compressor.switch(False)  # the safe value until the first decision
+            self._zone_tasks.append(asyncio.create_task(
+                self._zone_loop(zone, probe, compressor), name=f"zone {zone.value}"))
         self.ready = True
         self.started_in_s = self.clock.monotonic() - began
         log.info("locker %s ready in %.3f s: %d compartments", self.config.locker_id,
@@ -72,10 +83,14 @@ class Locker:
             return
         self._stopped = True
         self.ready = False
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
+        for task in [*self._zone_tasks, self._housekeeping]:
+            if task is None:
+                continue
+            task.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._housekeeping
+                await task
+        for _, compressor in self.zone_hardware.values():
+            compressor.switch(False)
         await self.driver.stop()
         self.store.close()
 
@@ -91,6 +106,32 @@ class Locker:
                                 self.monitor.publish)
             except Exception:  # a full disk, say: keep the loop alive, try again next second
                 log.exception("housekeeping failed; will retry")
+
+    async def _zone_loop(self, zone: Zone, probe: ZoneProbe, compressor: Compressor) -> None:
+        """Read the probe, decide, switch the compressor, record: every ZONE_INTERVAL_S."""
+        limits = self.config.zones[zone]
+        if limits.setpoint_c is None:
+            raise StoreError(f"{self.config.path}: zones.{zone.value}: a zone with a compressor"
+                             " needs setpoint_c")
+        control = ZoneControl(
+            setpoint_c=limits.setpoint_c, hysteresis_c=limits.hysteresis_c,
+            min_off_s=limits.min_off_s, defrost_s=limits.defrost_min * 60,
+            defrost_every_s=(limits.defrost_every_h * 3600 if limits.defrost_every_h else None))
+        controller = ZoneController(control, started_at=self.clock.monotonic())
+        self.zone_controllers[zone] = controller
+        while True:
+            try:
+                celsius: float | None = await probe.read_celsius()
+            except HardwareError as exc:
+                log.warning("%s zone: %s", zone.value, exc)
+                celsius = None
+            try:
+                decision = controller.decide(celsius, self.clock.monotonic())
+                compressor.switch(decision.compressor_on)
+                self.coldchain.observe(zone, celsius, decision)
+            except Exception:  # the loop must outlive a full disk or a stuck relay
+                log.exception("%s zone loop failed; will retry", zone.value)
+            await self.clock.sleep(ZONE_INTERVAL_S)
 
     def _sync_compartments(self) -> None:
         """Add compartments new in the config; refuse to drop one that still holds an order."""

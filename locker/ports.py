@@ -45,3 +45,16 @@ class LockDriver(Protocol):
 
     async def read_doors(self) -> Mapping[str, DoorSense]:
         """A fresh read of every door (UNKNOWN where the board does not answer), for reconciling."""
+
+
+class ZoneProbe(Protocol):
+    """A zone's thermometer."""
+
+    async def read_celsius(self) -> float:
+        """One reading; raises a HardwareError (a fault, not a temperature) when it cannot."""
+
+
+class Compressor(Protocol):
+    """A zone's compressor relay. Off is its safe value at start and at stop."""
+
+    def switch(self, on: bool) -> None: ...

@@ -115,6 +115,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the pickup window's length; it starts (window_start, window_end) when the order is ready
         "ALTER TABLE orders ADD COLUMN window_s REAL",
     ),
+    (
+        # the HACCP record: each zone's temperature at a fixed interval
+        """CREATE TABLE temperatures (
+            zone TEXT NOT NULL,
+            at REAL NOT NULL,
+            celsius REAL,
+            compressor INTEGER NOT NULL,
+            defrosting INTEGER NOT NULL
+        )""",
+        "CREATE INDEX temperatures_by_zone ON temperatures (zone, at)",
+        """CREATE TABLE excursions (
+            id INTEGER PRIMARY KEY,
+            zone TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            peak_c REAL NOT NULL
+        )""",
+        """CREATE TABLE order_flags (
+            order_id TEXT NOT NULL REFERENCES orders (id),
+            excursion_id INTEGER NOT NULL REFERENCES excursions (id),
+            PRIMARY KEY (order_id, excursion_id)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

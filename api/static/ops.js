@@ -66,12 +66,19 @@ function renderTemps() {
   svg.setAttribute("viewBox", "0 0 1440 200"); svg.setAttribute("preserveAspectRatio", "none");
   const colours = {ambient: "#9e9e9e", fresh: "#4fc3ff", frozen: "#b388ff"}, now = Date.now() / 1000;
   for (const zone of zones) {
-    const points = state.temperatures[zone].map(([t, c]) =>
+    const points = state.temperatures[zone].filter(([, c]) => c !== null).map(([t, c]) =>
       `${Math.round(1440 - (now - t) / 60)},${Math.round(100 - c * 3)}`).join(" ");
     const line = document.createElementNS(svgNS, "polyline");
     line.setAttribute("points", points); line.setAttribute("fill", "none");
     line.setAttribute("stroke", colours[zone] || "#fff"); line.setAttribute("stroke-width", "3");
+    line.dataset.zone = zone;
     svg.appendChild(line);
+    const last = state.temperatures[zone].at(-1);
+    const label = document.createElement("span");
+    label.className = "zone-now"; label.dataset.zone = zone;
+    label.style.color = colours[zone] || "#fff";
+    label.textContent = `${zone}: ${last[1] === null ? "probe fault" : last[1].toFixed(1) + " °C"}  `;
+    temps.appendChild(label);
   }
   temps.appendChild(svg);
 }

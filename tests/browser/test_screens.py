@@ -117,3 +117,20 @@ async def test_a_technician_action_from_the_ops_page(page: Page, rig: Rig) -> No
     opened = [e for e in rig.locker.store.events() if e.kind == "door.opened"]
     assert opened[0].compartment_id == "Z2" and opened[0].payload["actor"] == "ops"
     assert opened[0].payload["reason"] == "maintenance: check the seal"
+
+
+async def test_the_ops_page_charts_the_zone_record(page: Page, rig: Rig) -> None:
+    now = rig.locker.clock.now()
+    with rig.locker.store.transaction(now) as tx:  # a day of HACCP record, as the zone loop writes
+        for i in range(288):
+            at = now - 86400 + i * 300
+            tx.execute("INSERT INTO temperatures (zone, at, celsius, compressor, defrosting)"
+                       " VALUES ('fresh', ?, ?, 0, 0), ('frozen', ?, ?, 0, 0)",
+                       (at, 2.5 + (i % 12) / 10, at, -20.0 - (i % 6) / 10))
+    await page.goto("/ops")
+    await page.locator("#token").fill(OPS_TOKEN)
+    await page.get_by_role("button", name="Open").first.click()
+    await expect(page.locator('polyline[data-zone="fresh"]')).to_have_count(1)
+    await expect(page.locator('polyline[data-zone="frozen"]')).to_have_count(1)
+    await expect(page.locator('.zone-now[data-zone="frozen"]')).to_contain_text("°C")
+    await shot(page, "ops-temperatures")

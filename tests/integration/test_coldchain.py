@@ -1,0 +1,122 @@
+"""The zone loops inside the daemon, on the simulated clock: thermal models write the 1-Wire files,
+the DS18B20 readers read them, the controllers switch the compressors, the cold chain records and
+acts on excursions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hardware.probes import DS18B20Probe
+from locker.clock import SimClock
+from locker.config import LockerConfig
+from locker.courier import Refused
+from locker.daemon import Locker
+from locker.model import Zone
+from locker.orders import add_order_to_load, add_ready_order, parse_bag
+from simulator.thermal import ZoneModel
+from tests.locker.fakes import FakeDriver
+
+
+@dataclass
+class SimulatedZone:
+    """The thermal model behind one zone's probe file and compressor relay (a test stand-in
+    for the relay; the probe is the real DS18B20 reader on the file the model writes)."""
+
+    model: ZoneModel
+    file: Path
+    clock: SimClock
+    on: bool = False
+    last: float = 0.0
+    switches: list[tuple[float, bool]] = field(default_factory=list)
+    reader: DS18B20Probe | None = None
+
+    def __post_init__(self) -> None:
+        self.file.parent.mkdir(parents=True)
+        self.last = self.clock.now()
+        self.reader = DS18B20Probe(self.file, monotonic=self.clock.monotonic)
+
+    async def read_celsius(self) -> float:
+        now = self.clock.now()
+        self.model.step(now - self.last, compressor_on=self.on, door_open=False)
+        self.last = now
+        self.model.write_w1_slave(self.file)
+        assert self.reader is not None
+        return await self.reader.read_celsius()
+
+    def switch(self, on: bool) -> None:
+        if on != self.on:
+            self.switches.append((self.clock.now(), on))
+        self.on = on
+
+
+@pytest.fixture
+async def cold(config: LockerConfig, tmp_path: Path
+               ) -> AsyncIterator[tuple[Locker, dict[Zone, SimulatedZone], SimClock]]:
+    clock = SimClock()
+    fresh = ZoneModel.fresh()
+    fresh.temp_c = 2.5
+    frozen = ZoneModel.frozen()
+    frozen.temp_c = -21.0
+    zones = {
+        Zone.FRESH: SimulatedZone(fresh, tmp_path / "w1" / "28-f" / "w1_slave", clock),
+        Zone.FROZEN: SimulatedZone(frozen, tmp_path / "w1" / "28-z" / "w1_slave", clock),
+    }
+    locker = Locker(config, FakeDriver([c.id for c in config.compartments]), clock,
+                    zones={z: (s, s) for z, s in zones.items()})
+    await locker.start()
+    yield locker, zones, clock
+    await locker.stop()
+
+
+async def run_hours(clock: SimClock, hours: float) -> None:
+    for _ in range(int(hours * 60)):
+        await clock.advance(60)
+
+
+async def test_six_hours_in_limits_recorded_every_five_minutes(cold) -> None:
+    locker, zones, clock = cold
+    await run_hours(clock, 6)
+    fresh = [c for _, c in locker.coldchain.record(Zone.FRESH, 0)]
+    frozen = [c for _, c in locker.coldchain.record(Zone.FROZEN, 0)]
+    assert len(fresh) in (6 * 12, 6 * 12 + 1) and None not in fresh  # one every 5 minutes
+    assert min(fresh) >= 0.0 and max(fresh) <= 4.0
+    assert frozen and None not in frozen
+    outside_defrost = [r["celsius"] for r in locker.store.read().all(
+        "SELECT celsius FROM temperatures WHERE zone = 'frozen' AND defrosting = 0")]
+    assert max(outside_defrost) <= -18.0
+    kinds = [e.kind for e in locker.store.events()]
+    assert "alarm.zone_excursion" not in kinds
+    on_times = [t for t, on in zones[Zone.FRESH].switches if on]
+    off_times = [t for t, on in zones[Zone.FRESH].switches if not on]
+    for start in on_times:  # never restarted inside the minimum off time
+        before = [t for t in off_times if t < start]
+        assert not before or start - before[-1] >= locker.config.zones[Zone.FRESH].min_off_s
+
+
+async def test_a_dead_compressor_is_an_excursion_that_blocks_loading_and_flags_orders(
+        cold) -> None:
+    locker, zones, clock = cold
+    add_ready_order(locker.store, locker.config, locker.codes, clock.now(), "in-fresh",
+                    [parse_bag("fresh:S")])
+    add_order_to_load(locker.store, locker.config, clock.now(), "to-load", [parse_bag("fresh:M")])
+    await run_hours(clock, 1)
+    zones[Zone.FRESH].model.compressor_dead = True
+    await run_hours(clock, 3)
+    kinds = [e.kind for e in locker.store.events()]
+    assert "alarm.zone_excursion" in kinds and "alarm.not_cooling" in kinds
+    flags = [e for e in locker.store.events() if e.kind == "order.cold_chain_flag"]
+    assert [e.order_id for e in flags] == ["in-fresh"]
+    with pytest.raises(Refused, match="blocked"):
+        await locker.courier.load("courier:c", "to-load")
+    zones[Zone.FRESH].model.compressor_dead = False  # repaired
+    await run_hours(clock, 2)
+    ended = [e for e in locker.store.events() if e.kind == "zone.excursion_ended"]
+    assert len(ended) == 1 and ended[0].payload["peak_c"] > 4.0
+    assert ended[0].payload["duration_s"] > 0 and ended[0].payload["orders"] == ["in-fresh"]
+    result = await locker.courier.load("courier:c", "to-load")  # the block is lifted
+    assert result.compartments
+    assert locker.store.read().all("SELECT * FROM order_flags")  # the flags stay
