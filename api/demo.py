@@ -25,8 +25,10 @@ from api.app import create_app
 from locker.codes import create_private_file, create_secret, load_secret
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
+from locker.model import Zone
 from locker.orders import AddedOrder, add_ready_order, parse_bag
 from simulator.control import spawn
+from simulator.thermal import ThermalRig, ZoneModel
 
 DEMO_ORDERS = (
     ("demo-1", ("ambient:M", "fresh:M", "frozen:S")),
@@ -94,6 +96,7 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
     say(f"starting simulated lock boards for {path}")
     boards = await spawn(path, auto_close_s=auto_close_s)
     runner: web.AppRunner | None = None
+    physics: asyncio.Task[None] | None = None
     try:
         config = demo_config(path, folder, boards.port, http_port)
         create_secret(config.secret_file)
@@ -102,9 +105,18 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
             create_secret(config.staff_secret_file(member.id))
         assert config.bus is not None
         from hardware.boards import BoardLockDriver
+        from hardware.probes import DS18B20Probe
 
+        # the cold zones' physics run here; the daemon reads their probe files for real
+        rig = ThermalRig(folder / "w1", {Zone.FRESH.value: ZoneModel.fresh(),
+                                         Zone.FROZEN.value: ZoneModel.frozen()})
+        rig.models[Zone.FRESH.value].temp_c = 3.0
+        rig.models[Zone.FROZEN.value].temp_c = -20.0
+        physics = asyncio.create_task(rig.run(), name="thermal models")
+        zones = {Zone(name): (DS18B20Probe(rig.files[name]), rig.compressors[name])
+                 for name in rig.models}
         locker = Locker(config, BoardLockDriver(config.bus, config.compartments),
-                        on_events=show_events)
+                        on_events=show_events, zones=zones)
         runner = web.AppRunner(create_app(locker), access_log=None)
         await runner.setup()  # starts the locker: safe outputs, door read, reconcile
         site = web.TCPSite(runner, config.http.host, config.http.port)
@@ -136,6 +148,8 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
     finally:
         if runner is not None:
             await runner.cleanup()
+        if physics is not None:
+            physics.cancel()
         await boards.stop()
         say("stopped")
 

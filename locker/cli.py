@@ -24,11 +24,12 @@ from locker import __version__
 from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
 from locker.config import LockerConfig, load_config
 from locker.errors import LockerError
+from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.store import Store
 
 if TYPE_CHECKING:
-    from locker.ports import LockDriver
+    from locker.ports import Compressor, LockDriver, ZoneProbe
 
 DEFAULT_CONFIG = "examples/locker.toml"
 
@@ -46,6 +47,18 @@ def build_driver(config: LockerConfig) -> LockDriver:
     raise LockerError(f"{config.path}: declare a [bus] or a [gpio] table")
 
 
+def build_zones(config: LockerConfig) -> dict[Zone, tuple[ZoneProbe, Compressor]]:
+    """A probe and a compressor relay for each zone the config regulates."""
+    from hardware.compressor import GpioCompressor
+    from hardware.probes import DS18B20Probe
+
+    zones: dict[Zone, tuple[ZoneProbe, Compressor]] = {}
+    for zone, limits in config.zones.items():
+        if limits.probe is not None and limits.compressor_pin is not None:
+            zones[zone] = (DS18B20Probe(limits.probe), GpioCompressor(limits.compressor_pin))
+    return zones
+
+
 async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = None) -> None:
     """Run the locker and its HTTP app until SIGINT or SIGTERM."""
     from aiohttp import web
@@ -53,7 +66,7 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     from api.app import create_app
     from locker.daemon import Locker
 
-    locker = Locker(config, driver)
+    locker = Locker(config, driver, zones=build_zones(config))
     runner = web.AppRunner(create_app(locker))
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port if port is None else port)

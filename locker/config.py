@@ -454,6 +454,9 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
             compressor_pin=(sub.integer("compressor_pin", lo=0, hi=27)
                             if "compressor_pin" in sub.data else None),
         )
+        if (limits.probe is None) != (limits.compressor_pin is None):
+            raise sub.error("probe" if limits.probe is None else "compressor_pin",
+                            "a regulated zone needs both probe and compressor_pin")
         if limits.setpoint_c is not None and not (
                 (limits.min_c is None or limits.min_c < limits.setpoint_c)
                 and limits.setpoint_c < limits.max_c):

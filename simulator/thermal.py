@@ -21,8 +21,10 @@ bug in the simulator), and it never decides when the compressor runs: the caller
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +144,37 @@ class ZoneModel:
         temporary = path.with_name(path.name + ".tmp")
         temporary.write_text(w1_slave_text(self.temp_c), encoding="ascii")
         os.replace(temporary, path)
+
+
+class SimCompressor:
+    """Stands in for a zone's compressor relay: the model reads `on` (locker.ports.Compressor)."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def switch(self, on: bool) -> None:
+        self.on = on
+
+
+class ThermalRig:
+    """The zones' physics in real time, for the demo: every `step_s` each model advances with its
+    compressor's state and rewrites its 1-Wire file, which the daemon's real probe reader reads."""
+
+    def __init__(self, folder: Path, models: dict[str, ZoneModel], step_s: float = 1.0) -> None:
+        self.models = models
+        self.step_s = step_s
+        self.compressors = {zone: SimCompressor() for zone in models}
+        self.files = {zone: folder / f"28-sim{zone}" / "w1_slave" for zone in models}
+        for zone, path in self.files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            models[zone].write_w1_slave(path)
+
+    async def run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.step_s)
+            now = time.monotonic()
+            for zone, model in self.models.items():
+                model.step(now - last, compressor_on=self.compressors[zone].on, door_open=False)
+                model.write_w1_slave(self.files[zone])
+            last = now

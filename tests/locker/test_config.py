@@ -82,6 +82,15 @@ compartments = [
         load_config(write_config(tmp_path, text))
 
 
+def test_a_regulated_zone_needs_its_probe_and_its_relay(tmp_path: Path) -> None:
+    text = SMALL_CONFIG + '\n[zones.fresh]\nprobe = "w1/28-1/w1_slave"\n'
+    with pytest.raises(ConfigError, match=r"zones\.fresh\.compressor_pin: a regulated zone"):
+        load_config(write_config(tmp_path, text))
+    text = SMALL_CONFIG + '\n[zones.fresh]\nsetpoint_c = 9.0\n'
+    with pytest.raises(ConfigError, match=r"zones\.fresh\.setpoint_c: must lie inside"):
+        load_config(write_config(tmp_path, text))
+
+
 def test_the_serial_port_can_be_overridden(config_path: Path) -> None:
     config = load_config(config_path, port="/dev/pts/9")
     assert config.bus is not None and config.bus.port == "/dev/pts/9"
