@@ -22,6 +22,7 @@ import pyotp
 
 from locker import __version__
 from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
+from locker.coldchain import export_csv
 from locker.config import LockerConfig, load_config
 from locker.errors import LockerError
 from locker.model import Zone
@@ -148,6 +149,29 @@ def cmd_staff_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str) -> float:
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%d"))
+    except ValueError:
+        raise LockerError(f"bad date {text!r}: write YYYY-MM-DD") from None
+
+
+def cmd_haccp_export(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store(config.database)
+    start, end = _day(args.from_), _day(args.to) + 86400  # --to is inclusive
+    try:
+        if args.out == "-":
+            rows = export_csv(store, start, end, sys.stdout)
+        else:
+            with open(args.out, "w", newline="", encoding="utf-8") as out:
+                rows = export_csv(store, start, end, out)
+            print(f"{args.out}: {rows} readings from {args.from_} to {args.to}")
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_orders(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store(config.database)
@@ -210,6 +234,14 @@ def parser() -> argparse.ArgumentParser:
     p = command("staff-secret", "create a courier's or technician's TOTP secret")
     p.add_argument("--id", required=True, help="the member's id in [[staff.members]]")
     p.set_defaults(func=cmd_staff_secret)
+    haccp = sub.add_parser("haccp", help="the cold-chain record (HACCP)")
+    p = haccp.add_subparsers(dest="haccp_command", required=True).add_parser(
+        "export", help="write the temperature record between two days as CSV")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="the locker's TOML file")
+    p.add_argument("--from", dest="from_", required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--to", required=True, help="last day, YYYY-MM-DD (included)")
+    p.add_argument("--out", default="-", help="CSV file (default: standard output)")
+    p.set_defaults(func=cmd_haccp_export)
     p = command("orders", "list orders and their compartments")
     p.set_defaults(func=cmd_orders)
     p = command("events", "print the outbox (the events waiting for central)")

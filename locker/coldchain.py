@@ -9,7 +9,9 @@ excursion (peak and duration recorded) and lifts the block; the flags stay for c
 
 from __future__ import annotations
 
+import csv
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +142,37 @@ class ColdChain:
         return [(r["at"], r["celsius"]) for r in self.store.read().all(
             "SELECT at, celsius FROM temperatures WHERE zone = ? AND at >= ? ORDER BY at",
             (zone.value, since))]
+
+
+def export_csv(store: Store, start: float, end: float, out: Any) -> int:
+    """The HACCP record between two times as CSV for an inspector; returns the rows written.
+
+    One line per reading (local time, zone, °C or "probe fault", compressor, defrost), then one
+    line per excursion that overlaps the period, with its peak, its duration and its orders.
+    """
+    writer = csv.writer(out)
+    writer.writerow(["time", "zone", "celsius", "compressor", "defrost"])
+    rows = 0
+    for r in store.read().all("SELECT * FROM temperatures WHERE at >= ? AND at < ? ORDER BY at,"
+                              " zone", (start, end)):
+        writer.writerow([_local(r["at"]), r["zone"],
+                         "probe fault" if r["celsius"] is None else f"{r['celsius']:.1f}",
+                         "on" if r["compressor"] else "off", "yes" if r["defrosting"] else "no"])
+        rows += 1
+    writer.writerow([])
+    writer.writerow(["excursion", "zone", "from", "to", "peak celsius", "minutes", "orders"])
+    for e in store.read().all("SELECT * FROM excursions WHERE started_at < ? AND"
+                              " (ended_at IS NULL OR ended_at >= ?) ORDER BY started_at",
+                              (end, start)):
+        orders = [o["order_id"] for o in store.read().all(
+            "SELECT order_id FROM order_flags WHERE excursion_id = ?", (e["id"],))]
+        until = e["ended_at"]
+        writer.writerow([e["id"], e["zone"], _local(e["started_at"]),
+                         "ongoing" if until is None else _local(until), f"{e['peak_c']:.1f}",
+                         "" if until is None else f"{(until - e['started_at']) / 60:.0f}",
+                         " ".join(orders)])
+    return rows
+
+
+def _local(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(at))
