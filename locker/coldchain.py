@@ -34,6 +34,7 @@ class _ZoneWatch:
     peak: float | None = None
     excursion: int | None = None  # open excursion's id
     last_recorded: float = -1e12
+    door_openings: int = 0  # since the last record: each lets warm air in
 
 
 class ColdChain:
@@ -47,6 +48,23 @@ class ColdChain:
             watch = self.watch[Zone(row["zone"])]
             watch.excursion, watch.peak, watch.out_since = row["id"], row["peak_c"], 0.0
 
+    def door_opened(self, zone: Zone) -> None:
+        """Counted against the zone in the next record (the monitor tells us)."""
+        self.watch[zone].door_openings += 1
+
+    def setpoint(self, zone: Zone, celsius: float, actor: str) -> None:
+        """Record a setpoint that differs from the last one recorded, with who set it."""
+        last = self.store.read().one("SELECT celsius FROM setpoint_changes WHERE zone = ?"
+                                     " ORDER BY at DESC LIMIT 1", (zone.value,))
+        if last is not None and last["celsius"] == celsius:
+            return
+        with self.store.transaction(self.clock.now()) as tx:
+            tx.insert("setpoint_changes", {"zone": zone.value, "at": tx.now, "celsius": celsius,
+                                           "actor": actor})
+            tx.emit("zone.setpoint", "coldchain", zone=zone.value, celsius=celsius, actor=actor,
+                    previous=None if last is None else last["celsius"])
+        self.publish(tx)
+
     def observe(self, zone: Zone, celsius: float | None, decision: Decision) -> None:
         now = self.clock.now()
         watch = self.watch[zone]
@@ -54,10 +72,11 @@ class ColdChain:
             # one reading per interval, on the interval's grid (12 an hour, at :00, :05, ...)
             if now // RECORD_INTERVAL_S != watch.last_recorded // RECORD_INTERVAL_S:
                 watch.last_recorded = now
-                tx.execute("INSERT INTO temperatures (zone, at, celsius, compressor, defrosting)"
-                           " VALUES (?, ?, ?, ?, ?)", (zone.value, now, celsius,
-                                                       int(decision.compressor_on),
-                                                       int(decision.defrosting)))
+                tx.execute("INSERT INTO temperatures (zone, at, celsius, compressor, defrosting,"
+                           " door_openings) VALUES (?, ?, ?, ?, ?, ?)",
+                           (zone.value, now, celsius, int(decision.compressor_on),
+                            int(decision.defrosting), watch.door_openings))
+                watch.door_openings = 0
                 tx.execute("DELETE FROM temperatures WHERE at < ?",
                            (now - RETENTION_DAYS * 86400,))
             self._faults(tx, zone, celsius, decision)
@@ -117,7 +136,7 @@ class ColdChain:
                        (order_id, watch.excursion))
             tx.emit("order.cold_chain_flag", "order", order_id=order_id, zone=zone.value,
                     excursion=watch.excursion)
-        tx.emit("zone.excursion_started", "alarm", zone=zone.value, since=watch.out_since,
+        tx.emit("zone.excursion_started", "coldchain", zone=zone.value, since=watch.out_since,
                 peak_c=watch.peak, orders=orders)
         tx.raise_alarm("zone_excursion", zone.value,
                        f"the {zone.value} zone is out of its limits ({watch.peak:.1f} °C):"
@@ -130,7 +149,7 @@ class ColdChain:
         tx.execute("UPDATE excursions SET ended_at = ? WHERE id = ?", (tx.now, watch.excursion))
         orders = [r["order_id"] for r in tx.all(
             "SELECT order_id FROM order_flags WHERE excursion_id = ?", (watch.excursion,))]
-        tx.emit("zone.excursion_ended", "alarm", zone=zone.value, excursion=watch.excursion,
+        tx.emit("zone.excursion_ended", "coldchain", zone=zone.value, excursion=watch.excursion,
                 peak_c=row["peak_c"], duration_s=tx.now - row["started_at"], orders=orders)
         tx.clear_alarm("zone_excursion", zone.value,
                        f"the {zone.value} zone is back within its limits; loading resumes"
@@ -151,13 +170,14 @@ def export_csv(store: Store, start: float, end: float, out: Any) -> int:
     line per excursion that overlaps the period, with its peak, its duration and its orders.
     """
     writer = csv.writer(out)
-    writer.writerow(["time", "zone", "celsius", "compressor", "defrost"])
+    writer.writerow(["time", "zone", "celsius", "compressor", "defrost", "door openings"])
     rows = 0
     for r in store.read().all("SELECT * FROM temperatures WHERE at >= ? AND at < ? ORDER BY at,"
                               " zone", (start, end)):
         writer.writerow([_local(r["at"]), r["zone"],
                          "probe fault" if r["celsius"] is None else f"{r['celsius']:.1f}",
-                         "on" if r["compressor"] else "off", "yes" if r["defrosting"] else "no"])
+                         "on" if r["compressor"] else "off", "yes" if r["defrosting"] else "no",
+                         r["door_openings"]])
         rows += 1
     writer.writerow([])
     writer.writerow(["excursion", "zone", "from", "to", "peak celsius", "minutes", "orders"])
@@ -171,6 +191,11 @@ def export_csv(store: Store, start: float, end: float, out: Any) -> int:
                          "ongoing" if until is None else _local(until), f"{e['peak_c']:.1f}",
                          "" if until is None else f"{(until - e['started_at']) / 60:.0f}",
                          " ".join(orders)])
+    writer.writerow([])
+    writer.writerow(["setpoint", "zone", "time", "celsius", "set by"])
+    for number, c in enumerate(store.read().all(
+            "SELECT * FROM setpoint_changes WHERE at < ? ORDER BY at", (end,)), start=1):
+        writer.writerow([number, c["zone"], _local(c["at"]), f"{c['celsius']:.1f}", c["actor"]])
     return rows
 
 

@@ -50,6 +50,7 @@ class Locker:
         self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
         self.courier = CourierService(self.store, config, driver, self.clock, self.monitor)
         self.coldchain = ColdChain(self.store, config, self.clock, self.monitor.publish)
+        self.monitor.listeners.append(self._count_door_openings)
         self.zone_hardware = dict(zones or {})
         self.zone_controllers: dict[Zone, ZoneController] = {}
         self._zone_tasks: list[asyncio.Task[None]] = []
@@ -107,6 +108,13 @@ class Locker:
             except Exception:  # a full disk, say: keep the loop alive, try again next second
                 log.exception("housekeeping failed; will retry")
 
+    def _count_door_openings(self, events: list[tuple[str, dict[str, object]]]) -> None:
+        """Every door opened lets warm air into its zone: the HACCP record counts them."""
+        for kind, fields in events:
+            if kind in ("door.opened", "door.forced"):
+                compartment = self.config.compartment(str(fields["compartment_id"]))
+                self.coldchain.door_opened(compartment.zone)
+
     async def _zone_loop(self, zone: Zone, probe: ZoneProbe, compressor: Compressor) -> None:
         """Read the probe, decide, switch the compressor, record: every ZONE_INTERVAL_S."""
         limits = self.config.zones[zone]
@@ -119,6 +127,7 @@ class Locker:
             defrost_every_s=(limits.defrost_every_h * 3600 if limits.defrost_every_h else None))
         controller = ZoneController(control, started_at=self.clock.monotonic())
         self.zone_controllers[zone] = controller
+        self.coldchain.setpoint(zone, limits.setpoint_c, f"config:{self.config.path.name}")
         while True:
             try:
                 celsius: float | None = await probe.read_celsius()

@@ -122,7 +122,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at REAL NOT NULL,
             celsius REAL,
             compressor INTEGER NOT NULL,
-            defrosting INTEGER NOT NULL
+            defrosting INTEGER NOT NULL,
+            door_openings INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE setpoint_changes (
+            zone TEXT NOT NULL,
+            at REAL NOT NULL,
+            celsius REAL NOT NULL,
+            actor TEXT NOT NULL
         )""",
         "CREATE INDEX temperatures_by_zone ON temperatures (zone, at)",
         """CREATE TABLE excursions (
@@ -144,7 +151,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 # Event categories, from most to least precious: the outbox bound (central sync) drops telemetry
 # first and never an order or door event.
-CATEGORIES = ("order", "door", "alarm", "security", "telemetry")
+CATEGORIES = ("order", "door", "alarm", "security", "coldchain", "telemetry")
 
 
 @dataclass(frozen=True)

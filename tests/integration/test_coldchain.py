@@ -120,3 +120,33 @@ async def test_a_dead_compressor_is_an_excursion_that_blocks_loading_and_flags_o
     result = await locker.courier.load("courier:c", "to-load")  # the block is lifted
     assert result.compartments
     assert locker.store.read().all("SELECT * FROM order_flags")  # the flags stay
+
+
+async def test_an_unplugged_probe_is_an_alarm_and_the_zone_runs_a_duty_cycle(cold) -> None:
+    locker, zones, clock = cold
+    await run_hours(clock, 1)
+    zones[Zone.FRESH].model.probe_unplugged = True
+    await run_hours(clock, 1)
+    assert "alarm.probe_fault" in [e.kind for e in locker.store.events()]
+    faults = [c for _, c in locker.coldchain.record(Zone.FRESH, clock.now() - 1800)]
+    assert faults and all(c is None for c in faults)  # recorded as faults, not as temperatures
+    assert any(on for t, on in zones[Zone.FRESH].switches if t > clock.now() - 3600)
+    zones[Zone.FRESH].model.probe_unplugged = False
+    await run_hours(clock, 0.5)
+    cleared = [e for e in locker.store.events() if e.kind == "alarm.probe_fault"
+               and e.payload["state"] == "cleared"]
+    assert cleared
+
+
+async def test_setpoints_and_door_openings_go_into_the_record(cold) -> None:
+    locker, _, clock = cold
+    await run_hours(clock, 0.1)
+    setpoints = [e for e in locker.store.events() if e.kind == "zone.setpoint"]
+    assert {e.payload["zone"] for e in setpoints} == {"fresh", "frozen"}
+    assert all(e.payload["actor"] == "config:locker.toml" for e in setpoints)
+    locker.driver.open("F1")  # type: ignore[attr-defined]
+    locker.driver.close("F1")  # type: ignore[attr-defined]
+    await run_hours(clock, 0.2)
+    openings = locker.store.read().one(
+        "SELECT SUM(door_openings) AS n FROM temperatures WHERE zone = 'fresh'")
+    assert openings is not None and openings["n"] == 1

@@ -33,7 +33,7 @@ def test_the_export_lists_readings_and_excursions(tmp_path: Path) -> None:
     out = io.StringIO()
     assert export_csv(store, day, day + 86400, out) == 288
     lines = list(csv.reader(io.StringIO(out.getvalue())))
-    assert lines[0] == ["time", "zone", "celsius", "compressor", "defrost"]
+    assert lines[0] == ["time", "zone", "celsius", "compressor", "defrost", "door openings"]
     assert lines[1][0].startswith("2026-11-20 00:00:00") and lines[1][2] == "3.0"
     assert lines[6][2] == "probe fault"
     excursion = next(row for row in lines if row and row[0] == "1")
@@ -48,6 +48,6 @@ def test_the_command_writes_a_file(config: LockerConfig, config_path: Path,
     out = tmp_path / "haccp.csv"
     assert main(["haccp", "export", "--config", str(config_path), "--from", "2026-11-20",
                  "--to", "2026-11-20", "--out", str(out)]) == 0
-    assert len(out.read_text().splitlines()) == 1 + 288 + 3
+    assert len(out.read_text().splitlines()) == 1 + 288 + 3 + 2  # readings, excursions, setpoints
     assert main(["haccp", "export", "--config", str(config_path), "--from", "20/11/2026",
                  "--to", "2026-11-20"]) == 2  # a clear error, nothing written
