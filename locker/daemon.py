@@ -19,7 +19,7 @@ from locker.coldchain import ColdChain
 from locker.config import LockerConfig
 from locker.courier import CourierService
 from locker.doors import DoorMonitor
-from locker.errors import HardwareError, StoreError
+from locker.errors import ConfigError, HardwareError, StoreError
 from locker.model import CompartmentState, DoorState, Zone
 from locker.orders import expire_orders
 from locker.pickup import PickupService
@@ -52,6 +52,10 @@ class Locker:
         self.coldchain = ColdChain(self.store, config, self.clock, self.monitor.publish)
         self.monitor.listeners.append(self._count_door_openings)
         self.zone_hardware = dict(zones or {})
+        for zone in self.zone_hardware:
+            if config.zones[zone].setpoint_c is None:
+                raise ConfigError(f"{config.path}: zones.{zone.value}.setpoint_c: a zone with a"
+                                  " probe and a compressor needs a setpoint")
         self.zone_controllers: dict[Zone, ZoneController] = {}
         self._zone_tasks: list[asyncio.Task[None]] = []
         self.ready = False
@@ -118,9 +122,7 @@ class Locker:
     async def _zone_loop(self, zone: Zone, probe: ZoneProbe, compressor: Compressor) -> None:
         """Read the probe, decide, switch the compressor, record: every ZONE_INTERVAL_S."""
         limits = self.config.zones[zone]
-        if limits.setpoint_c is None:
-            raise StoreError(f"{self.config.path}: zones.{zone.value}: a zone with a compressor"
-                             " needs setpoint_c")
+        assert limits.setpoint_c is not None  # checked in __init__
         control = ZoneControl(
             setpoint_c=limits.setpoint_c, hysteresis_c=limits.hysteresis_c,
             min_off_s=limits.min_off_s, defrost_s=limits.defrost_min * 60,
