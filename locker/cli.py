@@ -51,12 +51,20 @@ def build_driver(config: LockerConfig) -> LockDriver:
 def build_zones(config: LockerConfig) -> dict[Zone, tuple[ZoneProbe, Compressor]]:
     """A probe and a compressor relay for each zone the config regulates."""
     from hardware.compressor import GpioCompressor
+    from hardware.modbus import ControllerCompressor, ModbusController, RegisterMap
     from hardware.probes import DS18B20Probe
 
     zones: dict[Zone, tuple[ZoneProbe, Compressor]] = {}
     for zone, limits in config.zones.items():
         if limits.probe is not None and limits.compressor_pin is not None:
             zones[zone] = (DS18B20Probe(limits.probe), GpioCompressor(limits.compressor_pin))
+        elif limits.modbus is not None:
+            m = limits.modbus
+            registers = RegisterMap(temperature=m.temperature, setpoint=m.setpoint,
+                                    alarms=m.alarms, scale=m.scale,
+                                    input_registers=m.input_registers)
+            zones[zone] = (ModbusController(m.port, m.baud, m.slave, registers),
+                           ControllerCompressor())
     return zones
 
 

@@ -102,6 +102,20 @@ class CompartmentConfig:
 
 
 @dataclass(frozen=True)
+class ModbusZone:
+    """A refrigeration controller on Modbus RTU that regulates the zone itself."""
+
+    port: str
+    baud: int = 9600
+    slave: int = 1
+    temperature: int = 256  # register addresses: Dixell's by default
+    setpoint: int = 768
+    alarms: int = 1280
+    scale: float = 0.1
+    input_registers: bool = False
+
+
+@dataclass(frozen=True)
 class ZoneLimits:
     min_c: float | None
     max_c: float
@@ -115,6 +129,7 @@ class ZoneLimits:
     defrost_min: float = 20.0
     probe: Path | None = None  # the DS18B20's w1_slave file
     compressor_pin: int | None = None  # GPIO of the compressor relay
+    modbus: ModbusZone | None = None  # or a controller that regulates the zone itself
 
 
 DEFAULT_ZONE_LIMITS: dict[Zone, ZoneLimits] = {
@@ -434,6 +449,20 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
             continue
         base = zones[zone]
         probe = sub.text("probe", "") if "probe" in sub.data else None
+        modbus_t = sub.table("modbus")
+        modbus = None
+        if modbus_t is not None:
+            modbus = ModbusZone(
+                port=modbus_t.text("port"),
+                baud=modbus_t.integer("baud", 9600, lo=1200, hi=115200),
+                slave=modbus_t.integer("slave", 1, lo=1, hi=247),
+                temperature=modbus_t.integer("temperature", 256, lo=0, hi=65535),
+                setpoint=modbus_t.integer("setpoint", 768, lo=0, hi=65535),
+                alarms=modbus_t.integer("alarms", 1280, lo=0, hi=65535),
+                scale=modbus_t.number("scale", 0.1, lo=0.001, hi=100),
+                input_registers=modbus_t.flag("input_registers", False),
+            )
+            modbus_t.done()
         limits = ZoneLimits(
             min_c=sub.optional_float("min_c") if "min_c" in sub.data else base.min_c,
             max_c=sub.number("max_c", base.max_c, lo=-40, hi=40),
@@ -453,7 +482,11 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
             probe=(table.file.parent / probe) if probe else None,
             compressor_pin=(sub.integer("compressor_pin", lo=0, hi=27)
                             if "compressor_pin" in sub.data else None),
+            modbus=modbus,
         )
+        if modbus is not None and (limits.probe is not None or limits.compressor_pin is not None):
+            raise sub.error("modbus", "a zone is regulated by a Modbus controller or by a probe"
+                            " and a compressor relay, not both")
         if (limits.probe is None) != (limits.compressor_pin is None):
             raise sub.error("probe" if limits.probe is None else "compressor_pin",
                             "a regulated zone needs both probe and compressor_pin")

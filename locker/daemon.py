@@ -23,11 +23,11 @@ from locker.errors import ConfigError, HardwareError, StoreError
 from locker.model import CompartmentState, DoorState, Zone
 from locker.orders import expire_orders
 from locker.pickup import PickupService
-from locker.ports import Compressor, LockDriver, ZoneProbe
+from locker.ports import Compressor, LockDriver, RefrigerationController, ZoneProbe
 from locker.staff import StaffDesk, load_staff_secrets
 from locker.store import Store
 from locker.unlocking import pulse
-from locker.zones import ZoneControl, ZoneController
+from locker.zones import Decision, ZoneControl, ZoneController
 
 log = logging.getLogger("locker")
 HOUSEKEEPING_INTERVAL_S = 1.0
@@ -123,6 +123,9 @@ class Locker:
         """Read the probe, decide, switch the compressor, record: every ZONE_INTERVAL_S."""
         limits = self.config.zones[zone]
         assert limits.setpoint_c is not None  # checked in __init__
+        if isinstance(probe, RefrigerationController):
+            await self._controller_loop(zone, probe, limits.setpoint_c)
+            return
         control = ZoneControl(
             setpoint_c=limits.setpoint_c, hysteresis_c=limits.hysteresis_c,
             min_off_s=limits.min_off_s, defrost_s=limits.defrost_min * 60,
@@ -143,6 +146,44 @@ class Locker:
             except Exception:  # the loop must outlive a full disk or a stuck relay
                 log.exception("%s zone loop failed; will retry", zone.value)
             await self.clock.sleep(ZONE_INTERVAL_S)
+
+    async def _controller_loop(self, zone: Zone, controller: RefrigerationController,
+                               setpoint: float) -> None:
+        """A zone regulated by its own controller: give it the setpoint, read and record."""
+        self.coldchain.setpoint(zone, setpoint, f"config:{self.config.path.name}")
+        setpoint_sent = False
+        alarms_seen = 0
+        while True:
+            try:
+                if not setpoint_sent:
+                    await controller.write_setpoint(setpoint)
+                    setpoint_sent = True
+                celsius: float | None = await controller.read_celsius()
+                alarms = await controller.read_alarms()
+            except HardwareError as exc:
+                log.warning("%s zone controller: %s", zone.value, exc)
+                celsius, alarms = None, alarms_seen
+            try:
+                if alarms != alarms_seen:
+                    self._controller_alarms(zone, alarms)
+                    alarms_seen = alarms
+                # the controller runs its compressor; its state is not read back
+                self.coldchain.observe(zone, celsius, Decision(
+                    False, False, False, celsius is None, "regulated by its controller"))
+            except Exception:
+                log.exception("%s zone loop failed; will retry", zone.value)
+            await self.clock.sleep(ZONE_INTERVAL_S)
+
+    def _controller_alarms(self, zone: Zone, alarms: int) -> None:
+        with self.store.transaction(self.clock.now()) as tx:
+            if alarms:
+                tx.raise_alarm("controller_alarm", zone.value,
+                               f"the {zone.value} refrigeration controller reports alarm word"
+                               f" 0x{alarms:04x}: see its display and its manual")
+            else:
+                tx.clear_alarm("controller_alarm", zone.value,
+                               f"the {zone.value} controller's alarms cleared")
+        self.monitor.publish(tx)
 
     def _sync_compartments(self) -> None:
         """Add compartments new in the config; refuse to drop one that still holds an order."""

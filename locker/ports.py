@@ -9,7 +9,7 @@ through a pseudo-terminal, by the simulator.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from locker.model import DoorSense
 
@@ -58,3 +58,15 @@ class Compressor(Protocol):
     """A zone's compressor relay. Off is its safe value at start and at stop."""
 
     def switch(self, on: bool) -> None: ...
+
+
+@runtime_checkable
+class RefrigerationController(Protocol):
+    """A controller that regulates its own compressor (e.g. over Modbus): the daemon gives it the
+    setpoint and reads its temperature and its alarm word, and decides nothing itself."""
+
+    async def read_celsius(self) -> float: ...
+
+    async def write_setpoint(self, celsius: float) -> None: ...
+
+    async def read_alarms(self) -> int: ...
