@@ -16,14 +16,13 @@ from locker.allocation import NoRoom
 from locker.clock import Clock
 from locker.codes import PickupCodes
 from locker.config import LockerConfig
-from locker.model import CompartmentState, DoorSense, DoorState, OrderState
+from locker.model import OPEN_DOOR_STATES, CompartmentState, DoorSense, DoorState, OrderState
 from locker.orders import activate, allocate_order, blocked_zones
 from locker.store import Store, Tx
 from locker.unlocking import Door, authorise
 
 log = logging.getLogger("locker.doors")
 
-OPEN_STATES = (DoorState.OPEN.value, DoorState.FORCED.value)
 # an opening this long after a jam is still taken as the late answer to that unlock
 LATE_OPEN_GRACE_S = 300.0
 
@@ -79,14 +78,7 @@ class DoorMonitor:
                 # authorised, perhaps pulsed, never acknowledged: never pulse it again
                 seen_open = readings.get(auth["compartment_id"]) is DoorSense.OPEN
                 if not seen_open:
-                    tx.execute("UPDATE authorisations SET outcome = 'interrupted' WHERE id = ?",
-                               (auth["id"],))
-                    tx.execute("UPDATE compartments SET door = ? WHERE id = ? AND door = ?",
-                               (DoorState.LOCKED.value, auth["compartment_id"],
-                                DoorState.UNLOCKING.value))
-                    tx.emit("door.unlock_interrupted", "door",
-                            compartment_id=auth["compartment_id"], order_id=auth["order_id"],
-                            authorisation=auth["id"], actor=auth["actor"], reason=auth["reason"])
+                    self._interrupt(tx, auth)
             for compartment_id, sense in sorted(readings.items()):
                 if sense is not DoorSense.UNKNOWN:
                     self._apply(tx, compartment_id, sense)
@@ -115,21 +107,13 @@ class DoorMonitor:
             "SELECT c.id FROM compartments c WHERE c.door IN (?, ?) AND c.door_changed_at <= ?"
             " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'door_left_open'"
             " AND a.subject = c.id AND a.cleared_at IS NULL)",
-            (*OPEN_STATES, now - policy.left_open_alarm_s))
+            (*OPEN_DOOR_STATES, now - policy.left_open_alarm_s))
         if not jammed and not left_open and not stranded:
             return []
         to_pulse: list[Door] = []
         with self.store.transaction(now) as tx:
             for auth in stranded:
-                if tx.execute("UPDATE authorisations SET outcome = 'interrupted' WHERE id = ?"
-                              " AND outcome IS NULL", (auth["id"],)):
-                    tx.execute("UPDATE compartments SET door = ? WHERE id = ? AND door = ?",
-                               (DoorState.LOCKED.value, auth["compartment_id"],
-                                DoorState.UNLOCKING.value))
-                    tx.emit("door.unlock_interrupted", "door",
-                            compartment_id=auth["compartment_id"], order_id=auth["order_id"],
-                            authorisation=auth["id"], actor=auth["actor"],
-                            reason=auth["reason"])
+                self._interrupt(tx, auth)
             for auth in jammed:
                 if not tx.execute("UPDATE authorisations SET outcome = 'jammed' WHERE id = ?"
                                   " AND outcome IS NULL", (auth["id"],)):
@@ -149,6 +133,18 @@ class DoorMonitor:
                                f" {policy.left_open_alarm_s:.0f} s")
         self.publish(tx)
         return to_pulse
+
+    @staticmethod
+    def _interrupt(tx: Tx, auth: dict[str, Any]) -> None:
+        """An authorisation that may or may not have pulsed its lock: never pulse it again."""
+        if not tx.execute("UPDATE authorisations SET outcome = 'interrupted' WHERE id = ?"
+                          " AND outcome IS NULL", (auth["id"],)):
+            return
+        tx.execute("UPDATE compartments SET door = ? WHERE id = ? AND door = ?",
+                   (DoorState.LOCKED.value, auth["compartment_id"], DoorState.UNLOCKING.value))
+        tx.emit("door.unlock_interrupted", "door", compartment_id=auth["compartment_id"],
+                order_id=auth["order_id"], authorisation=auth["id"], actor=auth["actor"],
+                reason=auth["reason"])
 
     def _reallocate(self, tx: Tx, auth: dict[str, Any]) -> list[Door]:
         """The jammed compartment goes out of service; its bags go elsewhere, doors authorised."""
@@ -188,9 +184,9 @@ class DoorMonitor:
             log.error("a driver reported unknown compartment %r", compartment_id)
             return
         door = row["door"]
-        if sense is DoorSense.OPEN and door not in OPEN_STATES:
+        if sense is DoorSense.OPEN and door not in OPEN_DOOR_STATES:
             self._opened(tx, compartment_id)
-        elif sense is DoorSense.CLOSED and door in OPEN_STATES:
+        elif sense is DoorSense.CLOSED and door in OPEN_DOOR_STATES:
             self._closed(tx, compartment_id, door)
 
     def _opened(self, tx: Tx, cid: str) -> None:

@@ -48,6 +48,10 @@ class DoorState(StrEnum):
     UNKNOWN = "unknown"  # its board is offline
 
 
+# the door states in which a door stands open (authorised or not)
+OPEN_DOOR_STATES = (DoorState.OPEN.value, DoorState.FORCED.value)
+
+
 class OrderState(StrEnum):
     RECEIVED = "received"
     ALLOCATED = "allocated"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from locker.clock import Clock
 from locker.config import LockerConfig
 from locker.errors import BoardOffline, HardwareError
-from locker.model import DoorState
+from locker.model import OPEN_DOOR_STATES, DoorState
 from locker.ports import LockDriver
 from locker.store import Store, Tx
 
@@ -34,9 +34,6 @@ class Door:
     order_id: str | None
 
 
-OPEN_DOORS = (DoorState.OPEN.value, DoorState.FORCED.value)
-
-
 def authorise(tx: Tx, config: LockerConfig, compartment_id: str, order_id: str | None,
               actor: str, reason: str) -> Door:
     """Record why this door is about to open. An earlier authorisation still waiting for this
@@ -44,7 +41,7 @@ def authorise(tx: Tx, config: LockerConfig, compartment_id: str, order_id: str |
     opened for this one at once (the unlock is still sent: a broken cable can fake "open")."""
     compartment = config.compartment(compartment_id)
     row = tx.one("SELECT door FROM compartments WHERE id = ?", (compartment_id,))
-    already_open = row is not None and row["door"] in OPEN_DOORS
+    already_open = row is not None and row["door"] in OPEN_DOOR_STATES
     tx.execute("UPDATE authorisations SET outcome = 'superseded' WHERE compartment_id = ?"
                " AND outcome IS NULL", (compartment_id,))
     auth_id = tx.insert("authorisations", {
