@@ -19,8 +19,10 @@ from api.common import (
     BadRequest,
     door_json,
     doors_answer,
+    open_compartment,
     problem,
     read_json,
+    set_in_service,
     staff_session,
 )
 from locker import __version__
@@ -142,21 +144,11 @@ async def courier_reclaim(request: web.Request) -> web.Response:
 
 
 async def technician_open(request: web.Request) -> web.Response:
-    session = staff_session(request, technician=True)
-    body = await read_json(request, {"reason": str})
-    return doors_answer(await request.app[LOCKER].courier.open_compartment(
-        session.actor, request.match_info["compartment"], body.get("reason", "")))
+    return await open_compartment(request, staff_session(request, technician=True).actor)
 
 
 async def technician_service(request: web.Request) -> web.Response:
-    session = staff_session(request, technician=True)
-    body = await read_json(request, {"in_service": bool, "reason": str})
-    if "in_service" not in body:
-        raise BadRequest("in_service", "in_service (true or false) is required")
-    request.app[LOCKER].courier.set_in_service(session.actor, request.match_info["compartment"],
-                                               body["in_service"], body.get("reason", ""))
-    return web.json_response({"compartment": request.match_info["compartment"],
-                              "in_service": body["in_service"]})
+    return await set_in_service(request, staff_session(request, technician=True).actor)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -69,3 +69,21 @@ def doors_answer(result: DoorsResult) -> web.Response:
     })
 
 
+
+
+async def open_compartment(request: web.Request, actor: str) -> web.Response:
+    """A maintenance opening (a technician's or central ops'): the body gives the reason."""
+    body = await read_json(request, {"reason": str})
+    return doors_answer(await request.app[LOCKER].courier.open_compartment(
+        actor, request.match_info["compartment"], body.get("reason", "")))
+
+
+async def set_in_service(request: web.Request, actor: str) -> web.Response:
+    """Out of service or back (a technician's or central ops'): `in_service` and a reason."""
+    body = await read_json(request, {"in_service": bool, "reason": str})
+    if "in_service" not in body:
+        raise BadRequest("in_service", "in_service (true or false) is required")
+    request.app[LOCKER].courier.set_in_service(actor, request.match_info["compartment"],
+                                               body["in_service"], body.get("reason", ""))
+    return web.json_response({"compartment": request.match_info["compartment"],
+                              "in_service": body["in_service"]})

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.common import LOCKER, BadRequest, doors_answer, read_json, staff_session
+from api.common import LOCKER, open_compartment, set_in_service, staff_session
 from api.live import LiveFeed
 from locker.config import BoardWiring
 from locker.daemon import Locker
@@ -147,21 +147,12 @@ async def ops_stream(request: web.Request) -> web.StreamResponse:
 
 async def ops_open(request: web.Request) -> web.Response:
     require_ops(request)
-    body = await read_json(request, {"reason": str})
-    result = await _locker(request).courier.open_compartment(
-        OPS_ACTOR, request.match_info["compartment"], body.get("reason", ""))
-    return doors_answer(result)
+    return await open_compartment(request, OPS_ACTOR)
 
 
 async def ops_service(request: web.Request) -> web.Response:
     require_ops(request)
-    body = await read_json(request, {"in_service": bool, "reason": str})
-    if "in_service" not in body:
-        raise BadRequest("in_service", "in_service (true or false) is required")
-    _locker(request).courier.set_in_service(OPS_ACTOR, request.match_info["compartment"],
-                                            body["in_service"], body.get("reason", ""))
-    return web.json_response({"compartment": request.match_info["compartment"],
-                              "in_service": body["in_service"]})
+    return await set_in_service(request, OPS_ACTOR)
 
 
 def add_routes(app: web.Application) -> None:
