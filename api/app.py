@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from api import ops
+from api.central import add_central_link
 from api.common import (
     LOCKER,
     BadRequest,
@@ -183,6 +184,7 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
 
     if manage_locker:
         app.cleanup_ctx.append(run_locker)
+        add_central_link(app, locker)
     app.router.add_post("/api/pickup", pickup)
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/staff/login", staff_login)

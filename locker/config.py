@@ -190,6 +190,27 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class CentralConfig:
+    """Where central is and how the sync loop behaves (docs/central.md)."""
+
+    url: str  # base URL of the locker calls, e.g. https://central.example.com/v1
+    token_file: Path  # the locker's bearer token
+    command_key_file: Path  # central's Ed25519 public key (PEM): commands must verify against it
+    ca_file: Path | None = None  # trust this CA instead of the system's
+    poll_wait_s: float = 25.0
+    batch_size: int = 100
+    heartbeat_s: float = 60.0
+    request_timeout_s: float = 10.0
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 300.0
+    outage_alarm_s: float = 300.0
+    offline_hold_h: float = 72.0  # windows ending offline are held at most this long
+    outbox_max_events: int = 50_000
+    remote_opens_burst: int = 3
+    remote_opens_per_hour: float = 6.0
+
+
+@dataclass(frozen=True)
 class LockerConfig:
     path: Path
     locker_id: str
@@ -206,6 +227,7 @@ class LockerConfig:
     doors: DoorPolicy = DoorPolicy()
     http: HttpConfig = HttpConfig()
     staff: StaffPolicy = StaffPolicy()
+    central: CentralConfig | None = None  # None: orders come from the CLI only
 
     @property
     def database(self) -> Path:
@@ -528,6 +550,41 @@ def _staff(table: _Table | None) -> StaffPolicy:
     return policy
 
 
+def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig | None:
+    if table is None:
+        return None
+    url = table.text("url").rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise table.error("url", f"must start with https:// (or http:// on a test bench), not"
+                                 f" {url!r}")
+    ca = table.text("ca_file") if "ca_file" in table.data else None
+    d = CentralConfig(url, Path(), Path())
+    central = CentralConfig(
+        url=url,
+        token_file=data_dir / table.text("token_file", "central.token"),
+        command_key_file=data_dir / table.text("command_key_file", "central-commands.pub"),
+        ca_file=(base / ca).resolve() if ca else None,
+        poll_wait_s=table.number("poll_wait_s", d.poll_wait_s, lo=0, hi=30),
+        batch_size=table.integer("batch_size", d.batch_size, lo=1, hi=500),
+        heartbeat_s=table.number("heartbeat_s", d.heartbeat_s, lo=1, hi=3600),
+        request_timeout_s=table.number("request_timeout_s", d.request_timeout_s, lo=1, hi=120),
+        backoff_min_s=table.number("backoff_min_s", d.backoff_min_s, lo=0.05, hi=60),
+        backoff_max_s=table.number("backoff_max_s", d.backoff_max_s, lo=0.1, hi=3600),
+        outage_alarm_s=table.number("outage_alarm_s", d.outage_alarm_s, lo=1, hi=86400),
+        offline_hold_h=table.number("offline_hold_h", d.offline_hold_h, lo=0, hi=24 * 30),
+        outbox_max_events=table.integer("outbox_max_events", d.outbox_max_events, lo=100,
+                                        hi=10_000_000),
+        remote_opens_burst=table.integer("remote_opens_burst", d.remote_opens_burst, lo=1,
+                                         hi=100),
+        remote_opens_per_hour=table.number("remote_opens_per_hour", d.remote_opens_per_hour,
+                                           lo=0.01, hi=3600),
+    )
+    if central.backoff_max_s < central.backoff_min_s:
+        raise table.error("backoff_max_s", "must not be below backoff_min_s")
+    table.done()
+    return central
+
+
 def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     """Read and check a config file. `port` overrides bus.port (the simulator's pty)."""
     file = Path(path)
@@ -624,10 +681,11 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
 
     staff = _staff(root.table("staff"))
     zones = _zones(root.table("zones"))
+    central = _central(root.table("central"), data_dir, base)
     root.done()
     return LockerConfig(
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
         data_dir=data_dir, secret_file=secret_file, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
-        staff=staff,
+        staff=staff, central=central,
     )

@@ -23,6 +23,9 @@ from locker.ports import LockDriver
 from locker.store import Store, Tx
 from locker.unlocking import Door, authorise, pulse
 
+# orders whose goods a courier takes back (a cancelled order keeps compartments only with goods)
+RECLAIMABLE = (OrderState.EXPIRED.value, OrderState.RECLAIMING.value, OrderState.CANCELLED.value)
+
 
 class Refused(LockerError):
     """The action does not apply now; `reason` for the screen, the message for the person."""
@@ -64,9 +67,9 @@ class CourierService:
             {"order": r["id"], "compartments": (r["compartments"] or "").split(",")}
             for r in read.all(
                 "SELECT o.id, group_concat(oc.compartment_id) AS compartments FROM orders o"
-                " JOIN order_compartments oc ON oc.order_id = o.id WHERE o.state IN (?, ?)"
+                " JOIN order_compartments oc ON oc.order_id = o.id WHERE o.state IN (?, ?, ?)"
                 " GROUP BY o.id ORDER BY o.window_end",
-                (OrderState.EXPIRED.value, OrderState.RECLAIMING.value))
+                RECLAIMABLE)
         ]
         return {"to_load": to_load, "to_reclaim": to_reclaim}
 
@@ -120,9 +123,9 @@ class CourierService:
         """Open every door of an expired order; the compartments are freed once closed."""
         with self.store.transaction(self.clock.now()) as tx:
             order = self._order(tx, order_id)
-            if order["state"] not in (OrderState.EXPIRED.value, OrderState.RECLAIMING.value):
+            if order["state"] not in RECLAIMABLE:
                 raise Refused("not_expired", f"order {order_id} is {order['state']}; only an"
-                              " expired order is taken back")
+                              " expired or cancelled order is taken back")
             tx.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
                        (OrderState.RECLAIMING.value, tx.now, order_id))
             compartments = self._waiting_doors(tx, order_id)

@@ -9,29 +9,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from locker import __version__
 from locker.clock import Clock, RealClock
 from locker.codes import PickupCodes, load_ops_token, load_secret
 from locker.coldchain import ColdChain
+from locker.commands import (
+    CommandRefused,
+    CommandVerifier,
+    RemoteCommands,
+    RemoteHands,
+    load_command_key,
+)
 from locker.config import LockerConfig
 from locker.courier import CourierService
 from locker.doors import DoorMonitor
 from locker.errors import ConfigError, HardwareError, StoreError
+from locker.inbox import Inbox
 from locker.model import CompartmentState, DoorState, Zone
 from locker.orders import expire_orders
 from locker.pickup import PickupService
 from locker.ports import Compressor, LockDriver, RefrigerationController, ZoneProbe
 from locker.staff import StaffDesk, load_staff_secrets
 from locker.store import Store
+from locker.sync import enforce_bound, outage_since
 from locker.unlocking import pulse
 from locker.zones import Decision, ZoneControl, ZoneController
 
 log = logging.getLogger("locker")
 HOUSEKEEPING_INTERVAL_S = 1.0
+OUTBOX_BOUND_INTERVAL_S = 60.0
 ZONE_INTERVAL_S = 10.0
+SETPOINT_KEY = "setpoint.{zone}"  # a setpoint set by central outlives a restart
 
 
 class Locker:
@@ -57,7 +70,19 @@ class Locker:
                 raise ConfigError(f"{config.path}: zones.{zone.value}.setpoint_c: a zone with a"
                                   " probe and a compressor needs a setpoint")
         self.zone_controllers: dict[Zone, ZoneController] = {}
+        self.zone_state: dict[str, dict[str, Any]] = {}  # last reading per zone, for heartbeats
+        self._setpoint_sent: dict[Zone, float] = {}  # what each Modbus controller was given
         self._zone_tasks: list[asyncio.Task[None]] = []
+        self.inbox: Inbox | None = None
+        if config.central is not None:
+            verifier = CommandVerifier(load_command_key(config.central.command_key_file),
+                                       config.locker_id)
+            hands = RemoteHands(self.courier.open_compartment, self.courier.set_in_service,
+                                self.set_setpoint)
+            commands = RemoteCommands(self.store, config, self.clock, verifier, hands,
+                                      self.monitor.publish)
+            self.inbox = Inbox(self.store, config, self.clock, self.codes, commands,
+                               self.monitor.publish)
         self.ready = False
         self.started_in_s: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -99,13 +124,46 @@ class Locker:
         await self.driver.stop()
         self.store.close()
 
+    def setpoint(self, zone: Zone) -> float | None:
+        """The zone's setpoint: central's last, or the config's."""
+        stored = self.store.meta(SETPOINT_KEY.format(zone=zone.value))
+        return float(stored) if stored is not None else self.config.zones[zone].setpoint_c
+
+    def set_setpoint(self, zone: Zone, celsius: float, actor: str) -> None:
+        """A new setpoint for a regulated zone, within its limits; kept across restarts."""
+        limits = self.config.zones[zone]
+        if zone not in self.zone_hardware:
+            raise CommandRefused("not_regulated", f"the {zone.value} zone has no probe and"
+                                 " compressor here")
+        low = limits.min_c if limits.min_c is not None else limits.max_c - 15.0
+        if not low <= celsius <= limits.max_c:
+            raise CommandRefused("out_of_limits", f"a {zone.value} setpoint must lie within"
+                                 f" {low:g}..{limits.max_c:g} °C, not {celsius:g}")
+        with self.store.transaction(self.clock.now()) as tx:
+            tx.set_meta(SETPOINT_KEY.format(zone=zone.value), repr(celsius))
+        controller = self.zone_controllers.get(zone)
+        if controller is not None:
+            controller.control = dataclasses.replace(controller.control, setpoint_c=celsius)
+        self.coldchain.setpoint(zone, celsius, actor)
+
     async def _housekeep(self) -> None:
-        """Jams (and the reallocations they cause), doors left open, ended windows: every second."""
+        """Jams (and the reallocations they cause), doors left open, ended windows: every second;
+        the outbox's bound every minute."""
+        last_bound = -OUTBOX_BOUND_INTERVAL_S
         while True:
             await self.clock.sleep(HOUSEKEEPING_INTERVAL_S)
             try:
                 reallocated = self.monitor.check_timeouts()
-                expire_orders(self.store, self.clock.now())
+                central = self.config.central
+                now = self.clock.now()
+                if central is None:
+                    expire_orders(self.store, now)
+                else:
+                    expire_orders(self.store, now, held_since=outage_since(self.store),
+                                  hold_s=central.offline_hold_h * 3600.0)
+                    if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
+                        last_bound = now
+                        enforce_bound(self.store, now, central.outbox_max_events)
                 if reallocated:  # committed above: a jammed door's bags go to these doors
                     await pulse(self.store, self.driver, self.clock, reallocated,
                                 self.monitor.publish)
@@ -122,17 +180,18 @@ class Locker:
     async def _zone_loop(self, zone: Zone, probe: ZoneProbe, compressor: Compressor) -> None:
         """Read the probe, decide, switch the compressor, record: every ZONE_INTERVAL_S."""
         limits = self.config.zones[zone]
-        assert limits.setpoint_c is not None  # checked in __init__
+        setpoint = self.setpoint(zone)
+        assert setpoint is not None  # checked in __init__
         if isinstance(probe, RefrigerationController):
-            await self._controller_loop(zone, probe, limits.setpoint_c)
+            await self._controller_loop(zone, probe)
             return
         control = ZoneControl(
-            setpoint_c=limits.setpoint_c, hysteresis_c=limits.hysteresis_c,
+            setpoint_c=setpoint, hysteresis_c=limits.hysteresis_c,
             min_off_s=limits.min_off_s, defrost_s=limits.defrost_min * 60,
             defrost_every_s=(limits.defrost_every_h * 3600 if limits.defrost_every_h else None))
         controller = ZoneController(control, started_at=self.clock.monotonic())
         self.zone_controllers[zone] = controller
-        self.coldchain.setpoint(zone, limits.setpoint_c, f"config:{self.config.path.name}")
+        self.coldchain.setpoint(zone, setpoint, self._setpoint_source(zone))
         while True:
             try:
                 celsius: float | None = await probe.read_celsius()
@@ -142,22 +201,32 @@ class Locker:
             try:
                 decision = controller.decide(celsius, self.clock.monotonic())
                 compressor.switch(decision.compressor_on)
+                self.zone_state[zone.value] = {"celsius": celsius,
+                                               "setpoint_c": controller.control.setpoint_c,
+                                               "compressor": decision.compressor_on}
                 self.coldchain.observe(zone, celsius, decision)
             except Exception:  # the loop must outlive a full disk or a stuck relay
                 log.exception("%s zone loop failed; will retry", zone.value)
             await self.clock.sleep(ZONE_INTERVAL_S)
 
-    async def _controller_loop(self, zone: Zone, controller: RefrigerationController,
-                               setpoint: float) -> None:
+    def _setpoint_source(self, zone: Zone) -> str:
+        if self.store.meta(SETPOINT_KEY.format(zone=zone.value)) is not None:
+            return "central"
+        return f"config:{self.config.path.name}"
+
+    async def _controller_loop(self, zone: Zone, controller: RefrigerationController) -> None:
         """A zone regulated by its own controller: give it the setpoint, read and record."""
-        self.coldchain.setpoint(zone, setpoint, f"config:{self.config.path.name}")
-        setpoint_sent = False
+        first = self.setpoint(zone)
+        assert first is not None
+        self.coldchain.setpoint(zone, first, self._setpoint_source(zone))
         alarms_seen = 0
         while True:
+            setpoint = self.setpoint(zone)
+            assert setpoint is not None
             try:
-                if not setpoint_sent:
+                if self._setpoint_sent.get(zone) != setpoint:
                     await controller.write_setpoint(setpoint)
-                    setpoint_sent = True
+                    self._setpoint_sent[zone] = setpoint
                 celsius: float | None = await controller.read_celsius()
                 alarms = await controller.read_alarms()
             except HardwareError as exc:
@@ -168,6 +237,8 @@ class Locker:
                     self._controller_alarms(zone, alarms)
                     alarms_seen = alarms
                 # the controller runs its compressor; its state is not read back
+                self.zone_state[zone.value] = {"celsius": celsius, "setpoint_c": setpoint,
+                                               "compressor": None}
                 self.coldchain.observe(zone, celsius, Decision(
                     False, False, False, celsius is None, "regulated by its controller"))
             except Exception:

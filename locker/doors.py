@@ -252,8 +252,9 @@ class DoorMonitor:
                 tx.emit("order.loaded_zone_out_of_limits", "order", order_id=order_id,
                         zones=sorted(blocked))
                 return
-            activate(tx, self.codes, order_id)
-            log.info("order %s loaded and ready", order_id)
+            if activate(tx, self.codes, order_id,
+                        local_reissue=self.config.central is None) is not None:
+                log.info("order %s loaded and ready", order_id)
 
     def _collected(self, tx: Tx, order_id: str) -> None:
         self._free(tx, order_id, OrderState.COLLECTED, "order.collected")
@@ -263,8 +264,9 @@ class DoorMonitor:
         tx.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
                    (state.value, tx.now, order_id))
         tx.execute("UPDATE compartments SET state = ?, order_id = NULL, updated_at = ?"
-                   " WHERE order_id = ? AND state = ?",
-                   (CompartmentState.FREE.value, tx.now, order_id, CompartmentState.LOADED.value))
+                   " WHERE order_id = ? AND state IN (?, ?)",
+                   (CompartmentState.FREE.value, tx.now, order_id, CompartmentState.LOADED.value,
+                    CompartmentState.RESERVED.value))
         last = tx.one("SELECT actor FROM authorisations WHERE order_id = ? ORDER BY id DESC"
                       " LIMIT 1", (order_id,))
         tx.emit(kind, "order", order_id=order_id, actor=last["actor"] if last else None)

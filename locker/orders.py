@@ -47,8 +47,13 @@ def parse_bag(text: str) -> Bag:
 
 
 def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[Bag], *,
-            window_hours: float | None = None, accessible: bool = False) -> None:
-    """Take an order in, waiting for a courier to load it."""
+            window_hours: float | None = None, accessible: bool = False,
+            sequence: int | None = None, version: int = 1) -> None:
+    """Take an order in, waiting for a courier to load it.
+
+    Central gives the sequence (the HOTP counter it derives the customer's code from); an order
+    added at the locker itself takes the next free one.
+    """
     if not ORDER_ID.match(order_id):
         raise OrderRejected(f"order id {order_id!r}: 1-64 letters, digits, '.', '_' or '-'")
     if not bags:
@@ -59,7 +64,8 @@ def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[Bag], *,
     if tx.one("SELECT id FROM orders WHERE id = ?", (order_id,)):
         raise OrderRejected(f"order {order_id} exists already")
     tx.insert("orders", {
-        "id": order_id, "version": 1, "sequence": _next_sequence(tx),
+        "id": order_id, "version": version,
+        "sequence": _next_sequence(tx) if sequence is None else sequence,
         "state": OrderState.RECEIVED.value, "code_digest": None, "window_start": None,
         "window_end": None, "window_s": hours * 3600.0,
         "accessible": int(accessible), "created_at": tx.now, "updated_at": tx.now,
@@ -118,11 +124,14 @@ def allocate_order(tx: Tx, config: LockerConfig, order_id: str,
     return sorted(reserved)
 
 
-def activate(tx: Tx, codes: PickupCodes, order_id: str) -> tuple[int, str, float]:
+def activate(tx: Tx, codes: PickupCodes, order_id: str, *,
+             local_reissue: bool = True) -> tuple[int, str, float] | None:
     """The goods are in: compartments loaded, a pickup code made active, the window started.
 
     Returns (sequence, code, window end). A code equal to an active order's would open both, so
-    that sequence number is skipped (and reported).
+    it is never activated: it is reported, and either a fresh local sequence is taken (orders
+    added at the locker) or the order waits, loaded, for central's new version with a new
+    sequence (returns None), since central must know the code it tells the customer.
     """
     order = tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
     assert order is not None
@@ -136,6 +145,12 @@ def activate(tx: Tx, codes: PickupCodes, order_id: str) -> tuple[int, str, float
             break
         tx.emit("security.code_collision", "security", order_id=order_id, sequence=sequence,
                 active_order=clash["id"])
+        if not local_reissue:
+            tx.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
+                       (OrderState.LOADED.value, tx.now, order_id))
+            tx.execute("UPDATE compartments SET state = ?, updated_at = ? WHERE order_id = ?",
+                       (CompartmentState.LOADED.value, tx.now, order_id))
+            return None
         sequence = _next_sequence(tx)
         tx.execute("UPDATE orders SET sequence = ? WHERE id = ?", (sequence, order_id))
     window_end = tx.now + float(order["window_s"])
@@ -172,7 +187,9 @@ def add_ready_order(store: Store, config: LockerConfig, codes: PickupCodes, now:
     with store.transaction(now) as tx:
         receive(tx, config, order_id, bags, window_hours=window_hours, accessible=accessible)
         compartments = allocate_order(tx, config, order_id)
-        sequence, code, window_end = activate(tx, codes, order_id)
+        activated = activate(tx, codes, order_id)
+        assert activated is not None  # a local order takes a fresh sequence on a collision
+        sequence, code, window_end = activated
     return AddedOrder(
         order_id=order_id, sequence=sequence, code=code,
         compartments=tuple((cid, config.compartment(cid).location) for cid in compartments),
@@ -188,11 +205,18 @@ def add_order_to_load(store: Store, config: LockerConfig, now: float, order_id: 
         receive(tx, config, order_id, bags, window_hours=window_hours, accessible=accessible)
 
 
-def expire_orders(store: Store, now: float) -> list[str]:
-    """Ready orders whose pickup window has ended stop accepting their code."""
+def expire_orders(store: Store, now: float, *, held_since: float | None = None,
+                  hold_s: float = 0.0) -> list[str]:
+    """Ready orders whose pickup window has ended stop accepting their code.
+
+    While central is unreachable (since `held_since`), a window that ends is held open, for at
+    most `hold_s`: the customer may not have been told anything, and the window is extended by
+    the outage's length once central answers again.
+    """
     expired = [r["id"] for r in store.read().all(
-        "SELECT id FROM orders WHERE state = ? AND window_end <= ?",
-        (OrderState.READY.value, now))]
+        "SELECT id, window_end FROM orders WHERE state = ? AND window_end <= ?",
+        (OrderState.READY.value, now))
+        if held_since is None or r["window_end"] <= held_since or now - r["window_end"] > hold_s]
     if not expired:
         return []
     with store.transaction(now) as tx:

@@ -145,6 +145,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (order_id, excursion_id)
         )""",
     ),
+    (
+        # central's signed commands: each nonce is obeyed once, remembered until it expires
+        "CREATE TABLE command_nonces (nonce TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
+        "CREATE INDEX outbox_by_category ON outbox (category, seq)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -213,6 +218,16 @@ class Tx:
         self.emitted.append((kind, {"compartment_id": compartment_id, "order_id": order_id,
                                     **payload}))
         return event_id
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            self.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self.one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row["value"])
 
     def raise_alarm(self, kind: str, subject: str, message: str) -> bool:
         """Latch an alarm (once per kind and subject) and emit its event; False if already open."""
@@ -305,6 +320,10 @@ class Store:
     def read(self) -> Tx:
         """Reads outside a transaction (each statement sees the last commit)."""
         return Tx(self.db, 0.0)
+
+    def meta(self, key: str) -> str | None:
+        row = self.read().one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row["value"])
 
     def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self.db.table("outbox").rows_where("seq > ?", [after], order_by="seq",

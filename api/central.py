@@ -1,0 +1,289 @@
+"""The locker's connection to central: it pulls the feed, pushes the outbox, sends heartbeats.
+
+The locker starts every conversation (it sits behind a shop's NAT). Three loops run side by side,
+each retrying with exponential backoff and full jitter, so a slow feed never holds back the
+outbox. This module only moves bytes and reads answers strictly; what an answer means is decided
+in locker/ (feed, inbox, sync). Any answer that is not what docs/central.md describes changes
+nothing: it raises `alarm.central_protocol` once and is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import ssl
+import stat
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+
+from locker import __version__
+from locker.config import CentralConfig
+from locker.daemon import Locker
+from locker.errors import ConfigError
+from locker.feed import BadPayload, parse_feed
+from locker.sync import acknowledge, heartbeat, pending, reachable, unreachable
+from locker.sync import cursor as stored_cursor
+
+log = logging.getLogger("locker.central")
+MAX_ANSWER_BYTES = 1 << 20
+PUSH_IDLE_S = 5.0  # the outbox is looked at this often even when nothing wakes the pusher
+CLOCK_SKEW_WARN_S = 60.0
+
+
+class Unreachable(Exception):
+    """No answer, or an HTTP error status: an outage, or its continuation."""
+
+
+class Garbled(Exception):
+    """An answer that is not what the protocol says: central (or something between) is wrong."""
+
+
+def load_token(path: Path) -> str:
+    """The locker's bearer token for central, from a file only the daemon's user can read."""
+    try:
+        mode = os.stat(path).st_mode
+        token = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no central token; put the token central issued for this"
+                          " locker here (mode 600)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the central token: {exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path}: the central token is readable by other users; run:"
+                          f" chmod 600 {path}")
+    if len(token) < 24 or not token.isprintable() or " " in token:
+        raise ConfigError(f"{path}: not a central token (at least 24 printable characters)")
+    return token
+
+
+def tls_context(config: CentralConfig) -> ssl.SSLContext | None:
+    if not config.url.startswith("https://"):
+        return None
+    try:
+        return ssl.create_default_context(
+            cafile=str(config.ca_file) if config.ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{config.ca_file}: cannot load the CA for central: {exc}") from None
+
+
+class Backoff:
+    """Exponential backoff with full jitter (AWS architecture blog, 2015): retries spread out,
+    and a fleet of lockers coming back after an outage does not knock central over together."""
+
+    def __init__(self, low_s: float, high_s: float) -> None:
+        self.low_s, self.high_s, self.failures = low_s, high_s, 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return random.uniform(self.low_s, min(self.high_s, self.low_s * 2 ** self.failures))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class CentralLink:
+    """The three loops and the state they share: when central last answered, and the alarms."""
+
+    def __init__(self, locker: Locker) -> None:
+        assert locker.config.central is not None and locker.inbox is not None
+        self.locker = locker
+        self.config: CentralConfig = locker.config.central
+        self.inbox = locker.inbox
+        self.token = load_token(self.config.token_file)
+        self.ssl = tls_context(self.config)
+        self.base = f"{self.config.url}/lockers/{locker.config.locker_id}"
+        self.last_answer = locker.clock.now()  # until proven otherwise
+        self.outbox_changed = asyncio.Event()
+        self.protocol_alarm = bool(locker.store.read().one(
+            "SELECT id FROM alarms WHERE kind = 'central_protocol' AND cleared_at IS NULL"))
+        self.stats = {"feed_items": 0, "events_acked": 0, "heartbeats": 0, "failures": 0}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: ClientSession | None = None
+        locker.monitor.listeners.append(lambda events: self.outbox_changed.set())
+
+    async def start(self) -> None:
+        self._session = ClientSession(
+            connector=TCPConnector(ssl=self.ssl if self.ssl is not None else True, limit=4),
+            headers={"Authorization": f"Bearer {self.token}",
+                     "User-Agent": f"locker-controller/{__version__}"})
+        self._tasks = [asyncio.create_task(loop(), name=f"central {loop.__name__}")
+                       for loop in (self._pull, self._push, self._beat)]
+        log.info("syncing with central at %s", self.config.url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    # -- the loops ---------------------------------------------------------------------------
+
+    async def _pull(self) -> None:
+        """Long-poll the feed and apply what comes, item by item, in cursor order."""
+        backoff = Backoff(self.config.backoff_min_s, self.config.backoff_max_s)
+        while True:
+            after = stored_cursor(self.locker.store)
+            try:
+                body = await self._call("GET", "/feed", params={
+                    "after": str(after), "wait": f"{self.config.poll_wait_s:g}", "limit": "50"},
+                    timeout_s=self.config.poll_wait_s + self.config.request_timeout_s)
+                cursor, items = parse_feed(body, after)
+                self._good_answer()
+                if items or cursor != after:
+                    applied = await self.inbox.apply(cursor, items)
+                    self.stats["feed_items"] += len(items)
+                    log.info("feed: %s", applied.outcomes or "cursor moved")
+                backoff.reset()
+            except (Unreachable, Garbled, BadPayload) as exc:
+                await self._failed("feed", exc, backoff)
+
+    async def _push(self) -> None:
+        """Send the outbox in batches; delete each event only once central holds it."""
+        backoff = Backoff(self.config.backoff_min_s, self.config.backoff_max_s)
+        while True:
+            batch = pending(self.locker.store, self.config.batch_size)
+            if not batch:
+                self.outbox_changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.outbox_changed.wait(), PUSH_IDLE_S)
+                continue
+            events = [{"id": e.id, "seq": e.seq, "at": e.at, "kind": e.kind,
+                       "category": e.category, "compartment_id": e.compartment_id,
+                       "order_id": e.order_id, "payload": e.payload} for e in batch]
+            try:
+                answer = await self._call("POST", "/events", json_body={"events": events},
+                                          timeout_s=self.config.request_timeout_s)
+                acked = _acked(answer)
+                self._good_answer()
+                gone = acknowledge(self.locker.store, self.locker.clock.now(),
+                                   [e.id for e in batch], acked)
+                self.stats["events_acked"] += gone
+                if gone < len(events):  # central kept some back: do not spin on them
+                    await asyncio.sleep(backoff.next_delay())
+                else:
+                    backoff.reset()
+            except (Unreachable, Garbled) as exc:
+                await self._failed("events", exc, backoff)
+
+    async def _beat(self) -> None:
+        """Tell central how the locker is, every heartbeat_s (and say so when clocks differ)."""
+        backoff = Backoff(self.config.backoff_min_s, self.config.backoff_max_s)
+        while True:
+            body = heartbeat(self.locker.store, version=__version__, ready=self.locker.ready,
+                             zones=self.locker.zone_state, now=self.locker.clock.now())
+            try:
+                answer = await self._call("POST", "/heartbeat", json_body=body,
+                                          timeout_s=self.config.request_timeout_s)
+                server_time = _server_time(answer)
+                self._good_answer()
+                self.stats["heartbeats"] += 1
+                if abs(server_time - time.time()) > CLOCK_SKEW_WARN_S:
+                    log.warning("this locker's clock is %.0f s off central's; commands may be"
+                                " refused as expired", time.time() - server_time)
+                backoff.reset()
+                await asyncio.sleep(self.config.heartbeat_s)
+            except (Unreachable, Garbled) as exc:
+                await self._failed("heartbeat", exc, backoff)
+
+    # -- one call ----------------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, *, timeout_s: float,
+                    params: dict[str, str] | None = None, json_body: Any = None) -> Any:
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                    method, self.base + path, params=params,
+                    data=None if json_body is None else json.dumps(json_body).encode(),
+                    headers={"Content-Type": "application/json"} if json_body is not None
+                    else None, timeout=ClientTimeout(total=timeout_s)) as answer:
+                raw = await answer.content.read(MAX_ANSWER_BYTES + 1)
+                if answer.status >= 500 or answer.status in (408, 429):
+                    raise Unreachable(f"{method} {path}: HTTP {answer.status}")
+                if answer.status != 200:
+                    raise Garbled(f"{method} {path}: HTTP {answer.status}:"
+                                  f" {raw[:200].decode('utf-8', 'replace')}")
+        except (ClientError, TimeoutError, OSError) as exc:
+            raise Unreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise Garbled(f"{method} {path}: answer over {MAX_ANSWER_BYTES} bytes")
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise Garbled(f"{method} {path}: answer is not JSON: {raw[:60]!r}") from None
+
+    def _good_answer(self) -> None:
+        store, now = self.locker.store, self.locker.clock.now()
+        self.last_answer = now
+        reachable(store, now)  # writes only when an outage was counted
+        if self.protocol_alarm:
+            with store.transaction(now) as tx:
+                tx.clear_alarm("central_protocol", "central", "central's answers are good again")
+            self.locker.monitor.publish(tx)
+            self.protocol_alarm = False
+
+    async def _failed(self, call: str, exc: Exception, backoff: Backoff) -> None:
+        self.stats["failures"] += 1
+        store, now = self.locker.store, self.locker.clock.now()
+        try:
+            if isinstance(exc, Unreachable):
+                log.warning("central %s: %s", call, exc)
+                unreachable(store, self.locker.config, now, self.last_answer)
+            else:
+                log.error("central %s: bad answer: %s", call, exc)
+                if not self.protocol_alarm:
+                    with store.transaction(now) as tx:
+                        tx.raise_alarm("central_protocol", "central",
+                                       f"central's {call} answer was refused: {exc}"[:500])
+                    self.locker.monitor.publish(tx)
+                    self.protocol_alarm = True
+        except Exception:  # a full disk must not end the loop
+            log.exception("recording a central failure failed")
+        await asyncio.sleep(backoff.next_delay())
+
+
+def _acked(answer: Any) -> list[str]:
+    if (not isinstance(answer, dict) or set(answer) != {"acked"}
+            or not isinstance(answer["acked"], list)
+            or not all(isinstance(i, str) for i in answer["acked"])):
+        raise Garbled("events: the answer must be exactly {\"acked\": [event ids]}")
+    return answer["acked"]
+
+
+def _server_time(answer: Any) -> float:
+    if (not isinstance(answer, dict) or set(answer) != {"server_time"}
+            or isinstance(answer["server_time"], bool)
+            or not isinstance(answer["server_time"], int | float)):
+        raise Garbled("heartbeat: the answer must be exactly {\"server_time\": number}")
+    return float(answer["server_time"])
+
+
+CENTRAL = web.AppKey("central", CentralLink)
+
+
+def add_central_link(app: web.Application, locker: Locker) -> None:
+    """Sync with central for as long as the app runs, when the config has a [central] table.
+
+    Added after the locker's own cleanup context, so it starts once the doors are reconciled
+    and stops before the store closes.
+    """
+    if locker.config.central is None:
+        return
+    app[CENTRAL] = central = CentralLink(locker)
+
+    async def link(app: web.Application) -> AsyncIterator[None]:
+        await central.start()
+        yield
+        await central.stop()
+
+    app.cleanup_ctx.append(link)

@@ -1,0 +1,336 @@
+"""What central sends down the feed, checked and applied: orders by id and version, cancellations.
+
+Central's answers are parsed strictly here, as plain data, before anything is written: a field we
+do not know, a wrong type or an impossible value is refused with a message that names it, so a
+confused or hostile central changes nothing. An order is applied idempotently: a version the
+locker already holds is ignored, a higher one replaces what can still change. The sequence number
+is the order's HOTP counter, so one is never used for two orders.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from locker.allocation import Bag
+from locker.codes import PickupCodes
+from locker.config import LockerConfig
+from locker.errors import LockerError
+from locker.model import CompartmentState, OrderState, Size, Zone
+from locker.orders import ORDER_ID, OrderRejected, activate, receive
+from locker.store import Tx
+
+MAX_ITEMS = 100
+MAX_BAGS = 32
+MAX_WINDOW_HOURS = 720.0
+MAX_SEQUENCE = 2**53  # JSON numbers beyond this are not exact integers
+
+
+class BadPayload(LockerError, ValueError):
+    """Central sent something that is not what docs/central.md describes; nothing was applied."""
+
+
+@dataclass(frozen=True)
+class CentralOrder:
+    id: str
+    version: int
+    sequence: int
+    cancelled: bool
+    window_hours: float
+    accessible: bool
+    bags: tuple[Bag, ...]
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One entry of the feed: an order, a signed command, or something we could not read."""
+
+    cursor: int
+    order: CentralOrder | None = None
+    command: dict[str, Any] | None = None  # {"body": str, "signature": str}, checked by commands
+    problem: str | None = None  # why the item cannot be used (it is skipped and reported)
+
+
+def _exact_keys(obj: object, where: str, required: set[str],
+                optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise BadPayload(f"{where}: must be an object, not {type(obj).__name__}")
+    unknown = sorted(set(obj) - required - optional)
+    if unknown:
+        raise BadPayload(f"{where}: unknown field {unknown[0]!r}")
+    missing = sorted(required - set(obj))
+    if missing:
+        raise BadPayload(f"{where}: missing field {missing[0]!r}")
+    return obj
+
+
+def _integer(value: object, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadPayload(f"{where}: must be an integer, not {value!r:.40}")
+    if not lo <= value <= hi:
+        raise BadPayload(f"{where}: must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def _number(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadPayload(f"{where}: must be a number, not {value!r:.40}")
+    if not math.isfinite(value):
+        raise BadPayload(f"{where}: must be a finite number")
+    return float(value)
+
+
+def parse_feed(body: object, after: int) -> tuple[int, list[FeedItem]]:
+    """The whole answer: refused as a whole when its frame is wrong, item by item otherwise."""
+    top = _exact_keys(body, "feed", {"cursor", "items"})
+    cursor = _integer(top["cursor"], "feed.cursor", 0, MAX_SEQUENCE)
+    items = top["items"]
+    if not isinstance(items, list):
+        raise BadPayload(f"feed.items: must be an array, not {type(items).__name__}")
+    if len(items) > MAX_ITEMS:
+        raise BadPayload(f"feed.items: at most {MAX_ITEMS} items, not {len(items)}")
+    if cursor < after:
+        raise BadPayload(f"feed.cursor: {cursor} goes back before {after}")
+    parsed = [parse_item(item, index) for index, item in enumerate(items)]
+    if any(item.cursor > cursor for item in parsed):
+        raise BadPayload("feed: an item's cursor lies beyond the answer's cursor")
+    return cursor, parsed
+
+
+def parse_item(item: object, index: int) -> FeedItem:
+    where = f"feed.items[{index}]"
+    cursor = 0
+    try:
+        if not isinstance(item, dict):
+            raise BadPayload(f"{where}: must be an object, not {type(item).__name__}")
+        cursor = _integer(item.get("cursor"), f"{where}.cursor", 1, MAX_SEQUENCE)
+        kind = item.get("type")
+        if kind == "order":
+            fields = _exact_keys(item, where, {"cursor", "type", "order"})
+            return FeedItem(cursor, order=parse_order(fields["order"], f"{where}.order"))
+        if kind == "command":
+            fields = _exact_keys(item, where, {"cursor", "type", "command"})
+            command = _exact_keys(fields["command"], f"{where}.command", {"body", "signature"})
+            if not isinstance(command["body"], str) or not isinstance(command["signature"], str):
+                raise BadPayload(f"{where}.command: body and signature must be strings")
+            if len(command["body"]) > 4096 or len(command["signature"]) > 200:
+                raise BadPayload(f"{where}.command: body or signature too long")
+            return FeedItem(cursor, command=command)
+        raise BadPayload(f"{where}.type: must be 'order' or 'command', not {kind!r:.40}")
+    except BadPayload as exc:
+        return FeedItem(cursor, problem=str(exc))
+
+
+def parse_order(obj: object, where: str = "order") -> CentralOrder:
+    order = _exact_keys(obj, where, {"id", "version", "sequence", "state", "window_hours",
+                                     "accessible", "bags"})
+    order_id = order["id"]
+    if not isinstance(order_id, str) or not ORDER_ID.match(order_id):
+        raise BadPayload(f"{where}.id: 1-64 letters, digits, '.', '_' or '-', not"
+                         f" {order_id!r:.80}")
+    version = _integer(order["version"], f"{where}.version", 1, MAX_SEQUENCE)
+    sequence = _integer(order["sequence"], f"{where}.sequence", 1, MAX_SEQUENCE)
+    if order["state"] not in ("active", "cancelled"):
+        raise BadPayload(f"{where}.state: must be 'active' or 'cancelled', not"
+                         f" {order['state']!r:.40}")
+    hours = _number(order["window_hours"], f"{where}.window_hours")
+    if not 0 < hours <= MAX_WINDOW_HOURS:
+        raise BadPayload(f"{where}.window_hours: must be above 0 and at most"
+                         f" {MAX_WINDOW_HOURS:g}, not {hours:g}")
+    if not isinstance(order["accessible"], bool):
+        raise BadPayload(f"{where}.accessible: must be true or false")
+    bags = order["bags"]
+    if not isinstance(bags, list) or not 1 <= len(bags) <= MAX_BAGS:
+        raise BadPayload(f"{where}.bags: must be an array of 1 to {MAX_BAGS} bags")
+    parsed: list[Bag] = []
+    for number, raw in enumerate(bags):
+        bag = _exact_keys(raw, f"{where}.bags[{number}]", {"zone", "size"})
+        try:
+            parsed.append(Bag(Zone(bag["zone"]), Size(bag["size"])))
+        except (ValueError, TypeError):
+            raise BadPayload(f"{where}.bags[{number}]: zone must be ambient, fresh or frozen and"
+                             f" size S, M or L, not {bag['zone']!r:.20}:{bag['size']!r:.20}"
+                             ) from None
+    return CentralOrder(order_id, version, sequence, order["state"] == "cancelled", hours,
+                        order["accessible"], tuple(parsed))
+
+
+# -- applying ----------------------------------------------------------------------------------
+
+def unfit_bags(config: LockerConfig, bags: tuple[Bag, ...]) -> str | None:
+    """Why this locker could never hold these bags (no compartment of that zone and size)."""
+    for bag in bags:
+        if not any(c.zone is bag.zone and bag.size.fits_in(c.size) for c in config.compartments):
+            return f"this locker has no {bag.zone.value} compartment of size {bag.size.value}" + (
+                "" if bag.size is Size.S else " or larger")
+    return None
+
+
+def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: CentralOrder,
+                *, local_reissue: bool = False) -> str:
+    """Take a new order, a new version or a cancellation in; returns what was done.
+
+    Raises OrderRejected (nothing written) when the order cannot be taken as sent.
+    """
+    existing = tx.one("SELECT * FROM orders WHERE id = ?", (order.id,))
+    if existing is not None and order.version <= existing["version"]:
+        return "unchanged"
+    if order.cancelled:
+        if existing is None:
+            return "unknown_cancelled"  # never had it: nothing to undo
+        cancel(tx, order.id, "central", "cancelled by central")
+        tx.execute("UPDATE orders SET version = ? WHERE id = ?", (order.version, order.id))
+        return "cancelled"
+    problem = unfit_bags(config, order.bags)
+    if problem:
+        raise OrderRejected(f"order {order.id}: {problem}")
+    reused = tx.one("SELECT id FROM orders WHERE sequence = ? AND id != ?",
+                    (order.sequence, order.id))
+    if reused is not None:
+        raise OrderRejected(f"order {order.id}: sequence {order.sequence} is order"
+                            f" {reused['id']}'s; a sequence is never used twice")
+    if existing is None:
+        receive(tx, config, order.id, order.bags, window_hours=order.window_hours,
+                accessible=order.accessible, sequence=order.sequence, version=order.version)
+        return "received"
+    return _change(tx, codes, existing, order, local_reissue)
+
+
+def _change(tx: Tx, codes: PickupCodes, existing: dict[str, Any], order: CentralOrder,
+            local_reissue: bool) -> str:
+    state = existing["state"]
+    if state in (OrderState.COLLECTING.value, OrderState.COLLECTED.value,
+                 OrderState.RECLAIMING.value, OrderState.RECLAIMED.value,
+                 OrderState.CANCELLED.value):
+        raise OrderRejected(f"order {order.id} is {state}: version {order.version} comes too"
+                            " late to change it")
+    old_bags = tuple(Bag(Zone(r["zone"]), Size(r["size"])) for r in tx.all(
+        "SELECT zone, size FROM order_bags WHERE order_id = ? ORDER BY bag_no", (order.id,)))
+    changed: list[str] = []
+    if sorted(map(_bag_key, old_bags)) != sorted(map(_bag_key, order.bags)):
+        if not _may_rebag(tx, existing):
+            raise OrderRejected(f"order {order.id} is {state} with goods inside: its bags can"
+                                " no longer change")
+        _release(tx, order.id)
+        tx.execute("DELETE FROM order_bags WHERE order_id = ?", (order.id,))
+        for number, bag in enumerate(order.bags, start=1):
+            tx.insert("order_bags", {"order_id": order.id, "bag_no": number,
+                                     "zone": bag.zone.value, "size": bag.size.value})
+        tx.execute("UPDATE orders SET state = ? WHERE id = ?",
+                   (OrderState.RECEIVED.value, order.id))
+        changed.append("bags")
+    window_s = order.window_hours * 3600.0
+    if window_s != existing["window_s"]:
+        changed.append("window")
+        tx.execute("UPDATE orders SET window_s = ? WHERE id = ?", (window_s, order.id))
+        if existing["window_start"] is not None and state in (OrderState.READY.value,
+                                                              OrderState.EXPIRED.value):
+            window_end = existing["window_start"] + window_s
+            tx.execute("UPDATE orders SET window_end = ?, state = ? WHERE id = ?",
+                       (window_end, OrderState.READY.value if window_end > tx.now
+                        else OrderState.EXPIRED.value, order.id))
+    if bool(existing["accessible"]) != order.accessible:
+        changed.append("accessible")
+        tx.execute("UPDATE orders SET accessible = ? WHERE id = ?",
+                   (int(order.accessible), order.id))
+    if order.sequence != existing["sequence"]:
+        changed.append("sequence")
+        tx.execute("UPDATE orders SET sequence = ? WHERE id = ?", (order.sequence, order.id))
+        if existing["code_digest"] is not None:  # a new code replaces the active one
+            _rekey(tx, codes, order.id, order.sequence)
+    tx.execute("UPDATE orders SET version = ?, updated_at = ? WHERE id = ?",
+               (order.version, tx.now, order.id))
+    tx.emit("order.changed", "order", order_id=order.id, version=order.version, changed=changed)
+    if state == OrderState.LOADED.value and "sequence" in changed:
+        # held back by a code collision: the new sequence gives it a code of its own
+        activate(tx, codes, order.id, local_reissue=local_reissue)
+    return "changed"
+
+
+def _bag_key(bag: Bag) -> tuple[str, str]:
+    return (bag.zone.value, bag.size.value)
+
+
+def _rekey(tx: Tx, codes: PickupCodes, order_id: str, sequence: int) -> None:
+    digest = codes.digest(codes.code_for(sequence))
+    clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ? AND state = ?",
+                   (digest, order_id, OrderState.READY.value))
+    if clash is not None:
+        raise OrderRejected(f"order {order_id}: sequence {sequence} gives the code of active"
+                            f" order {clash['id']}")
+    tx.execute("UPDATE orders SET code_digest = ? WHERE id = ?", (digest, order_id))
+
+
+def _may_rebag(tx: Tx, order: dict[str, Any]) -> bool:
+    """Bags can change while no door of the order has been opened for loading."""
+    if order["state"] == OrderState.RECEIVED.value:
+        return True
+    if order["state"] != OrderState.ALLOCATED.value:
+        return False
+    opened = tx.one("SELECT COUNT(*) AS n FROM order_compartments WHERE order_id = ?"
+                    " AND opened_at IS NOT NULL", (order["id"],))
+    unlocking = tx.one("SELECT COUNT(*) AS n FROM compartments WHERE order_id = ?"
+                       " AND door NOT IN ('locked', 'closed')", (order["id"],))
+    return bool(opened and unlocking and opened["n"] == 0 and unlocking["n"] == 0)
+
+
+def _release(tx: Tx, order_id: str) -> None:
+    """Give an order's reserved (still empty) compartments back."""
+    tx.execute("UPDATE compartments SET state = ?, order_id = NULL, updated_at = ?"
+               " WHERE order_id = ? AND state = ?",
+               (CompartmentState.FREE.value, tx.now, order_id, CompartmentState.RESERVED.value))
+    tx.execute("DELETE FROM order_compartments WHERE order_id = ?", (order_id,))
+    tx.execute("UPDATE order_bags SET compartment_id = NULL WHERE order_id = ?", (order_id,))
+
+
+class CannotCancel(OrderRejected):
+    """The order is past cancelling (collected, being collected, gone)."""
+
+
+def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> None:
+    """Cancel an order: its code stops working; goods inside wait for a courier to take back."""
+    order = tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
+    if order is None:
+        raise CannotCancel(f"no order {order_id}")
+    state = order["state"]
+    if state in (OrderState.COLLECTING.value, OrderState.RECLAIMING.value):
+        raise CannotCancel(f"order {order_id} is {state}: its doors are open right now")
+    if state in (OrderState.COLLECTED.value, OrderState.RECLAIMED.value,
+                 OrderState.CANCELLED.value):
+        raise CannotCancel(f"order {order_id} is {state} already")
+    goods_inside = state != OrderState.RECEIVED.value and not (
+        state == OrderState.ALLOCATED.value and _may_rebag(tx, order))
+    if goods_inside:
+        # the courier's reclaim opens every door of it again
+        tx.execute("UPDATE order_compartments SET opened_at = NULL, closed_at = NULL"
+                   " WHERE order_id = ?", (order_id,))
+    else:
+        _release(tx, order_id)
+    tx.execute("UPDATE orders SET state = ?, code_digest = NULL, updated_at = ? WHERE id = ?",
+               (OrderState.CANCELLED.value, tx.now, order_id))
+    tx.emit("order.cancelled", "order", order_id=order_id, actor=actor, reason=reason,
+            goods_inside=goods_inside)
+
+
+def extend_window(tx: Tx, order_id: str, seconds: float, actor: str, reason: str) -> float:
+    """More time to collect: a ready order's window grows, an expired one is ready again."""
+    order = tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
+    if order is None:
+        raise OrderRejected(f"no order {order_id}")
+    if order["state"] not in (OrderState.READY.value, OrderState.EXPIRED.value):
+        raise OrderRejected(f"order {order_id} is {order['state']}: only a ready or expired"
+                            " order's window can be extended")
+    if order["state"] == OrderState.EXPIRED.value:
+        clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ? AND state = ?",
+                       (order["code_digest"], order_id, OrderState.READY.value))
+        if clash is not None:
+            raise OrderRejected(f"order {order_id}'s code is now active order {clash['id']}'s;"
+                                " send a new version with a new sequence")
+    window_end = max(float(order["window_end"]), tx.now) + seconds
+    tx.execute("UPDATE orders SET state = ?, window_end = ?, updated_at = ? WHERE id = ?",
+               (OrderState.READY.value, window_end, tx.now, order_id))
+    tx.emit("order.window_extended", "order", order_id=order_id, window_end=window_end,
+            actor=actor, reason=reason)
+    return window_end
+
