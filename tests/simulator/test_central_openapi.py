@@ -1,0 +1,171 @@
+"""docs/central-api.yaml and simulator/central.py hold together: the document is valid OpenAPI 3.1,
+it lists exactly the reference central's routes, and what the central answers fits its schemas."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+import pytest
+import yaml
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+
+from simulator.central import RunningCentral, create_central_app, start_central
+
+DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "central-api.yaml"
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _prefix(doc: dict[str, Any], path: str) -> str:
+    """The URL path a document path lives under: its own `servers`, else the document's."""
+    servers = doc["paths"][path].get("servers") or doc["servers"]
+    return str(urlparse(servers[0]["url"]).path).rstrip("/")
+
+
+def test_the_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
+    validate(doc)
+    assert doc["openapi"].startswith("3.1")
+    assert doc["servers"][0]["url"] == "https://central.example.com/v1"
+    assert "not part of the locker protocol" in " ".join(doc["info"]["description"].lower().split())
+
+
+def test_the_document_lists_exactly_the_routes_of_the_app(doc: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    documented = {(method.upper(), _prefix(doc, path) + path)
+                  for path, item in doc["paths"].items() for method in item if method in METHODS}
+    app = create_central_app(tmp_path, admin_token="x")
+    served = {(route.method, route.resource.canonical)
+              for route in app.router.routes() if route.method != "HEAD"
+              and route.resource is not None}
+    assert documented == served
+
+
+def test_admin_calls_are_tagged_and_use_the_admin_token(doc: dict[str, Any]) -> None:
+    for path, item in doc["paths"].items():
+        for method, operation in ((m, o) for m, o in item.items() if m in METHODS):
+            admin = path.startswith("/admin/")
+            assert (operation["tags"] == ["reference central (admin)"]) == admin, (method, path)
+            security = operation.get("security", doc["security"])
+            assert security == ([{"adminToken": []}] if admin else [{"lockerToken": []}])
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["lockerToken"] == {**schemes["lockerToken"], "type": "http",
+                                      "scheme": "bearer"}
+    assert (schemes["adminToken"]["in"], schemes["adminToken"]["name"]) == ("header",
+                                                                            "X-Admin-Token")
+
+
+# ---- what the central answers fits the document ------------------------------------------------
+
+
+class Checked:
+    """Calls the central by document path and checks each body against the document's schema."""
+
+    def __init__(self, doc: dict[str, Any], session: aiohttp.ClientSession,
+                 central: RunningCentral) -> None:
+        self.doc, self.session, self.central = doc, session, central
+        self.called: set[tuple[str, str]] = set()
+
+    def schema(self, name: str) -> dict[str, Any]:
+        return {"$ref": f"#/components/schemas/{name}", "components": self.doc["components"]}
+
+    def check(self, schema: dict[str, Any], instance: Any, what: str) -> None:
+        errors = [e.message for e in OAS31Validator(
+            {**schema, "components": self.doc["components"]}).iter_errors(instance)]
+        assert not errors, f"{what}: {errors}"
+
+    async def call(self, method: str, path: str, *, body: Any = None, query: str = "",
+                   token: str | None = None, **params: str) -> tuple[int, Any]:
+        operation = self.doc["paths"][path][method.lower()]
+        if body is not None:
+            request_schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            self.check(request_schema, body, f"request of {method} {path}")
+        headers = ({"Authorization": f"Bearer {token}"} if token is not None
+                   else {"X-Admin-Token": self.central.admin_token})
+        url = self.central.url + _prefix(self.doc, path) + path.format(**params) + query
+        async with self.session.request(method, url, json=body, headers=headers) as response:
+            status, answer = response.status, await response.json()
+        declared = operation["responses"].get(str(status))
+        assert declared is not None, f"{method} {path} answered {status}, not documented"
+        if "$ref" in declared:
+            declared = self.doc["components"]["responses"][declared["$ref"].rsplit("/", 1)[1]]
+        self.check(declared["content"]["application/json"]["schema"], answer,
+                   f"{status} answer of {method} {path}")
+        self.called.add((method.upper(), path))
+        return status, answer
+
+
+@pytest.fixture
+async def checked(doc: dict[str, Any], tmp_path: Path) -> AsyncIterator[Checked]:
+    central = await start_central(tmp_path / "central", admin_token="admin")
+    async with aiohttp.ClientSession() as session:
+        yield Checked(doc, session, central)
+    await central.stop()
+
+
+async def test_every_answer_fits_the_document(checked: Checked, doc: dict[str, Any]) -> None:
+    call = checked.call
+    status, locker = await call("POST", "/admin/lockers", body={"id": "L-0001", "digits": 8})
+    assert status == 201
+    token = locker["token"]
+    assert (await call("POST", "/admin/lockers", body={"id": "L-0001"}))[0] == 409
+    bags = [{"zone": "frozen", "size": "M"}, {"zone": "ambient", "size": "L"}]
+    order_body = {"id": "A-1001", "bags": bags, "window_hours": 72, "accessible": False}
+    assert (await call("POST", "/admin/lockers/{locker_id}/orders", body=order_body,
+                       locker_id="L-0001"))[0] == 201
+    assert (await call("GET", "/admin/lockers/{locker_id}/orders/{order_id}",
+                       locker_id="L-0001", order_id="A-1001"))[0] == 200
+    command = {"action": "open_compartment", "ttl_s": 120,
+               "args": {"compartment": "A03", "reason": "customer stuck, ticket 4411"}}
+    status, signed = await call("POST", "/admin/lockers/{locker_id}/commands", body=command,
+                                locker_id="L-0001")
+    assert status == 201
+    checked.check(checked.schema("CommandBody"), json.loads(signed["body"]), "command body")
+    assert (await call("POST", "/admin/lockers/{locker_id}/orders/{order_id}/cancel",
+                       locker_id="L-0001", order_id="A-1001"))[0] == 200
+
+    status, feed = await call("GET", "/lockers/{locker_id}/feed", query="?wait=0&limit=10",
+                              token=token, locker_id="L-0001")
+    assert status == 200 and len(feed["items"]) == 3
+    event = {"id": str(uuid.uuid4()), "seq": 1, "at": time.time(), "kind": "door.opened",
+             "category": "door", "compartment_id": "A03", "order_id": None,
+             "payload": {"actor": "customer"}}
+    assert (await call("POST", "/lockers/{locker_id}/events", body={"events": [event]},
+                       token=token, locker_id="L-0001"))[0] == 200
+    beat = {"at": time.time(), "version": "0.4.0", "ready": True, "cursor": feed["cursor"],
+            "compartments": {"free": 40, "reserved": 2, "loaded": 20, "out_of_service": 4},
+            "orders": {"ready": 1}, "zones": {"fresh": {"celsius": 3.1, "setpoint_c": 3.0,
+                                                          "compressor": False}},
+            "alarms": [], "outbox": {"depth": 0, "oldest_at": None, "dropped": 0}}
+    assert (await call("POST", "/lockers/{locker_id}/heartbeat", body=beat, token=token,
+                       locker_id="L-0001"))[0] == 200
+    assert (await call("GET", "/admin/lockers"))[0] == 200
+    assert (await call("GET", "/admin/lockers/{locker_id}/events", query="?after=0",
+                       locker_id="L-0001"))[0] == 200
+    assert (await call("POST", "/admin/lockers/{locker_id}/raw", body={"item": [1]},
+                       locker_id="L-0001"))[0] == 201
+    assert (await call("POST", "/admin/faults", body={"mode": "slow", "delay_s": 0}))[0] == 200
+    assert (await call("POST", "/admin/faults", body={"mode": "none"}))[0] == 200
+
+    # refusals answer the Error body with a documented status
+    assert (await call("GET", "/lockers/{locker_id}/feed", query="?wait=0", token="wrong",
+                       locker_id="L-0001"))[0] == 401
+    assert (await call("GET", "/lockers/{locker_id}/feed", query="?wait=99", token=token,
+                       locker_id="L-0001"))[0] == 400
+    assert (await call("GET", "/admin/lockers/{locker_id}/orders/{order_id}",
+                       locker_id="L-0001", order_id="nope"))[0] == 404
+
+    every = {(m.upper(), p) for p, item in doc["paths"].items() for m in item if m in METHODS}
+    assert checked.called == every
