@@ -1,9 +1,12 @@
-"""`locker simulate`: the whole locker on a laptop, against lock boards in another process.
+"""`locker simulate`: the whole chain on a laptop, against lock boards in another process.
 
-Starts the simulated boards (their own process, on a pseudo-terminal), the daemon on the other end
-of that pseudo-terminal with its real driver and HTTP app, adds three demo orders, and then lets a
-person type their codes (or types them itself with --script). Codes go through real HTTP to
-/api/pickup, exactly as the touchscreen sends them.
+Starts the simulated boards (their own process, on a pseudo-terminal), the reference central (an
+HTTP server with its own SQLite file), and the daemon on the other end of that pseudo-terminal
+with its real driver, its HTTP app and its link to central. Central provisions the locker (its
+token, its pickup-code secret, its command key) and takes three demo orders; they reach the
+locker through the feed, a simulated courier logs in and loads them, and then a person types the
+codes central gave (or the demo types them itself with --script). Every call is real HTTP, as
+from the touchscreen, the courier's screen and central.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from api.app import create_app
 from locker.codes import create_private_file, create_secret, load_secret
-from locker.config import LockerConfig, load_config
+from locker.config import CentralConfig, LockerConfig, load_config
 from locker.daemon import Locker
 from locker.model import Zone
-from locker.orders import AddedOrder, add_ready_order, parse_bag
+from simulator.central import RunningCentral, start_central
 from simulator.control import spawn
 from simulator.thermal import ThermalRig, ZoneModel
 
@@ -41,6 +44,8 @@ SHOWN = {
     "door.forced": "ALARM door {compartment_id} opened without authorisation",
     "door.jammed": "ALARM door {compartment_id} unlocked but did not open",
     "door.unlock_failed": "ALARM door {compartment_id} did not unlock",
+    "order.received": "order {order_id} received from central",
+    "order.ready": "order {order_id} loaded and ready",
     "order.collected": "order {order_id} collected",
 }
 
@@ -57,11 +62,53 @@ def show_events(events: list[tuple[str, dict[str, Any]]]) -> None:
             say(f"ALARM {kind[6:]} {fields.get('state')}: {fields.get('message')}")
 
 
-def demo_config(path: Path, data_dir: Path, port: str, http_port: int | None) -> LockerConfig:
+def demo_config(path: Path, data_dir: Path, port: str, http_port: int | None,
+                central_url: str) -> LockerConfig:
     config = load_config(path, port=port)
     http = config.http if http_port is None else dataclasses.replace(config.http, port=http_port)
+    central = CentralConfig(url=central_url, token_file=data_dir / "central.token",
+                            command_key_file=data_dir / "central-commands.pub",
+                            heartbeat_s=10.0, backoff_min_s=0.5, backoff_max_s=10.0)
     return dataclasses.replace(config, data_dir=data_dir,
-                               secret_file=data_dir / config.secret_file.name, http=http)
+                               secret_file=data_dir / config.secret_file.name, http=http,
+                               central=central)
+
+
+async def enrol(session: ClientSession, central: RunningCentral, config: LockerConfig) -> None:
+    """Register the locker with central and keep what central issues in the locker's files:
+    its token, the pickup-code secret they share, and central's public command key."""
+    assert config.central is not None
+    async with session.post(f"{central.url}/admin/lockers",
+                            json={"id": config.locker_id, "digits": config.codes.digits},
+                            headers={"X-Admin-Token": central.admin_token}) as answer:
+        issued = await answer.json()
+        if answer.status != 201:
+            raise RuntimeError(f"central refused to provision {config.locker_id}: {issued}")
+    create_private_file(config.secret_file, issued["secret"])
+    create_private_file(config.central.token_file, issued["token"])
+    config.central.command_key_file.write_text(issued["command_public_key"])
+
+
+async def central_order(session: ClientSession, central: RunningCentral, locker_id: str,
+                        order_id: str, bags: tuple[str, ...],
+                        window_hours: float = 72.0) -> dict[str, Any]:
+    """An order placed at central, as the shop's system would; central answers with its code."""
+    body = {"id": order_id, "window_hours": window_hours, "bags": [
+        {"zone": zone, "size": size} for zone, size in (b.split(":") for b in bags)]}
+    async with session.post(f"{central.url}/admin/lockers/{locker_id}/orders", json=body,
+                            headers={"X-Admin-Token": central.admin_token}) as answer:
+        order: dict[str, Any] = await answer.json()
+        if answer.status != 201:
+            raise RuntimeError(f"central refused order {order_id}: {order}")
+    return order
+
+
+async def central_events(session: ClientSession, central: RunningCentral,
+                         locker_id: str) -> list[dict[str, Any]]:
+    async with session.get(f"{central.url}/admin/lockers/{locker_id}/events",
+                           headers={"X-Admin-Token": central.admin_token}) as answer:
+        events: list[dict[str, Any]] = (await answer.json())["events"]
+    return events
 
 
 async def type_code(session: ClientSession, url: str, code: str) -> bool:
@@ -76,30 +123,61 @@ async def type_code(session: ClientSession, url: str, code: str) -> bool:
     return False
 
 
-async def wait_collected(locker: Locker, order_id: str, timeout_s: float) -> bool:
+async def wait_state(locker: Locker, order_id: str, state: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         row = locker.store.read().one("SELECT state FROM orders WHERE id = ?", (order_id,))
-        if row is not None and row["state"] == "collected":
+        if row is not None and row["state"] == state:
             return True
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     return False
+
+
+async def load_as_courier(locker: Locker, session: ClientSession, url: str,
+                          orders: list[dict[str, Any]], auto_close_s: float) -> None:
+    """The simulated courier logs in with a TOTP code and loads every order that arrived."""
+    courier = next(m for m in locker.config.staff.members if m.role == "courier")
+    code = pyotp.TOTP(load_secret(locker.config.staff_secret_file(courier.id))).now()
+    async with session.post(f"{url}/api/staff/login", json={
+            "staff": courier.id, "code": code, "screen": "demo"}) as answer:
+        token = (await answer.json())["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    say(f"courier {courier.id} logged in")
+    for order in orders:
+        if not await wait_state(locker, order["id"], "received", 15):
+            raise RuntimeError(f"order {order['id']} did not arrive from central")
+        async with session.post(f"{url}/api/courier/orders/{order['id']}/load",
+                                json={"together": True}, headers=auth) as answer:
+            body = await answer.json()
+            if answer.status != 200:
+                raise RuntimeError(f"loading {order['id']} refused: {body}")
+        say(f"courier loads {order['id']} into {', '.join(body['compartments'])}")
+        if not await wait_state(locker, order["id"], "ready", auto_close_s + 15):
+            raise RuntimeError(f"order {order['id']} did not become ready")
+    async with session.post(f"{url}/api/staff/logout", headers=auth):
+        pass
 
 
 async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.0,
                    http_port: int | None = None, data_dir: Path | None = None) -> int:
     # the demo prints each door and order itself; the monitor's own log lines would repeat them
     logging.getLogger("locker.doors").setLevel(logging.WARNING)
+    logging.getLogger("locker.central").setLevel(logging.WARNING)
     keep = data_dir is not None
     folder = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="locker-demo-"))
     load_config(path)  # a wrong config stops here, before any process starts
     say(f"starting simulated lock boards for {path}")
     boards = await spawn(path, auto_close_s=auto_close_s)
+    central: RunningCentral | None = None
     runner: web.AppRunner | None = None
     physics: asyncio.Task[None] | None = None
     try:
-        config = demo_config(path, folder, boards.port, http_port)
-        create_secret(config.secret_file)
+        central = await start_central(folder / "central")
+        say(f"reference central: {central.url} (its store: {folder / 'central'})")
+        config = demo_config(path, folder / "locker", boards.port, http_port, central.api_url)
+        if not config.secret_file.exists():
+            async with ClientSession(timeout=ClientTimeout(total=10)) as session:
+                await enrol(session, central, config)
         create_private_file(config.ops_token_file, secrets.token_urlsafe(24))
         for member in config.staff.members:
             create_secret(config.staff_secret_file(member.id))
@@ -118,7 +196,7 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
         locker = Locker(config, BoardLockDriver(config.bus, config.compartments),
                         on_events=show_events, zones=zones)
         runner = web.AppRunner(create_app(locker), access_log=None)
-        await runner.setup()  # starts the locker: safe outputs, door read, reconcile
+        await runner.setup()  # starts the locker: safe outputs, door read, reconcile, sync
         site = web.TCPSite(runner, config.http.host, config.http.port)
         await site.start()
         url = f"http://{config.http.host}:{config.http.port}"
@@ -132,17 +210,19 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
             totp = pyotp.TOTP(load_secret(config.staff_secret_file(member.id)))
             say(f"{member.role} {member.id}: {url}/courier, enrol a phone with"
                 f" {totp.provisioning_uri(name=member.id, issuer_name=config.locker_id)}")
-        added: list[AddedOrder] = [
-            add_ready_order(locker.store, config, locker.codes, time.time(), order_id,
-                            [parse_bag(b) for b in bags])
-            for order_id, bags in DEMO_ORDERS
-        ]
-        for order in added:
-            where = ", ".join(cid for cid, _ in order.compartments)
-            say(f"order {order.order_id} ready in {where}: pickup code {order.code}")
         async with ClientSession(timeout=ClientTimeout(total=10)) as session:
+            suffix = secrets.token_hex(2)  # a kept data folder may hold earlier demo orders
+            orders = [await central_order(session, central, config.locker_id,
+                                          f"{order_id}-{suffix}", bags)
+                      for order_id, bags in DEMO_ORDERS]
+            for order in orders:
+                say(f"central took order {order['id']} (sequence {order['sequence']}):"
+                    f" pickup code {order['code']}")
+            await load_as_courier(locker, session, url, orders, auto_close_s)
             if script:
-                return await play(locker, session, url, added, auto_close_s)
+                status = await play(locker, session, url, orders, auto_close_s)
+                await report_central(locker, session, central, config.locker_id)
+                return status
             await interact(session, url)
         return 0
     finally:
@@ -150,23 +230,37 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
             await runner.cleanup()
         if physics is not None:
             physics.cancel()
+        if central is not None:
+            await central.stop()
         await boards.stop()
         say("stopped")
 
 
-async def play(locker: Locker, session: ClientSession, url: str, added: list[AddedOrder],
+async def play(locker: Locker, session: ClientSession, url: str, orders: list[dict[str, Any]],
                auto_close_s: float) -> int:
     """Type a wrong code, then every demo code, and wait for each order to be collected."""
     say("typing a wrong code: 00000000")
     await type_code(session, url, "00000000")
     collected = 0
-    for order in added:
-        say(f"typing the code of {order.order_id}")
-        if await type_code(session, url, order.code) and await wait_collected(
-                locker, order.order_id, auto_close_s + 15):
+    for order in orders:
+        say(f"typing the code of {order['id']}")
+        if await type_code(session, url, order["code"]) and await wait_state(
+                locker, order["id"], "collected", auto_close_s + 15):
             collected += 1
-    say(f"{collected} of {len(added)} demo orders collected")
-    return 0 if collected == len(added) else 1
+    say(f"{collected} of {len(orders)} demo orders collected")
+    return 0 if collected == len(orders) else 1
+
+
+async def report_central(locker: Locker, session: ClientSession, central: RunningCentral,
+                         locker_id: str) -> None:
+    """Wait for the outbox to drain and say what central received."""
+    deadline = time.monotonic() + 15
+    while locker.store.events(limit=1) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    events = await central_events(session, central, locker_id)
+    collected = sum(e["kind"] == "order.collected" for e in events)
+    say(f"central holds {len(events)} events from {locker_id} ({collected} collections);"
+        f" {len(locker.store.events())} still in the locker's outbox")
 
 
 async def interact(session: ClientSession, url: str) -> None:

@@ -118,6 +118,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_order_add(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if config.central is not None:
+        # central numbers the orders (their sequence is the code's counter); one added here
+        # could take a number central will use too
+        raise LockerError(f"{config.path}: this locker takes its orders from central"
+                          f" ({config.central.url}); add the order there")
     codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
     store = Store(config.database)
     if args.to_load:

@@ -1,4 +1,5 @@
-"""The newcomer's first command: `locker simulate --script` collects every demo order."""
+"""The newcomer's first command: `locker simulate --script` collects every demo order, with
+orders from the reference central and every event delivered back to it."""
 
 from __future__ import annotations
 
@@ -27,8 +28,16 @@ def test_the_demo_collects_every_order(tmp_path: Path) -> None:
     assert "3 of 3 demo orders collected" in result.stdout
     assert "code refused (403 wrong_code)" in result.stdout
     assert "ALARM" not in result.stdout
-    # the store the demo kept is a real SQLite file with the events in its outbox
-    db = sqlite3.connect(tmp_path / "data" / "locker.db")
-    kinds = [k for (k,) in db.execute("SELECT kind FROM outbox ORDER BY seq")]
+    assert "still in the locker's outbox" in result.stdout
+    # both stores the demo kept are real SQLite files: central holds every event, once
+    db = sqlite3.connect(tmp_path / "data" / "locker" / "locker.db")
+    states = [s for (s,) in db.execute("SELECT state FROM orders")]
     db.close()
-    assert kinds.count("order.collected") == 3 and kinds.count("door.opened") == 6
+    assert states == ["collected"] * 3
+    central = sqlite3.connect(next((tmp_path / "data" / "central").glob("*.db")))
+    tables = [t for (t,) in central.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert "events" in tables, tables
+    kinds = [k for (k,) in central.execute("SELECT kind FROM events")]
+    central.close()
+    # 3 loadings and 3 collections: 12 door openings, each event once
+    assert kinds.count("order.collected") == 3 and kinds.count("door.opened") == 12

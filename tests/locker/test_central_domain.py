@@ -359,7 +359,7 @@ async def test_the_outbox_bound_drops_old_telemetry_and_never_an_order_event(rig
     assert [e.payload["n"] for e in left] == list(range(80 - len(left), 80))  # oldest went
     assert sum(e.kind == "order.received" for e in events) == 80
     with locker.store.transaction(clock.now()) as tx:
-        for n in range(200):
+        for _ in range(200):
             tx.emit("door.opened", "door", compartment_id="A1")
     enforce_bound(locker.store, clock.now(), 100)
     kinds_left = [e.kind for e in locker.store.events(limit=10_000)]

@@ -1,0 +1,338 @@
+"""The locker and the reference central over real HTTP on loopback, with the simulated boards on
+a real pseudo-terminal: orders in, events out, outages, forged commands, central misbehaving.
+
+"Nothing lost, nothing twice" is checked against the locker's own SQLite file: a trigger there
+logs the id of every event the outbox ever held, and central's store must end up with exactly
+those ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+from aiohttp import ClientSession
+
+from api.demo import enrol
+from locker.codes import load_secret
+from locker.config import load_config
+from simulator.central import RunningCentral, start_central
+from tests.integration.conftest import Rig, config_text
+
+SYNC = """
+[central]
+url = "{url}"
+poll_wait_s = 2
+heartbeat_s = 1
+request_timeout_s = 2
+backoff_min_s = 0.05
+backoff_max_s = 0.3
+outage_alarm_s = 1.5
+remote_opens_burst = 2
+remote_opens_per_hour = 1
+"""
+LOG_EVERY_EVENT = (
+    "CREATE TABLE IF NOT EXISTS test_emitted (n INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+    " kind TEXT NOT NULL, payload TEXT NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS test_log_event AFTER INSERT ON outbox BEGIN"
+    " INSERT INTO test_emitted (id, kind, payload) VALUES (NEW.id, NEW.kind, NEW.payload); END",
+)
+
+
+class Central:
+    """The reference central, its admin API, and a way to stop and start it on its port."""
+
+    def __init__(self, folder: Path, running: RunningCentral, session: ClientSession) -> None:
+        self.folder, self.running, self.session = folder, running, session
+        self.port = running.port
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"X-Admin-Token": self.running.admin_token}
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.session.request(method, self.running.url + path, json=body,
+                                        headers=self.admin) as answer:
+            return answer.status, await answer.json()
+
+    async def order(self, order_id: str, *bags: str, hours: float = 72) -> dict[str, Any]:
+        status, order = await self.call("POST", "/admin/lockers/test-locker/orders", {
+            "id": order_id, "window_hours": hours,
+            "bags": [{"zone": b.split(":")[0], "size": b.split(":")[1]} for b in bags]})
+        assert status == 201, order
+        return dict(order)
+
+    async def command(self, action: str, args: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        status, body = await self.call("POST", "/admin/lockers/test-locker/commands",
+                                       {"action": action, "args": args, **extra})
+        assert status == 201, body
+        return dict(body)
+
+    async def events(self) -> list[dict[str, Any]]:
+        status, body = await self.call("GET", "/admin/lockers/test-locker/events")
+        assert status == 200
+        return list(body["events"])
+
+    async def fault(self, mode: str, delay_s: float = 0.0) -> None:
+        status, body = await self.call("POST", "/admin/faults", {"mode": mode,
+                                                                 "delay_s": delay_s})
+        assert status == 200, body
+
+    async def stop(self) -> None:
+        await self.running.stop()
+
+    async def start(self) -> None:
+        self.running = await start_central(self.folder, port=self.port,
+                                           admin_token=self.running.admin_token)
+
+
+@pytest.fixture
+async def central(tmp_path: Path) -> AsyncIterator[Central]:
+    async with ClientSession() as session:
+        running = await start_central(tmp_path / "central", admin_token="admin-" + "x" * 24)
+        handle = Central(tmp_path / "central", running, session)
+        yield handle
+        await handle.stop()
+
+
+@pytest.fixture
+async def synced(tmp_path: Path, central: Central,
+                 make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
+    """A locker enrolled at central (token, shared secret, command key), syncing with it."""
+    text = config_text("kerong") + SYNC.format(url=central.running.api_url)
+    probe = tmp_path / "enrol.toml"
+    probe.write_text(text)
+    config = load_config(probe)  # same data_dir as the rig's: enrol writes the locker's files
+    await enrol(central.session, central.running, config)
+    prepare_log(config.database)
+    async for rig in make_rig("kerong", edit=lambda _: text):
+        yield rig
+
+
+def prepare_log(database: Path) -> None:
+    from locker.store import Store
+
+    store = Store(database)  # migrated first, as the daemon would
+    for statement in LOG_EVERY_EVENT:
+        store.db.execute(statement)
+    store.close()
+
+
+def emitted(rig: Rig) -> list[str]:
+    return [r["id"] for r in rig.locker.store.read().all("SELECT id FROM test_emitted ORDER BY n")]
+
+
+def kinds(rig: Rig) -> list[str]:
+    """Every event the locker ever made (the outbox itself empties as central acknowledges)."""
+    return [r["kind"] for r in rig.locker.store.read().all(
+        "SELECT kind FROM test_emitted ORDER BY n")]
+
+
+def payloads(rig: Rig, kind: str) -> list[dict[str, Any]]:
+    return [json.loads(r["payload"]) for r in rig.locker.store.read().all(
+        "SELECT payload FROM test_emitted WHERE kind = ? ORDER BY n", (kind,))]
+
+
+async def until(check: Callable[[], Any], timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not (await check() if asyncio.iscoroutinefunction(check) else check()):
+            await asyncio.sleep(0.05)
+
+
+SESSIONS: dict[int, dict[str, str]] = {}
+
+
+async def courier_loads(rig: Rig, order_id: str) -> None:
+    """The courier (logged in once per locker: a TOTP code is good once) loads the order."""
+    auth = SESSIONS.get(id(rig))
+    if auth is None:
+        secret = load_secret(rig.config.staff_secret_file("courier-1"))
+        response = await rig.http.post("/api/staff/login", json={
+            "staff": "courier-1", "code": pyotp.TOTP(secret).now(), "screen": "front"})
+        assert response.status == 200, await response.text()
+        auth = SESSIONS[id(rig)] = {
+            "Authorization": f"Bearer {(await response.json())['token']}"}
+    response = await rig.http.post(f"/api/courier/orders/{order_id}/load",
+                                   json={"together": True}, headers=auth)
+    assert response.status == 200, await response.text()
+    await rig.until(lambda: rig.order_state(order_id) == "ready", 10)
+
+
+async def arrived(rig: Rig, order_id: str) -> None:
+    await until(lambda: rig.locker.store.read().one(
+        "SELECT id FROM orders WHERE id = ?", (order_id,)) is not None)
+
+
+async def all_delivered(rig: Rig, central: Central) -> list[dict[str, Any]]:
+    """Wait for the outbox to drain; central then holds exactly the events the locker made."""
+    await until(lambda: not rig.locker.store.events(limit=1), 15)
+    received = await central.events()
+    ids = [e["id"] for e in received]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(emitted(rig))  # none lost, none twice
+    by_compartment: dict[str, list[int]] = {}
+    for event in received:
+        if event["compartment_id"]:
+            by_compartment.setdefault(event["compartment_id"], []).append(event["seq"])
+    assert all(seqs == sorted(seqs) for seqs in by_compartment.values())
+    return received
+
+
+async def test_an_order_flows_in_is_collected_and_every_event_flows_out(
+        synced: Rig, central: Central) -> None:
+    rig = synced
+    order = await central.order("A-1001", "frozen:M", "ambient:S")
+    await arrived(rig, "A-1001")
+    await courier_loads(rig, "A-1001")
+    status, body = await rig.pickup(order["code"])  # the code central told the customer
+    assert status == 200, body
+    await rig.until(lambda: rig.order_state("A-1001") == "collected", 10)
+    received = await all_delivered(rig, central)
+    delivered = [e["kind"] for e in received]
+    for kind in ("order.received", "order.allocated", "order.ready", "order.collecting",
+                 "order.collected", "door.opened", "door.closed"):
+        assert kind in delivered
+    assert not any(str(order["code"]) in json.dumps(e) for e in received)  # never in clear
+    status, lockers = await central.call("GET", "/admin/lockers")
+    beat = lockers["lockers"][0]
+    assert beat["silent"] is False and beat["heartbeat"]["ready"] is True
+
+
+async def test_central_down_for_a_while_work_goes_on_and_everything_arrives_once(
+        synced: Rig, central: Central) -> None:
+    rig = synced
+    first = await central.order("A-1", "fresh:M", hours=72)
+    await central.order("A-2", "frozen:M", hours=72)
+    await arrived(rig, "A-2")
+    await courier_loads(rig, "A-1")
+    await central.stop()
+    # offline: a courier loads, a customer collects, codes verify locally
+    await courier_loads(rig, "A-2")
+    status, _ = await rig.pickup(first["code"])
+    assert status == 200
+    await rig.until(lambda: rig.order_state("A-1") == "collected", 10)
+    await until(lambda: "alarm.central_unreachable" in kinds(rig), 10)
+    assert rig.locker.store.events(limit=1)  # waiting for central
+    await asyncio.sleep(1.0)
+    await central.start()
+    received = await all_delivered(rig, central)
+    delivered = [e["kind"] for e in received]
+    assert delivered.count("order.collected") == 1 and delivered.count("order.ready") == 2
+    alarms = [e["payload"]["state"] for e in received if e["kind"] == "alarm.central_unreachable"]
+    assert alarms == ["raised", "cleared"]
+
+
+async def test_commands_through_central_are_obeyed_once_and_forgeries_refused(
+        synced: Rig, central: Central) -> None:
+    rig = synced
+    await central.command("open_compartment", {"compartment": "F1", "reason": "ticket 7"})
+    await until(lambda: "command.done" in kinds(rig))
+    assert rig.boards.doors.times("F1", "door", "open")
+    done = await central.command("set_in_service", {"compartment": "F2", "in_service": False,
+                                                    "reason": "hinge"})
+    forged = [
+        central.command("open_compartment", {"compartment": "Z1", "reason": "x" * 3},
+                        locker_id="other-locker"),
+        central.command("open_compartment", {"compartment": "Z1", "reason": "old"},
+                        expires_at=1.0, issued_at=0.5),
+        central.command("set_in_service", {"compartment": "F2", "in_service": True,
+                                           "reason": "replay"}, nonce=done["nonce"]),
+    ]
+    for made in forged:
+        await made
+    body = json.dumps({"locker_id": "test-locker", "nonce": "f" * 32, "issued_at": 0,
+                       "expires_at": 4e9, "action": "open_compartment",
+                       "args": {"compartment": "Z1", "reason": "forged"}})
+    status, _ = await central.call("POST", "/admin/lockers/test-locker/raw", {"item": {
+        "type": "command", "command": {"body": body,
+                                       "signature": base64.b64encode(b"\0" * 64).decode()}}})
+    assert status == 201
+    await until(lambda: kinds(rig).count("command.refused") == 4)
+    reasons = sorted(p["reason"] for p in payloads(rig, "command.refused"))
+    assert reasons == ["bad_signature", "expired", "replayed", "wrong_locker"]
+    assert not rig.boards.doors.times("Z1", "door", "open")
+    row = rig.locker.store.read().one("SELECT state FROM compartments WHERE id = 'F2'")
+    assert row == {"state": "out_of_service"}
+    # a burst of openings: two allowed, the rest refused and alarmed
+    for cid in ("A1", "A2", "Z2"):
+        await central.command("open_compartment", {"compartment": cid, "reason": "burst"})
+    await until(lambda: "alarm.remote_open_burst" in kinds(rig))
+    await all_delivered(rig, central)
+    assert not rig.boards.doors.times("Z2", "door", "open")
+
+
+@pytest.mark.parametrize("mode", ["error", "garbage", "oversized", "wrong_types",
+                                  "unknown_fields", "slow"])
+async def test_central_misbehaving_changes_nothing_and_the_loop_recovers(
+        synced: Rig, central: Central, mode: str) -> None:
+    rig = synced
+    await central.order("A-1", "fresh:S")
+    await arrived(rig, "A-1")
+    await until(lambda: not rig.locker.store.events(limit=1))
+    await central.fault(mode, delay_s=5.0)
+    await asyncio.sleep(2.5)  # the long poll in flight ends; the next one meets the fault
+    before = rig.locker.store.read().all("SELECT * FROM orders")
+    await central.order("A-2", "fresh:S")  # waiting behind the fault
+    await asyncio.sleep(2.5)
+    assert rig.locker.store.read().all("SELECT * FROM orders") == before
+    alarm = "alarm.central_protocol" if mode in ("garbage", "oversized", "wrong_types",
+                                                 "unknown_fields") else (
+        "alarm.central_unreachable")
+    await until(lambda: alarm in kinds(rig), 10)
+    assert rig.locker.store.read().all("SELECT * FROM orders") == before
+    await central.fault("none")
+    await arrived(rig, "A-2")
+    received = await all_delivered(rig, central)
+    states = [e["payload"]["state"] for e in received if e["kind"] == alarm]
+    # raised while the fault lasts (perhaps twice, around the long poll that was in flight)
+    assert states[0] == "raised" and states[-1] == "cleared"
+    assert all(a != b for a, b in itertools.pairwise(states))
+
+
+async def test_orders_the_locker_cannot_take_are_reported_to_central(
+        synced: Rig, central: Central) -> None:
+    rig = synced
+    status, _ = await central.call("POST", "/admin/lockers/test-locker/raw", {"item": {
+        "type": "order", "order": {"id": "B-1", "version": 1, "sequence": 900,
+                                   "state": "active", "window_hours": 24, "accessible": False,
+                                   "bags": [{"zone": "fresh", "size": "L"}]}}})
+    assert status == 201
+    await central.call("POST", "/admin/lockers/test-locker/raw", {"item": {
+        "type": "order", "order": {"id": "B-2", "version": 1, "sequence": 901,
+                                   "state": "active", "window_hours": 24, "accessible": False,
+                                   "bags": [{"zone": "fresh", "size": "S"}], "price": 3}}})
+    await central.order("B-3", "fresh:S")
+    await arrived(rig, "B-3")
+    received = await all_delivered(rig, central)
+    rejected = [e for e in received if e["kind"] in ("order.rejected", "central.item_rejected")]
+    assert "no fresh compartment of size L" in rejected[0]["payload"]["message"]
+    assert "unknown field 'price'" in rejected[1]["payload"]["message"]
+    assert [r["id"] for r in rig.locker.store.read().all("SELECT id FROM orders")] == ["B-3"]
+
+
+async def test_a_cancelled_order_stops_its_code(synced: Rig, central: Central) -> None:
+    rig = synced
+    order = await central.order("C-1", "ambient:M")
+    await arrived(rig, "C-1")
+    await courier_loads(rig, "C-1")
+    status, _ = await central.call("POST", "/admin/lockers/test-locker/orders/C-1/cancel")
+    assert status == 200
+    await rig.until(lambda: rig.order_state("C-1") == "cancelled", 10)
+    status, body = await rig.pickup(order["code"])
+    assert status == 403 and body["error"] == "wrong_code"
+
+
+def read_db(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
