@@ -8,6 +8,7 @@ held and extended across an outage.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from locker.codes import create_secret
 from locker.config import load_config
 from locker.daemon import Locker
 from locker.feed import BadPayload, FeedItem, parse_feed, parse_order
+from locker.model import Zone
 from locker.sync import acknowledge, enforce_bound, outage_since, reachable, unreachable
 from locker.sync import cursor as stored_cursor
 from tests.conftest import SMALL_CONFIG, write_config
@@ -392,3 +394,55 @@ async def test_windows_that_end_offline_are_held_then_extended_by_the_outage(rig
     assert outage_since(locker.store) is None
     cleared = [e for e in locker.store.events() if e.kind == "alarm.central_unreachable"]
     assert [e.payload["state"] for e in cleared] == ["raised", "cleared"]
+
+
+async def settle(clock: SimClock) -> None:
+    """Let the zone loop start and take its first reading."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+    await clock.advance(1)
+
+
+class StillProbe:
+    """A fresh zone that reads 3 °C; enough for the zone loop to run."""
+
+    async def read_celsius(self) -> float:
+        return 3.0
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.on = False
+
+    def switch(self, on: bool) -> None:
+        self.on = on
+
+
+async def test_a_signed_setpoint_reaches_the_zone_controller_and_outlives_a_restart(
+        tmp_path: Path) -> None:
+    path = write_config(tmp_path, SMALL_CONFIG + CENTRAL)
+    config = load_config(path)
+    create_secret(config.secret_file)
+    assert config.central is not None
+    config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    clock = SimClock()
+    zones = {Zone.FRESH: (StillProbe(), Relay())}
+    locker = Locker(config, FakeDriver([c.id for c in config.compartments]), clock, zones=zones)
+    await locker.start()
+    await settle(clock)
+    assert locker.zone_controllers[Zone.FRESH].control.setpoint_c == 2.5  # the config's
+    outcomes = await feed(locker, signed("set_setpoint", {"zone": "fresh", "celsius": 3.5},
+                                         now=clock.now()),
+                          signed("set_setpoint", {"zone": "fresh", "celsius": 9},
+                                 now=clock.now(), nonce="another-nonce-0123456789"))
+    assert outcomes == {"done": 1, "failed": 1}  # 9 °C lies outside the fresh zone's limits
+    assert locker.zone_controllers[Zone.FRESH].control.setpoint_c == 3.5
+    change = locker.store.read().all("SELECT celsius, actor FROM setpoint_changes")
+    assert change[-1] == {"celsius": 3.5, "actor": "central"}
+    await locker.stop()
+    again = Locker(config, FakeDriver([c.id for c in config.compartments]), clock, zones=zones)
+    await again.start()
+    await settle(clock)
+    assert again.zone_controllers[Zone.FRESH].control.setpoint_c == 3.5
+    await again.stop()
