@@ -83,7 +83,9 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        return random.uniform(self.low_s, min(self.high_s, self.low_s * 2 ** self.failures))
+        # the exponent stops growing long before the cap: 2.0 ** 1024 would overflow
+        return random.uniform(self.low_s,
+                              min(self.high_s, self.low_s * 2.0 ** min(self.failures, 32)))
 
     def reset(self) -> None:
         self.failures = 0

@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING
 
 import pyotp
 
-from locker import __version__
+from locker import __version__, logs
 from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
 from locker.coldchain import export_csv
 from locker.config import LockerConfig, load_config
+from locker.daemon import sync_compartments
 from locker.errors import LockerError
 from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.store import Store
 
 if TYPE_CHECKING:
+    from locker.logs import Redact
     from locker.ports import Compressor, LockDriver, ZoneProbe
 
 DEFAULT_CONFIG = "examples/locker.toml"
@@ -68,34 +70,70 @@ def build_zones(config: LockerConfig) -> dict[Zone, tuple[ZoneProbe, Compressor]
     return zones
 
 
-async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = None) -> None:
-    """Run the locker and its HTTP app until SIGINT or SIGTERM."""
+async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = None,
+                redact: Redact | None = None) -> None:
+    """Run the locker and its HTTP app until SIGINT or SIGTERM.
+
+    systemd hears READY=1 once the store is open and every door reconciled (the app's startup
+    starts the locker), WATCHDOG=1 while the housekeeping loop turns, and STOPPING=1 on a
+    signal; the transaction in flight finishes, the app stops, and the store closes cleanly.
+    """
     from aiohttp import web
 
     from api.app import create_app
+    from api.systemd import Notifier
     from locker.daemon import Locker
 
     locker = Locker(config, driver, zones=build_zones(config))
-    runner = web.AppRunner(create_app(locker))
+    if redact is not None:
+        redact.add(known_secrets(config))
+    runner = web.AppRunner(create_app(locker), shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port if port is None else port)
     await site.start()
     log = logging.getLogger("locker")
     log.info("listening on http://%s:%s", config.http.host,
              config.http.port if port is None else port)
+    systemd = Notifier()
+    systemd.notify(f"READY=1\nSTATUS=ready: {len(config.compartments)} compartments,"
+                   f" started in {locker.started_in_s or 0:.2f} s")
+    watchdog = asyncio.create_task(systemd.watchdog(locker), name="systemd watchdog")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    log.info("stopping")
+    systemd.notify("STOPPING=1")
+    watchdog.cancel()
     await runner.cleanup()
+    log.info("stopped; store closed")
+
+
+def known_secrets(config: LockerConfig) -> list[str]:
+    """Every secret the daemon holds, for the log redaction filter."""
+    from locker.codes import load_ops_token
+
+    found: list[str] = []
+    paths = [config.secret_file, *(config.staff_secret_file(m.id) for m in config.staff.members)]
+    if config.central is not None:
+        paths.append(config.central.token_file)
+    for path in paths:
+        try:
+            found.append(path.read_text(encoding="ascii").strip())
+        except (OSError, UnicodeDecodeError):
+            continue
+    token = load_ops_token(config.ops_token_file)
+    return [*found, *([token] if token else [])]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     made = create_secret(config.secret_file)
     token_made = create_private_file(config.ops_token_file, secrets.token_urlsafe(32))
-    Store(config.database).close()
+    store = Store(config.database)
+    sync_compartments(store, config, time.time())
+    store.close()
     print(f"secret: {config.secret_file} ({'created' if made else 'kept, it exists'})")
     print(f"ops token: {config.ops_token_file} ({'created' if token_made else 'kept, it exists'})")
     print(f"store:  {config.database}")
@@ -112,7 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, port=args.serial_port)
-    asyncio.run(serve(config, build_driver(config), port=args.http_port))
+    asyncio.run(serve(config, build_driver(config), port=args.http_port, redact=args.redact))
     return 0
 
 
@@ -125,6 +163,7 @@ def cmd_order_add(args: argparse.Namespace) -> int:
                           f" ({config.central.url}); add the order there")
     codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
     store = Store(config.database)
+    sync_compartments(store, config, time.time())  # the daemon may not have run yet
     if args.to_load:
         try:
             add_order_to_load(store, config, time.time(), args.id,
@@ -220,6 +259,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="locker", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=__version__)
     top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    top.add_argument("--log-format", choices=("auto", "text", "json"), default="auto",
+                     help="json: one object per line for journald (auto: json under systemd)")
     sub = top.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -274,9 +315,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    args.redact = logs.setup(args.log_format, verbose=args.verbose)
     try:
         code: int = args.func(args)
     except LockerError as exc:

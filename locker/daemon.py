@@ -84,8 +84,10 @@ class Locker:
             self.inbox = Inbox(self.store, config, self.clock, self.codes, commands,
                                self.monitor.publish)
         self.ready = False
+        self.housekept_at: float | None = None  # monotonic time of the last housekeeping turn
         self.started_in_s: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._ready_at = 0.0
         self._stopped = False
 
     async def start(self) -> None:
@@ -103,7 +105,8 @@ class Locker:
             self._zone_tasks.append(asyncio.create_task(
                 self._zone_loop(zone, probe, compressor), name=f"zone {zone.value}"))
         self.ready = True
-        self.started_in_s = self.clock.monotonic() - began
+        self._ready_at = self.clock.monotonic()
+        self.started_in_s = self._ready_at - began
         log.info("locker %s ready in %.3f s: %d compartments", self.config.locker_id,
                  self.started_in_s, len(self.config.compartments))
 
@@ -123,6 +126,15 @@ class Locker:
             compressor.switch(False)
         await self.driver.stop()
         self.store.close()
+
+    def alive(self, max_age_s: float) -> bool:
+        """Ready, and the housekeeping loop turned within `max_age_s` (for systemd's watchdog)."""
+        if not self.ready:
+            return False
+        last = self.housekept_at
+        # right after start the loop has not turned yet: the start itself counts
+        since = self.clock.monotonic() - (last if last is not None else self._ready_at)
+        return since <= max_age_s
 
     def setpoint(self, zone: Zone) -> float | None:
         """The zone's setpoint: central's last, or the config's."""
@@ -152,6 +164,7 @@ class Locker:
         last_bound = -OUTBOX_BOUND_INTERVAL_S
         while True:
             await self.clock.sleep(HOUSEKEEPING_INTERVAL_S)
+            self.housekept_at = self.clock.monotonic()
             try:
                 reallocated = self.monitor.check_timeouts()
                 central = self.config.central
@@ -257,36 +270,42 @@ class Locker:
         self.monitor.publish(tx)
 
     def _sync_compartments(self) -> None:
-        """Add compartments new in the config; refuse to drop one that still holds an order."""
-        now = self.clock.now()
-        wanted = {c.id: c for c in self.config.compartments}
-        with self.store.transaction(now) as tx:
-            known = {r["id"]: r for r in tx.all("SELECT * FROM compartments")}
-            for cid, row in known.items():
-                if cid in wanted:
-                    continue
-                if row["order_id"]:
+        sync_compartments(self.store, self.config, self.clock.now())
+
+
+def sync_compartments(store: Store, config: LockerConfig, now: float) -> None:
+    """Add compartments new in the config; refuse to drop one that still holds an order.
+
+    Idempotent: run at every start, and by the CLI before it adds an order.
+    """
+    wanted = {c.id: c for c in config.compartments}
+    with store.transaction(now) as tx:
+        known = {r["id"]: r for r in tx.all("SELECT * FROM compartments")}
+        for cid, row in known.items():
+            if cid in wanted:
+                continue
+            if row["order_id"]:
+                raise StoreError(
+                    f"{config.path}: compartment {cid} holds order {row['order_id']}"
+                    " but is no longer in the config; put it back, or take the order out first"
+                )
+            tx.execute("DELETE FROM compartments WHERE id = ?", (cid,))
+            tx.emit("compartment.removed", "order", compartment_id=cid)
+        for cid, c in wanted.items():
+            existing = known.get(cid)
+            if existing is None:
+                tx.insert("compartments", {
+                    "id": cid, "zone": c.zone.value, "size": c.size.value,
+                    "state": CompartmentState.FREE.value, "door": DoorState.LOCKED.value,
+                    "order_id": None, "door_changed_at": now, "updated_at": now,
+                })
+                tx.emit("compartment.added", "order", compartment_id=cid, zone=c.zone.value,
+                        size=c.size.value)
+            elif (existing["zone"], existing["size"]) != (c.zone.value, c.size.value):
+                if existing["order_id"]:
                     raise StoreError(
-                        f"{self.config.path}: compartment {cid} holds order {row['order_id']}"
-                        " but is no longer in the config; put it back, or take the order out first"
+                        f"{config.path}: compartment {cid} changed zone or size while it"
+                        f" holds order {existing['order_id']}"
                     )
-                tx.execute("DELETE FROM compartments WHERE id = ?", (cid,))
-                tx.emit("compartment.removed", "order", compartment_id=cid)
-            for cid, c in wanted.items():
-                existing = known.get(cid)
-                if existing is None:
-                    tx.insert("compartments", {
-                        "id": cid, "zone": c.zone.value, "size": c.size.value,
-                        "state": CompartmentState.FREE.value, "door": DoorState.LOCKED.value,
-                        "order_id": None, "door_changed_at": now, "updated_at": now,
-                    })
-                    tx.emit("compartment.added", "order", compartment_id=cid, zone=c.zone.value,
-                            size=c.size.value)
-                elif (existing["zone"], existing["size"]) != (c.zone.value, c.size.value):
-                    if existing["order_id"]:
-                        raise StoreError(
-                            f"{self.config.path}: compartment {cid} changed zone or size while it"
-                            f" holds order {existing['order_id']}"
-                        )
-                    tx.execute("UPDATE compartments SET zone = ?, size = ? WHERE id = ?",
-                               (c.zone.value, c.size.value, cid))
+                tx.execute("UPDATE compartments SET zone = ?, size = ? WHERE id = ?",
+                           (c.zone.value, c.size.value, cid))
