@@ -1,0 +1,292 @@
+"""Power cuts: `locker run` killed with SIGKILL at random moments during pickups and loadings.
+
+The lock boards run in their own process (on a pseudo-terminal), so the hardware keeps its state
+across the daemon's deaths, as a real cabinet would. After every restart:
+
+- no committed event is missing (a trigger in the locker's own SQLite file logs the id of every
+  event ever committed to the outbox; with no central to acknowledge them, all must still be
+  there);
+- no authorisation opened a door twice (the simulated latch drivers record every unlock that
+  reached them: in each life of the daemon, a compartment gets at most as many unlocks as
+  authorisations were written for it in that life, so an authorisation of an earlier life is
+  never pulsed again);
+- every door state in the store matches the boards;
+- the daemon accepts codes again.
+
+Prints the kills, operations, transactions and findings. POWER_CUT_KILLS sets the number of kills
+(default 20; docs/reliability.md records longer runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyotp
+from aiohttp import ClientSession, ClientTimeout
+
+from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
+from locker.config import LockerConfig, load_config
+from locker.daemon import sync_compartments
+from locker.model import OPEN_DOOR_STATES
+from locker.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.store import Store
+from simulator.control import SimulatorProcess, spawn
+from tests.integration.conftest import OPS_TOKEN
+from tests.integration.test_central_sync import LOG_EVERY_EVENT
+from tests.integration.test_demo import ROOT, free_port
+
+KILLS = int(os.environ.get("POWER_CUT_KILLS", "20"))
+COURIERS = 40  # a TOTP code is good once per 30 s step: each life logs in with a fresh courier
+ZONES = ("ambient", "fresh", "frozen")
+
+
+def config_text(http_port: int) -> str:
+    lines = ['[locker]\nid = "cut-locker"\ndata_dir = "data"\n',
+             "[bus]\nport = \"/dev/null\"\nprotocol = \"kerong\"\nbaud = 19200\n"
+             "poll_interval_s = 0.1\ntimeout_s = 0.1\nretries = 1\noffline_after = 3\n"
+             "retry_offline_s = 0.5\n",
+             "[[bus.boards]]\naddress = 0\n", "[[bus.boards]]\naddress = 1\n",
+             "[doors]\nopen_timeout_s = 3\nleft_open_alarm_s = 60\n",
+             f"[http]\nport = {http_port}\n",
+             "[throttle]\nscreen_capacity = 50\nglobal_capacity = 100\n",
+             "[staff]\nidle_timeout_s = 600\n"]
+    for n in range(COURIERS):
+        lines.append(f'[[staff.members]]\nid = "c{n}"\nrole = "courier"\n')
+    compartments = [
+        f'  {{ id = "B{b}C{ch:02d}", zone = "{ZONES[(b * 16 + ch) % 3]}", size = "M",'
+        f" board = {b}, channel = {ch} }},"
+        for b in (0, 1) for ch in range(1, 17)]
+    lines.append("[layout]\ncompartments = [\n" + "\n".join(compartments) + "\n]\n")
+    return "\n".join(lines)
+
+
+class Cabinet:
+    """The daemon's process, the boards' process, and what the test knows about both."""
+
+    def __init__(self, path: Path, config: LockerConfig, boards: SimulatorProcess) -> None:
+        self.path, self.config, self.boards = path, config, boards
+        self.url = f"http://127.0.0.1:{config.http.port}"
+        self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+        self.process: asyncio.subprocess.Process | None = None
+        self.courier = 0
+        self.used_steps: dict[int, int] = {}
+
+    async def start(self, session: ClientSession) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "locker.cli", "run", "--config", str(self.path),
+            "--serial-port", self.boards.port, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    async with session.get(f"{self.url}/api/health") as answer:
+                        if answer.status == 200:
+                            return
+                except OSError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def login(self, session: ClientSession) -> dict[str, str]:
+        """A courier whose code of this 30 s step has not been used yet."""
+        step = int(time.time() // 30)
+        for _ in range(COURIERS):
+            self.courier = (self.courier + 1) % COURIERS
+            if self.used_steps.get(self.courier, -1) < step:
+                break
+        self.used_steps[self.courier] = step
+        staff = f"c{self.courier}"
+        code = pyotp.TOTP(load_secret(self.config.staff_secret_file(staff))).at(step * 30)
+        async with session.post(f"{self.url}/api/staff/login", json={
+                "staff": staff, "code": code, "screen": "front"}) as answer:
+            body = await answer.json()
+            assert answer.status == 200, body
+        return {"Authorization": f"Bearer {body['token']}"}
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        db = sqlite3.connect(self.config.database, timeout=10)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    async def unlocks(self) -> Counter[str]:
+        history = await self.boards.client.history()
+        return Counter(c["compartment"] for c in history["doors"] if c["what"] == "unlock")
+
+    def authorisations(self) -> Counter[str]:
+        return Counter(cid for (cid,) in self.query(
+            "SELECT compartment_id FROM authorisations"))
+
+    async def all_doors_closed(self) -> None:
+        async with asyncio.timeout(10):
+            while any(c["door"] == "open"
+                      for c in (await self.boards.client.state())["compartments"].values()):
+                await asyncio.sleep(0.05)
+
+
+async def loader(cabinet: Cabinet, session: ClientSession, auth: dict[str, str],
+                 store: Store, tally: Counter[str]) -> None:
+    """Orders arrive (written by another process) and the courier loads them."""
+    while True:
+        free = cabinet.query("SELECT zone FROM compartments WHERE state = 'free'"
+                             " AND door = 'locked'")
+        if len(free) < 4:  # nearly full: wait for customers
+            await asyncio.sleep(0.2)
+            continue
+        order_id = f"o{tally['orders']}-{random.randrange(1 << 30)}"
+        tally["orders"] += 1
+        add_order_to_load(store, cabinet.config, time.time(), order_id,
+                          [parse_bag(f"{random.choice(free)[0]}:M")])
+        async with session.post(f"{cabinet.url}/api/courier/orders/{order_id}/load",
+                                json={"together": True}, headers=auth) as answer:
+            tally["load_ok" if answer.status == 200 else f"load_{answer.status}"] += 1
+        await asyncio.sleep(random.uniform(0.05, 0.3))
+
+
+async def support(cabinet: Cabinet, session: ClientSession, auth: dict[str, str],
+                  tally: Counter[str]) -> None:
+    """What a locker's support does after a power cut: a customer whose doors never opened
+    calls, and ops open them remotely; a courier picks up an order left half loaded."""
+    while True:
+        await asyncio.sleep(0.5)
+        stale = time.time() - 3
+        for order_id, cid in cabinet.query(
+                "SELECT o.id, oc.compartment_id FROM orders o JOIN order_compartments oc"
+                " ON oc.order_id = o.id JOIN compartments c ON c.id = oc.compartment_id"
+                " WHERE o.state = 'collecting' AND o.updated_at < ? AND oc.closed_at IS NULL"
+                " AND c.door = 'locked'", (stale,)):
+            async with session.post(f"{cabinet.url}/api/ops/compartments/{cid}/open",
+                                    json={"reason": f"customer of {order_id} called"},
+                                    headers={"X-Ops-Token": OPS_TOKEN}) as answer:
+                tally["support_open" if answer.status == 200 else "support_failed"] += 1
+        for (order_id,) in cabinet.query("SELECT id FROM orders WHERE state = 'allocated'"
+                                         " AND updated_at < ?", (stale,)):
+            async with session.post(f"{cabinet.url}/api/courier/orders/{order_id}/load",
+                                    json={"together": True}, headers=auth) as answer:
+                tally["reload_ok" if answer.status == 200 else f"reload_{answer.status}"] += 1
+
+
+async def customer(cabinet: Cabinet, session: ClientSession, tally: Counter[str]) -> None:
+    """Customers type the codes of ready orders."""
+    while True:
+        ready = cabinet.query("SELECT sequence FROM orders WHERE state = 'ready'")
+        if not ready:
+            await asyncio.sleep(0.1)
+            continue
+        (sequence,) = random.choice(ready)
+        async with session.post(f"{cabinet.url}/api/pickup", json={
+                "code": cabinet.codes.code_for(sequence), "screen": "front"}) as answer:
+            tally["pickup_ok" if answer.status == 200 else f"pickup_{answer.status}"] += 1
+        await asyncio.sleep(random.uniform(0.05, 0.3))
+
+
+async def test_sigkill_at_random_moments_loses_nothing_and_opens_nothing_twice(
+        tmp_path: Path) -> None:
+    path = tmp_path / "locker.toml"
+    path.write_text(config_text(free_port()))
+    config = load_config(path)
+    create_secret(config.secret_file)
+    create_private_file(config.ops_token_file, OPS_TOKEN)
+    for member in config.staff.members:
+        create_secret(config.staff_secret_file(member.id))
+    store = Store(config.database)  # the "order system" writing from another process
+    sync_compartments(store, config, time.time())
+    for statement in LOG_EVERY_EVENT:
+        store.db.execute(statement)
+    boards = await spawn(path, auto_close_s=0.6)
+    cabinet = Cabinet(path, config, boards)
+    tally: Counter[str] = Counter()
+    findings: list[str] = []
+    rng = random.Random(int(os.environ.get("POWER_CUT_SEED", "7")))
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=5)) as session:
+            for life in range(KILLS + 1):
+                await cabinet.start(session)
+                findings += check_doors(cabinet, await boards.client.state(), life)
+                if life == KILLS:
+                    break
+                unlocks, auths = await cabinet.unlocks(), cabinet.authorisations()
+                auth = await cabinet.login(session)
+                tasks = [asyncio.create_task(loader(cabinet, session, auth, store, tally)),
+                         asyncio.create_task(loader(cabinet, session, auth, store, tally)),
+                         asyncio.create_task(customer(cabinet, session, tally)),
+                         asyncio.create_task(customer(cabinet, session, tally)),
+                         asyncio.create_task(support(cabinet, session, auth, tally))]
+                await asyncio.sleep(rng.uniform(0.3, 2.5))
+                await cabinet.kill()  # the power cut
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await cabinet.all_doors_closed()  # the customers close what opened
+                findings += check_events(cabinet, life)
+                new_unlocks = await cabinet.unlocks() - unlocks
+                new_auths = cabinet.authorisations() - auths
+                for cid, count in new_unlocks.items():
+                    if count > new_auths[cid]:
+                        findings.append(f"life {life}: {cid} unlocked {count} times for"
+                                        f" {new_auths[cid]} authorisations")
+            # the last life: a fresh order's code still opens its door
+            free = cabinet.query("SELECT zone FROM compartments WHERE state = 'free'"
+                                 " AND door = 'locked' LIMIT 1")
+            assert free, f"no free compartment left: {cabinet.query(STUCK)}"
+            added = add_ready_order(store, config, cabinet.codes, time.time(), "last",
+                                    [parse_bag(f"{free[0][0]}:M")])
+            async with session.post(f"{cabinet.url}/api/pickup", json={
+                    "code": added.code, "screen": "front"}) as answer:
+                if answer.status != 200:
+                    findings.append(f"after {KILLS} kills the daemon refused a good code:"
+                                    f" {answer.status} {await answer.text()}")
+            assert cabinet.process is not None
+            cabinet.process.send_signal(signal.SIGTERM)
+            await cabinet.process.wait()
+    finally:
+        if cabinet.process is not None and cabinet.process.returncode is None:
+            cabinet.process.kill()
+        await boards.stop()
+        store.close()
+    events = cabinet.query("SELECT COUNT(*) FROM test_emitted")[0][0]
+    auths_total = sum(cabinet.authorisations().values())
+    interrupted = cabinet.query(
+        "SELECT COUNT(*) FROM authorisations WHERE outcome = 'interrupted'")[0][0]
+    print(f"\npower cuts: {KILLS} kills, {tally['load_ok']} loadings and {tally['pickup_ok']}"
+          f" pickups accepted ({dict(tally)}), {events} events committed, {auths_total}"
+          f" authorisations ({interrupted} interrupted by a kill, never pulsed again),"
+          f" findings: {len(findings)}")
+    assert not findings, "\n".join(findings)
+    assert tally["load_ok"] + tally["pickup_ok"] >= 3 * KILLS  # real work was cut
+
+
+STUCK = "SELECT state, COUNT(*) FROM orders GROUP BY state"
+
+
+def check_events(cabinet: Cabinet, life: int) -> list[str]:
+    emitted = {row[0] for row in cabinet.query("SELECT id FROM test_emitted")}
+    kept = {row[0] for row in cabinet.query("SELECT id FROM outbox")}
+    missing = emitted - kept
+    return [f"life {life}: {len(missing)} committed events missing"] if missing else []
+
+
+def check_doors(cabinet: Cabinet, sim: dict[str, Any], life: int) -> list[str]:
+    """Right after a (re)start, every door the store believes open is open on the boards."""
+    found = []
+    stored = dict(cabinet.query("SELECT id, door FROM compartments"))
+    for cid, lock in sim["compartments"].items():
+        open_in_store = stored[cid] in OPEN_DOOR_STATES
+        if open_in_store != (lock["door"] == "open"):
+            found.append(f"life {life}: {cid} is {lock['door']} on the board but"
+                         f" {stored[cid]} in the store")
+    return found
