@@ -22,7 +22,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import (
+    ClientConnectorCertificateError,
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    TCPConnector,
+    web,
+)
 
 from locker import __version__
 from locker.config import CentralConfig
@@ -44,6 +51,10 @@ class Unreachable(Exception):
 
 class Garbled(Exception):
     """An answer that is not what the protocol says: central (or something between) is wrong."""
+
+
+class Rejected(Unreachable):
+    """Central refused this locker (HTTP 401 or 403): an outage, and a configuration problem."""
 
 
 def load_token(path: Path) -> str:
@@ -212,9 +223,15 @@ class CentralLink:
                 raw = await answer.content.read(MAX_ANSWER_BYTES + 1)
                 if answer.status >= 500 or answer.status in (408, 429):
                     raise Unreachable(f"{method} {path}: HTTP {answer.status}")
+                if answer.status in (401, 403):
+                    raise Rejected(f"central refused this locker's token (HTTP {answer.status}"
+                                   f" on {path}): check {self.config.token_file}")
                 if answer.status != 200:
                     raise Garbled(f"{method} {path}: HTTP {answer.status}:"
                                   f" {raw[:200].decode('utf-8', 'replace')}")
+        except ClientConnectorCertificateError as exc:
+            raise Unreachable(f"central's TLS certificate was refused ({exc.certificate_error});"
+                              " check [central] ca_file") from None
         except (ClientError, TimeoutError, OSError) as exc:
             raise Unreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
         if len(raw) > MAX_ANSWER_BYTES:
@@ -227,7 +244,9 @@ class CentralLink:
     def _good_answer(self) -> None:
         store, now = self.locker.store, self.locker.clock.now()
         self.last_answer = now
-        reachable(store, now)  # writes only when an outage was counted
+        ended = reachable(store, now)  # writes only when an outage was counted
+        if ended is not None:
+            self.locker.monitor.publish(ended)
         if self.protocol_alarm:
             with store.transaction(now) as tx:
                 tx.clear_alarm("central_protocol", "central", "central's answers are good again")
@@ -240,15 +259,18 @@ class CentralLink:
         try:
             if isinstance(exc, Unreachable):
                 log.warning("central %s: %s", call, exc)
-                unreachable(store, self.locker.config, now, self.last_answer)
+                written = unreachable(store, self.locker.config, now, self.last_answer, str(exc))
+                if written is not None:
+                    self.locker.monitor.publish(written)
             else:
                 log.error("central %s: bad answer: %s", call, exc)
-                if not self.protocol_alarm:
-                    with store.transaction(now) as tx:
-                        tx.raise_alarm("central_protocol", "central",
-                                       f"central's {call} answer was refused: {exc}"[:500])
-                    self.locker.monitor.publish(tx)
-                    self.protocol_alarm = True
+            if (not isinstance(exc, Unreachable) or isinstance(exc, Rejected)) and (
+                    not self.protocol_alarm):
+                with store.transaction(now) as tx:
+                    tx.raise_alarm("central_protocol", "central",
+                                   f"central's {call} answer was refused: {exc}"[:500])
+                self.locker.monitor.publish(tx)
+                self.protocol_alarm = True
         except Exception:  # a full disk must not end the loop
             log.exception("recording a central failure failed")
         await asyncio.sleep(backoff.next_delay())

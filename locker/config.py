@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from locker.errors import ConfigError
 from locker.model import Size, Zone
@@ -554,8 +555,8 @@ def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig 
     if table is None:
         return None
     url = table.text("url").rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise table.error("url", f"must start with https:// (or http:// on a test bench), not"
+    if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+        raise table.error("url", f"must be https://host/... (or http:// on a test bench), not"
                                  f" {url!r}")
     ca = table.text("ca_file") if "ca_file" in table.data else None
     d = CentralConfig(url, Path(), Path())

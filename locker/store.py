@@ -306,6 +306,12 @@ class Store:
         tx = Tx(self.db, now)
         try:
             yield tx
+        except sqlite3.Error as exc:  # a full disk, a locked or corrupt file: say so, undo all
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: {exc}; nothing was changed"
+                             + (" (free some disk space)" if "full" in str(exc) else "")
+                             ) from exc
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

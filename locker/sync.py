@@ -86,31 +86,36 @@ def outage_since(store: Store) -> float | None:
     return None if value is None else float(value)
 
 
-def unreachable(store: Store, config: LockerConfig, now: float, last_answer: float) -> bool:
+def unreachable(store: Store, config: LockerConfig, now: float, last_answer: float,
+                why: str = "") -> Tx | None:
     """Central did not answer: start counting an outage (from its last answer), and alarm once
-    it has lasted `outage_alarm_s`. Returns True when something was written."""
+    it has lasted `outage_alarm_s`. Returns the transaction when something was written, for the
+    caller to publish."""
     assert config.central is not None
     since = outage_since(store)
     if since is None:
         with store.transaction(now) as tx:
             tx.set_meta(OUTAGE_SINCE, repr(last_answer))
-            tx.emit("telemetry.central_unreachable", "telemetry", since=last_answer)
-        return True
+            tx.emit("telemetry.central_unreachable", "telemetry", since=last_answer,
+                    reason=why[:300])
+        return tx
     if now - since >= config.central.outage_alarm_s:
         with store.transaction(now) as tx:
             raised = tx.raise_alarm(
                 "central_unreachable", "central",
-                f"central has not answered for {now - since:.0f} s; pickups and loading go on,"
-                " events wait in the outbox. Check the shop's network and the locker's token.")
-        return raised
-    return False
+                f"central has not answered for {now - since:.0f} s ({why[:200] or 'no answer'});"
+                " pickups and loading go on, events wait in the outbox. Check the shop's network,"
+                " and [central] url and ca_file.")
+        return tx if raised else None
+    return None
 
 
-def reachable(store: Store, now: float) -> list[str]:
-    """Central answered: end the outage, extending every window that ended during it."""
+def reachable(store: Store, now: float) -> Tx | None:
+    """Central answered: end the outage, extending every window that ended during it. Returns
+    the transaction when an outage ended (its events name the orders extended)."""
     since = outage_since(store)
     if since is None:
-        return []
+        return None
     outage_s = max(0.0, now - since)
     extended: list[str] = []
     with store.transaction(now) as tx:
@@ -129,7 +134,7 @@ def reachable(store: Store, now: float) -> list[str]:
                        f"central answers again after {outage_s:.0f} s")
         tx.emit("telemetry.central_reachable", "telemetry", outage_s=outage_s,
                 windows_extended=len(extended))
-    return extended
+    return tx
 
 
 def heartbeat(store: Store, *, version: str, ready: bool,

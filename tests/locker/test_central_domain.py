@@ -387,7 +387,9 @@ async def test_windows_that_end_offline_are_held_then_extended_by_the_outage(rig
     unreachable(locker.store, config, clock.now(), last_answer)
     assert "alarm.central_unreachable" in kinds(locker)
     outage = clock.now() - last_answer
-    assert reachable(locker.store, clock.now()) == ["A-1"]
+    ended = reachable(locker.store, clock.now())
+    assert ended is not None
+    assert [f["order_id"] for k, f in ended.emitted if k == "order.window_extended"] == ["A-1"]
     now_end = {r["id"]: r["window_end"] for r in locker.store.read().all(
         "SELECT id, window_end FROM orders")}
     assert now_end == {"A-1": end["A-1"] + outage, "A-2": end["A-2"]}
