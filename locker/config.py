@@ -7,6 +7,7 @@ a compartment on a board that is not declared. It never does I/O beyond reading 
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ PROTOCOL_LIMITS: dict[str, tuple[int, int, int, int | None]] = {
     "generic": (1, 31, 50, 9600),
 }
 BAUDS = (9600, 19200, 38400, 57600, 115200)
+MAX_CONFIG_BYTES = 1 << 20  # a locker with thousands of compartments fits in a tenth of this
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,8 @@ class _Table:
     def number(self, name: str, default: Any = _REQUIRED, lo: float | None = None,
               hi: float | None = None) -> float:
         value = float(self._get(name, default, (int, float), "a number"))
+        if not math.isfinite(value):  # nan passes every comparison below
+            raise self.error(name, f"must be a finite number, not {value}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise self.error(name, f"must be between {lo} and {hi}, not {value}")
         return value
@@ -590,6 +594,12 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     """Read and check a config file. `port` overrides bus.port (the simulator's pty)."""
     file = Path(path)
     try:
+        if not file.is_file():  # a FIFO or /dev/zero would never end
+            raise ConfigError(f"{file}: no such config file" if not file.exists()
+                              else f"{file}: not a regular file")
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: {file.stat().st_size} bytes; a config is at most"
+                              f" {MAX_CONFIG_BYTES} bytes")
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such config file") from None
@@ -597,6 +607,8 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except RecursionError:  # thousands of nested arrays
+        raise ConfigError(f"{file}: nested too deeply to be a locker's config") from None
     root = _Table(file, "", raw)
     base = file.resolve().parent
 
