@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from api import ops
+from api import metrics, ops
 from api.central import add_central_link
 from api.common import (
     LOCKER,
@@ -30,7 +30,7 @@ from locker import __version__
 from locker.codes import BadCodeFormat
 from locker.courier import Refused
 from locker.daemon import Locker
-from locker.errors import LockerError, UnknownCompartment
+from locker.errors import LockerError, StoreError, UnknownCompartment
 from locker.pickup import SCREEN_ID, PickupRefused, Throttled
 from locker.staff import LoginRefused, NotAllowed
 
@@ -72,6 +72,9 @@ async def errors_as_json(request: web.Request,
         return problem(413, "too_large", f"request body over {limit} bytes")
     except web.HTTPException:
         raise
+    except StoreError as exc:  # a full disk, say: nothing was recorded, so nothing was opened
+        log.error("request failed: %s", exc)
+        return problem(503, "store", str(exc))
     except LockerError as exc:
         log.exception("request failed")
         return problem(500, "locker_error", str(exc))
@@ -200,5 +203,6 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
     app.router.add_get("/ops", page("ops.html"))
     app.router.add_static("/static", STATIC)
     ops.add_routes(app)
+    metrics.add_routes(app, locker)
     locker.monitor.listeners.append(app[ops.LIVE].publish)
     return app

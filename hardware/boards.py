@@ -14,12 +14,12 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 
-from hardware.bus import Bus, FrameRecord, Priority
+from hardware.bus import BoardHealth, Bus, FrameRecord, Priority
 from hardware.codecs import Codec, KerongCodec, Request, get_codec
 from locker.config import BoardConfig, BoardWiring, BusConfig, CompartmentConfig
 from locker.errors import BoardOffline, BoardTimeout, HardwareError, UnknownCompartment
 from locker.model import DoorSense
-from locker.ports import HardwareListener
+from locker.ports import BoardCounts, HardwareListener
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,19 @@ class BoardLockDriver:
                 continue
             fresh.update(states)
         return fresh
+
+    # --- BusTelemetry ------------------------------------------------------------------------
+
+    def bus_telemetry(self) -> Mapping[str, BoardCounts]:
+        """locker.ports.BusTelemetry (for /metrics): per board of the config, its transactions
+        by outcome since the bus was made, and whether it answers now."""
+        counts: dict[str, BoardCounts] = {}
+        for address, board in self.boards.items():
+            health = self.bus.health.get(address) or BoardHealth()
+            counts[board.name] = BoardCounts(
+                health.transactions_ok, health.transactions_timed_out,
+                health.transactions_failed, not health.offline)
+        return counts
 
     # --- inside ------------------------------------------------------------------------------
 

@@ -80,6 +80,11 @@ class BoardHealth:
     offline: bool = False
     reason: str = ""
     next_probe: float = 0.0
+    # transactions that went to the wire, by how they ended, since the bus was made (requests
+    # refused at once because the board is offline never reach the wire and are not counted)
+    transactions_ok: int = 0
+    transactions_timed_out: int = 0  # no answer after the retries (BoardTimeout)
+    transactions_failed: int = 0  # any other error: a refused unlock, the port lost
 
 
 @dataclass
@@ -225,17 +230,22 @@ class Bus:
                 self.stats.fail_fast += 1
                 self._settle(job, exc=self._offline_error(board))
                 continue
+            health = self._health(board)
             try:
                 reply = await self._transaction(job)
             except BoardTimeout as exc:
+                health.transactions_timed_out += 1
                 self._failed(board, str(exc))
                 self._settle(job, exc=exc)
             except UnlockRefused as exc:
+                health.transactions_failed += 1
                 self._succeeded(board)  # it answered: alive, just unwilling
                 self._settle(job, exc=exc)
             except HardwareError as exc:
+                health.transactions_failed += 1
                 self._settle(job, exc=exc)
             else:
+                health.transactions_ok += 1
                 if any(r.expects_reply for r in job.requests):  # a write-only job proves nothing
                     self._succeeded(board)
                 self._settle(job, result=reply)

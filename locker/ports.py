@@ -9,7 +9,7 @@ through a pseudo-terminal, by the simulator.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from locker.model import DoorSense
 
@@ -70,3 +70,23 @@ class RefrigerationController(Protocol):
     async def write_setpoint(self, celsius: float) -> None: ...
 
     async def read_alarms(self) -> int: ...
+
+
+class BoardCounts(NamedTuple):
+    """One board's transactions since the driver started, by how they ended, and its state now."""
+
+    ok: int
+    timeouts: int  # no answer after the retries
+    failures: int  # any other error (a refused unlock, a lost port)
+    online: bool
+
+
+@runtime_checkable
+class BusTelemetry(Protocol):
+    """A driver that can say how its bus is doing (the RS485 boards can; GPIO has no bus).
+
+    Read by the metrics endpoint at scrape time: cheap, no I/O, never raises.
+    """
+
+    def bus_telemetry(self) -> Mapping[str, BoardCounts]:
+        """Board name -> its counts, for every board of the bus."""
