@@ -255,6 +255,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                 data_dir=Path(args.data_dir) if args.data_dir else None))
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from api.doctor import run_doctor
+
+    return run_doctor(Path(args.config), serial_port=args.serial_port, verbose=args.verbose)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="locker", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=__version__)
@@ -302,6 +308,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, default=0)
     p.add_argument("--limit", type=int, default=1000)
     p.set_defaults(func=cmd_events)
+    p = command("doctor", "check this machine can run the locker: config, secrets, store,"
+                " serial port, boards, doors, GPIO, probes, clock, disk")
+    p.add_argument("--serial-port", help="override bus.port")
+    p.set_defaults(func=cmd_doctor)
     p = command("simulate", "run the locker against simulated boards, with demo orders")
     p.add_argument("--script", action="store_true",
                    help="type the demo codes automatically and exit when all are collected")
