@@ -164,6 +164,12 @@ class LockerCollector(Collector):
             " the compressor was on: a sampled duty cycle, read from the store at scrape time"
             " (so it survives a restart); absent for a zone regulated by its own controller.",
             labels=["zone"])
+        on_seconds = CounterMetricFamily(
+            "locker_compressor_on_seconds",
+            "Seconds the zone's compressor relay has been on since the daemon started:"
+            " rate() of it is the duty cycle at any resolution.", labels=["zone"])
+        for zone, seconds in sorted(self.locker.compressor_on_s.items()):
+            on_seconds.add_metric([zone], seconds)
         relay_zones: list[str] = []
         for zone, state in sorted(self.locker.zone_state.items()):
             if state.get("celsius") is not None:
@@ -181,7 +187,7 @@ class LockerCollector(Collector):
                     f" WHERE at >= ? AND zone IN ({marks}) GROUP BY zone",
                     (since, *relay_zones)):
                 duty.add_metric([row["zone"]], float(row["duty"]))
-        yield from (celsius, setpoint, compressor, duty)
+        yield from (celsius, setpoint, compressor, duty, on_seconds)
 
     def _outbox(self) -> Iterator[Metric]:
         store = self.locker.store

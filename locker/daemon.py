@@ -60,7 +60,8 @@ class Locker:
         self.monitor = DoorMonitor(self.store, config, self.clock, self.codes, on_events)
         self.pickup = PickupService(self.store, config, self.codes, driver, self.clock,
                                     self.monitor)
-        self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
+        self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config),
+                               self.monitor.publish)
         self.courier = CourierService(self.store, config, driver, self.clock, self.monitor)
         self.coldchain = ColdChain(self.store, config, self.clock, self.monitor.publish)
         self.monitor.listeners.append(self._count_door_openings)
@@ -71,6 +72,7 @@ class Locker:
                                   " probe and a compressor needs a setpoint")
         self.zone_controllers: dict[Zone, ZoneController] = {}
         self.zone_state: dict[str, dict[str, Any]] = {}  # last reading per zone, for heartbeats
+        self.compressor_on_s: dict[str, float] = {}  # seconds each compressor ran since start
         self._setpoint_sent: dict[Zone, float] = {}  # what each Modbus controller was given
         self._zone_tasks: list[asyncio.Task[None]] = []
         self.inbox: Inbox | None = None
@@ -205,7 +207,13 @@ class Locker:
         controller = ZoneController(control, started_at=self.clock.monotonic())
         self.zone_controllers[zone] = controller
         self.coldchain.setpoint(zone, setpoint, self._setpoint_source(zone))
+        last_tick, was_on = self.clock.monotonic(), False
+        self.compressor_on_s.setdefault(zone.value, 0.0)
         while True:
+            tick = self.clock.monotonic()
+            if was_on:
+                self.compressor_on_s[zone.value] += tick - last_tick
+            last_tick = tick
             try:
                 celsius: float | None = await probe.read_celsius()
             except HardwareError as exc:
@@ -214,6 +222,7 @@ class Locker:
             try:
                 decision = controller.decide(celsius, self.clock.monotonic())
                 compressor.switch(decision.compressor_on)
+                was_on = decision.compressor_on
                 self.zone_state[zone.value] = {"celsius": celsius,
                                                "setpoint_c": controller.control.setpoint_c,
                                                "compressor": decision.compressor_on}

@@ -184,8 +184,6 @@ async def test_a_staff_login_refusal_event_counts_as_a_staff_failure(config: Loc
     assert counts.code_failures == {"pickup": 0, "staff": 2}
 
 
-@pytest.mark.xfail(reason="StaffDesk.login commits its security.login_refused event but never"
-                          " publishes it to the door monitor's listeners (locker/staff.py)")
 async def test_a_wrong_courier_code_counts_as_a_staff_failure(rig: Rig) -> None:
     with pytest.raises(LoginRefused):
         rig.locker.staff.login("courier-1", "000000", "front")
@@ -258,12 +256,17 @@ async def test_zone_temperature_setpoint_compressor_and_its_duty(config: LockerC
         assert value(samples, "locker_zone_setpoint_celsius", zone="fresh") == 2.5
         assert value(samples, "locker_compressor_on", zone="fresh") == 1
         assert value(samples, "locker_compressor_duty_ratio", zone="fresh") == 1.0
+        # the relay ran the whole half hour, to the zone loop's 10 s tick
+        assert 30 * 60 - 20 <= value(samples, "locker_compressor_on_seconds_total",
+                                     zone="fresh") <= 30 * 60
         fresh.celsius = 1.5  # below 2.5 - 1.0 / 2: it stops
         await clock.advance(30 * 60)
         samples = await scrape()
         assert value(samples, "locker_compressor_on", zone="fresh") == 0
         # 12 records in the last hour: 6 on, 6 off (give or take the one at the boundary)
         assert 5 / 13 <= value(samples, "locker_compressor_duty_ratio", zone="fresh") <= 7 / 12
+        # and then stopped: the counter grew by a tick at most
+        assert value(samples, "locker_compressor_on_seconds_total", zone="fresh") <= 30 * 60 + 10
         assert ("locker_zone_temperature_celsius", (("zone", "frozen"),)) not in samples
 
 
