@@ -34,8 +34,9 @@ from locker.model import CompartmentState, DoorState, Zone
 from locker.orders import expire_orders
 from locker.pickup import PickupService
 from locker.ports import Compressor, LockDriver, RefrigerationController, ZoneProbe
+from locker.retention import prune
 from locker.staff import StaffDesk, load_staff_secrets
-from locker.store import Store
+from locker.store import CATEGORIES, Store
 from locker.sync import enforce_bound, outage_since
 from locker.unlocking import pulse
 from locker.zones import Decision, ZoneControl, ZoneController
@@ -43,6 +44,8 @@ from locker.zones import Decision, ZoneControl, ZoneController
 log = logging.getLogger("locker")
 HOUSEKEEPING_INTERVAL_S = 1.0
 OUTBOX_BOUND_INTERVAL_S = 60.0
+PRUNE_INTERVAL_S = 3600.0
+STANDALONE_OUTBOX_EVENTS = 50_000  # without central, the outbox is a journal of recent events
 ZONE_INTERVAL_S = 10.0
 SETPOINT_KEY = "setpoint.{zone}"  # a setpoint set by central outlives a restart
 
@@ -163,7 +166,7 @@ class Locker:
     async def _housekeep(self) -> None:
         """Jams (and the reallocations they cause), doors left open, ended windows: every second;
         the outbox's bound every minute."""
-        last_bound = -OUTBOX_BOUND_INTERVAL_S
+        last_bound = last_prune = -PRUNE_INTERVAL_S
         while True:
             await self.clock.sleep(HOUSEKEEPING_INTERVAL_S)
             self.housekept_at = self.clock.monotonic()
@@ -176,9 +179,15 @@ class Locker:
                 else:
                     expire_orders(self.store, now, held_since=outage_since(self.store),
                                   hold_s=central.offline_hold_h * 3600.0)
-                    if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
-                        last_bound = now
+                if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
+                    last_bound = now
+                    if central is not None:
                         enforce_bound(self.store, now, central.outbox_max_events)
+                    else:  # nobody will collect it: a rolling local journal
+                        enforce_bound(self.store, now, STANDALONE_OUTBOX_EVENTS, CATEGORIES)
+                if now - last_prune >= PRUNE_INTERVAL_S:
+                    last_prune = now
+                    prune(self.store, now)
                 if reallocated:  # committed above: a jammed door's bags go to these doors
                     await pulse(self.store, self.driver, self.clock, reallocated,
                                 self.monitor.publish)

@@ -19,6 +19,7 @@ from locker.config import LockerConfig
 from locker.errors import LockerError
 from locker.model import CompartmentState, OrderState, Size, Zone
 from locker.orders import ORDER_ID, OrderRejected, activate, receive
+from locker.retention import pruned_up_to
 from locker.store import Tx
 
 MAX_ITEMS = 100
@@ -190,6 +191,10 @@ def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: Central
     if reused is not None:
         raise OrderRejected(f"order {order.id}: sequence {order.sequence} is order"
                             f" {reused['id']}'s; a sequence is never used twice")
+    if (existing is None or existing["sequence"] != order.sequence) and (
+            order.sequence <= pruned_up_to(tx)):
+        raise OrderRejected(f"order {order.id}: sequence {order.sequence} belongs to an order"
+                            " finished and forgotten; a sequence is never used twice")
     if existing is None:
         receive(tx, config, order.id, order.bags, window_hours=order.window_hours,
                 accessible=order.accessible, sequence=order.sequence, version=order.version)

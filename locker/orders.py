@@ -16,6 +16,7 @@ from locker.codes import PickupCodes
 from locker.config import LockerConfig
 from locker.errors import LockerError
 from locker.model import CompartmentState, DoorState, OrderState, Size, Zone
+from locker.retention import pruned_up_to
 from locker.store import Store, Tx
 
 ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -176,8 +177,10 @@ def blocked_zones(tx: Tx) -> set[str]:
 
 
 def _next_sequence(tx: Tx) -> int:
+    """Above every sequence in use and every one forgotten: a code never comes back."""
     row = tx.one("SELECT MAX(sequence) AS top FROM orders")
-    return 1 if row is None or row["top"] is None else int(row["top"]) + 1
+    top = 0 if row is None or row["top"] is None else int(row["top"])
+    return max(top, pruned_up_to(tx)) + 1
 
 
 def add_ready_order(store: Store, config: LockerConfig, codes: PickupCodes, now: float,

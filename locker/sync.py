@@ -55,7 +55,8 @@ def acknowledge(store: Store, now: float, sent: Iterable[str], acked: Iterable[s
     return len(ids)
 
 
-def enforce_bound(store: Store, now: float, max_events: int) -> int:
+def enforce_bound(store: Store, now: float, max_events: int,
+                  droppable: tuple[str, ...] = DROPPABLE) -> int:
     """Drop the oldest droppable events over the bound; returns how many were dropped."""
     row = store.read().one("SELECT COUNT(*) AS n FROM outbox")
     excess = (row["n"] if row else 0) - max_events
@@ -63,7 +64,7 @@ def enforce_bound(store: Store, now: float, max_events: int) -> int:
         return 0
     dropped: dict[str, int] = {}
     with store.transaction(now) as tx:
-        for category in DROPPABLE:
+        for category in droppable:
             if excess <= 0:
                 break
             gone = tx.execute(

@@ -1,0 +1,84 @@
+"""Finished orders are forgotten after 30 days, and their sequences never come back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from locker.clock import SimClock
+from locker.config import LockerConfig
+from locker.daemon import STANDALONE_OUTBOX_EVENTS, Locker
+from locker.feed import CentralOrder, apply_order
+from locker.orders import OrderRejected, add_ready_order, parse_bag
+from locker.retention import prune
+from locker.store import CATEGORIES
+from locker.sync import enforce_bound
+from tests.locker.fakes import FakeDriver
+
+
+@pytest.fixture
+async def rig(config: LockerConfig) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
+    clock = SimClock()
+    driver = FakeDriver([c.id for c in config.compartments])
+    locker = Locker(config, driver, clock)
+    await locker.start()
+    yield locker, driver, clock
+    await locker.stop()
+
+
+async def collect(locker: Locker, driver: FakeDriver, order_id: str) -> int:
+    added = add_ready_order(locker.store, locker.config, locker.codes, locker.clock.now(),
+                            order_id, [parse_bag("fresh:M")])
+    result = await locker.pickup.collect(added.code)
+    for door in result.opened:
+        driver.open(door.compartment_id)
+        driver.close(door.compartment_id)
+    return added.sequence
+
+
+def count(locker: Locker, table: str) -> int:
+    row = locker.store.read().one(f"SELECT COUNT(*) AS n FROM {table}")
+    assert row is not None
+    return int(row["n"])
+
+
+async def test_finished_orders_go_after_thirty_days_with_what_hangs_on_them(rig) -> None:
+    locker, driver, clock = rig
+    first = await collect(locker, driver, "old")
+    assert prune(locker.store, clock.now()) == {}  # too young
+    with locker.store.transaction(clock.now()) as tx:
+        tx.raise_alarm("door_forced", "F1", "forced")
+        tx.clear_alarm("door_forced", "F1", "closed")
+    now = clock.now() + 31 * 86400
+    gone = prune(locker.store, now)
+    assert gone["orders"] == 1 and gone["order_bags"] == 1 and gone["authorisations"] == 1
+    assert gone["alarms"] == 1
+    assert count(locker, "orders") == count(locker, "authorisations") == 0
+    # a sequence forgotten never comes back: the next order's code is a new one
+    nxt = add_ready_order(locker.store, locker.config, locker.codes, now, "new",
+                          [parse_bag("fresh:M")])
+    assert nxt.sequence > first
+    reused = CentralOrder("again", 1, first, False, 24.0, False, (parse_bag("fresh:S"),))
+    with pytest.raises(OrderRejected, match="finished and forgotten"), \
+            locker.store.transaction(now) as tx:
+        apply_order(tx, locker.config, locker.codes, reused)
+
+
+async def test_an_order_with_goods_inside_is_never_forgotten(rig) -> None:
+    locker, _, clock = rig
+    add_ready_order(locker.store, locker.config, locker.codes, clock.now(), "kept",
+                    [parse_bag("fresh:M")])
+    with locker.store.transaction(clock.now()) as tx:
+        tx.execute("UPDATE orders SET state = 'cancelled' WHERE id = 'kept'")
+    prune(locker.store, clock.now() + 400 * 86400)
+    assert count(locker, "orders") == 1
+
+
+async def test_a_standalone_outbox_is_a_rolling_journal(rig) -> None:
+    locker, _, clock = rig
+    with locker.store.transaction(clock.now()) as tx:
+        for n in range(STANDALONE_OUTBOX_EVENTS // 1000 + 150):
+            tx.emit("order.received", "order", order_id=f"o{n}")
+    enforce_bound(locker.store, clock.now(), STANDALONE_OUTBOX_EVENTS // 1000, CATEGORIES)
+    assert count(locker, "outbox") == STANDALONE_OUTBOX_EVENTS // 1000 + 1  # and the report
