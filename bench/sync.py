@@ -1,0 +1,539 @@
+"""Central sync: orders ingested a second, events acknowledged a second, bytes written an event.
+
+Four processes, as in the field: the simulated lock boards (on a pseudo-terminal), the daemon
+(`locker run`, a subprocess with its link to central), the reference central
+(`python -m simulator.central`, a subprocess, stopped and started again on the same port and
+folder to make outages), and this script, which drives them over HTTP and watches the locker's
+SQLite file read-only from outside. Every locker <-> central call is real HTTP on loopback.
+
+1. Ingest: central holds N orders (one bag each, of the zone and size of a compartment, so every
+   order fits; only receiving them is measured, not allocating). The daemon starts while
+   central is down, then central comes up: time until all N are in the locker's store in state
+   `received`, and the steady rate between the first and the last one stored.
+2. Real events, made offline: central down, a courier loads one order per compartment (every
+   order at once), then the customers collect them with the codes central issued. The events
+   the daemon made (door, order, ...) wait in the outbox; the daemon's bytes written per event.
+3. Real events acknowledged: central comes up; time until the outbox is empty and central holds
+   them; the daemon's bytes written per event acknowledged (deleted from the outbox).
+4. Injected events acknowledged: central down, this script inserts M telemetry rows into the
+   outbox itself (one transaction, as `Tx.emit` writes them; the daemon writes nothing for
+   them), then central comes up: events acknowledged a second, bytes written per event deleted.
+
+Bytes written are the daemon's own /proc/<pid>/io write_bytes (what it sends towards the block
+device: SQLite's WAL appends, checkpoints into locker.db; not the filesystem journal, which the
+kernel writes on its own account). Its logs go to a pipe, so they are not counted. Prints figures,
+asserts nothing.
+
+    python bench/sync.py [--orders 500] [--events 5000] [--batch-size 100] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyotp
+from aiohttp import ClientSession, ClientTimeout
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from locker.codes import create_private_file, create_secret, load_secret  # noqa: E402
+from locker.config import LockerConfig, load_config  # noqa: E402
+from simulator.control import spawn  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "locker.toml"
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+POLL_S = 0.01
+# a simulated person closes a door this long after it opened: longer than the ~1.1 s the bus
+# takes to send 66 unlock frames at 9600 baud (doors are read only between them), so that no
+# door opens and closes unseen between two reads
+AUTO_CLOSE_S = 2.0
+BACKOFF = (0.05, 0.25)  # [central] backoff_min_s, backoff_max_s: the locker notices central soon
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mount_of(path: Path) -> str:
+    """The filesystem a path lives on, from /proc/mounts (its type matters for fsync)."""
+    best = ("", "?", "?")
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, point, kind = line.split()[:3]
+            if str(path).startswith(point) and len(point) >= len(best[0]):
+                best = (point, kind, device)
+    return f"{best[1]} ({best[2]} on {best[0]})"
+
+
+def write_config(folder: Path, central_url: str, http_port: int, batch_size: int) -> Path:
+    """examples/locker.toml (66 compartments, 3 generic boards), with its own data folder and
+    HTTP port, and a [central] table."""
+    text = EXAMPLE.read_text()
+    text = text.replace('data_dir = "../var/drive-lyon-07"', 'data_dir = "data"', 1)
+    text = text.replace("port = 8080", f"port = {http_port}", 1)
+    text += (f'\n[central]\nurl = "{central_url}"\nbatch_size = {batch_size}\n'
+             f"backoff_min_s = {BACKOFF[0]}\nbackoff_max_s = {BACKOFF[1]}\n")
+    path = folder / "locker.toml"
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class Central:
+    """`python -m simulator.central` in a child process; stop() and start() keep its folder."""
+
+    data: Path
+    port: int
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "simulator.central", "--data", str(self.data),
+                "--port", str(self.port), "--admin-token", self.admin_token]
+
+    async def start(self) -> float:
+        """Start it; returns the monotonic time at which it said it listens."""
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv, cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE)
+        assert self.process.stdout is not None
+        async with asyncio.timeout(15):
+            while True:
+                line = (await self.process.stdout.readline()).decode()
+                if not line:
+                    raise SystemExit("central did not start")
+                if line.startswith("CENTRAL "):
+                    return time.monotonic()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        self.process = None
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return read_only(self.data / "central.db", sql, params)
+
+    async def admin(self, session: ClientSession, path: str, body: Any) -> dict[str, Any]:
+        async with session.post(f"{self.url}/admin{path}", json=body,
+                                headers={"X-Admin-Token": self.admin_token}) as answer:
+            data: dict[str, Any] = await answer.json()
+            if answer.status != 201:
+                raise SystemExit(f"central refused {path}: {data}")
+        return data
+
+
+class Daemon:
+    """`locker run` in a child process; its logs kept (from a pipe, so not written to disk)."""
+
+    def __init__(self, config: Path, serial: str, port: int) -> None:
+        self.argv = [sys.executable, "-m", "locker.cli", "run", "--config", str(config),
+                     "--serial-port", serial]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: asyncio.subprocess.Process | None = None
+        self.log: collections.deque[str] = collections.deque(maxlen=400)
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, session: ClientSession) -> float:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv, cwd=ROOT, env=ENV, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        self._reader = asyncio.create_task(self._read_log())
+        started = time.monotonic()
+        async with asyncio.timeout(20):
+            while True:
+                if self.process.returncode is not None:
+                    await asyncio.sleep(0.2)  # the rest of its last words
+                    raise SystemExit("the daemon stopped:\n" + "\n".join(list(self.log)[-25:]))
+                with contextlib.suppress(OSError):
+                    async with session.get(f"{self.url}/api/health") as answer:
+                        if answer.status == 200:
+                            return time.monotonic() - started
+                await asyncio.sleep(0.05)
+
+    async def _read_log(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            self.log.append(line.decode(errors="replace").rstrip())
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def cpu_s(self) -> float:
+        """The daemon's CPU time so far (user + system)."""
+        parts = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+    def write_bytes(self) -> int:
+        fields = dict(line.split(": ") for line in
+                      Path(f"/proc/{self.pid}/io").read_text().splitlines())
+        return int(fields["write_bytes"])
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 2)
+
+
+def read_only(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """One query on a SQLite file another process writes (WAL: readers never block it)."""
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+@dataclass
+class Snapshot:
+    """The daemon's bytes written so far, and the store's files, at one moment."""
+
+    at: float
+    written: int
+    db: int
+    wal: int
+    cpu_s: float
+
+    @classmethod
+    def take(cls, daemon: Daemon, database: Path) -> Snapshot:
+        def size(path: Path) -> int:
+            return path.stat().st_size if path.exists() else 0
+        return cls(time.monotonic(), daemon.write_bytes(), size(database),
+                   size(database.with_name(database.name + "-wal")), daemon.cpu_s())
+
+    def since(self, before: Snapshot) -> str:
+        return (f"daemon used {self.cpu_s - before.cpu_s:.2f} s of CPU and wrote"
+                f" {(self.written - before.written) / 1024:.0f} KiB;"
+                f" locker.db {before.db / 1024:.0f} -> {self.db / 1024:.0f} KiB,"
+                f" -wal {before.wal / 1024:.0f} -> {self.wal / 1024:.0f} KiB")
+
+
+async def until(check: Any, timeout_s: float, what: str) -> float:
+    """Poll `check()` until it is true; returns the monotonic time it was first seen true."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(POLL_S)
+    return time.monotonic()
+
+
+def outbox_depth(database: Path) -> int:
+    return int(read_only(database, "SELECT COUNT(*) FROM outbox")[0][0])
+
+
+async def settle(daemon: Daemon, database: Path, quiet_s: float = 0.6) -> Snapshot:
+    """Wait until the daemon has written nothing for `quiet_s` (its own follow-ups done)."""
+    last = Snapshot.take(daemon, database)
+    while True:
+        await asyncio.sleep(quiet_s)
+        now = Snapshot.take(daemon, database)
+        if now.written == last.written:
+            return now
+        last = now
+
+
+def commit_probe(folder: Path, commits: int = 40) -> str:
+    """What one small commit costs on this disk, as the store makes them (WAL, synchronous =
+    FULL): the floor under anything done one transaction an item."""
+    path = folder / "probe.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    times = []
+    for i in range(commits + 10):  # the first ones grow the new file: not counted
+        t0 = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t (v) VALUES (?)", (f"row {i}",))
+        db.execute("COMMIT")
+        times.append(time.perf_counter() - t0)
+    db.close()
+    times = times[10:]
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    times.sort()
+    return (f"one small commit (WAL, synchronous = FULL) p50 {times[len(times) // 2] * 1000:.2f}"
+            f" ms, p90 {times[int(len(times) * 0.9)] * 1000:.2f} ms over {commits}")
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f}/s" if seconds > 0 else "n/a"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=500, help="N: orders central holds")
+    parser.add_argument("--events", type=int, default=5000,
+                        help="M: telemetry events injected into the outbox")
+    parser.add_argument("--batch-size", type=int, default=100, help="[central] batch_size")
+    parser.add_argument("--load", type=int, default=None,
+                        help="orders loaded and collected offline (default: one per compartment)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where the stores live (default: a new folder under the temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores afterwards")
+    args = parser.parse_args()
+    parent = args.dir.resolve() if args.dir else None
+    if parent:
+        parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="bench-sync-", dir=parent))
+    began = time.monotonic()
+    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
+    print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), Python"
+          f" {platform.python_version()}, {platform.system()} {platform.release()};"
+          f" stores on {mount_of(folder)}")
+    print("disk:", commit_probe(folder))
+
+    central = Central(folder / "central", free_port())
+    http_port = free_port()
+    path = write_config(folder, central.url + "/v1", http_port, args.batch_size)
+    config: LockerConfig = load_config(path)
+    assert config.central is not None
+    database = config.database
+    courier = next(m.id for m in config.staff.members if m.role == "courier")
+    create_secret(config.staff_secret_file(courier))
+    compartments = config.compartments
+    load_count = len(compartments) if args.load is None else min(args.load, len(compartments))
+    load_count = min(load_count, args.orders)
+    boards = await spawn(path, auto_close_s=AUTO_CLOSE_S)
+    daemon = Daemon(path, boards.port, http_port)
+    print("daemon:", shlex.join(["python", *daemon.argv[1:]]))
+    print("central:", shlex.join(["python", *central.argv[1:]]))
+    print(f"locker: {len(compartments)} compartments ({config.bus.protocol if config.bus else '?'}"
+          f" boards), [central] batch_size = {config.central.batch_size}, feed limit 50 items a"
+          f" call, backoff {BACKOFF[0]}-{BACKOFF[1]} s")
+    summary: list[tuple[str, str]] = []
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=30)) as session:
+            # -- provisioning, and N orders waiting at central --------------------------------
+            await central.start()
+            issued = await central.admin(session, "/lockers",
+                                         {"id": config.locker_id, "digits": config.codes.digits})
+            create_private_file(config.secret_file, issued["secret"])
+            create_private_file(config.central.token_file, issued["token"])
+            config.central.command_key_file.write_text(issued["command_public_key"])
+            codes: dict[str, str] = {}
+            queue_started = time.monotonic()
+            gate = asyncio.Semaphore(8)
+
+            async def place(i: int) -> None:
+                c = compartments[i % len(compartments)]
+                async with gate:
+                    order = await central.admin(
+                        session, f"/lockers/{config.locker_id}/orders",
+                        {"id": f"S-{i:05d}", "window_hours": 72,
+                         "bags": [{"zone": c.zone.value, "size": c.size.value}]})
+                codes[order["id"]] = order["code"]
+
+            await asyncio.gather(*(place(i) for i in range(args.orders)))
+            print(f"\ncentral took {args.orders} orders in"
+                  f" {time.monotonic() - queue_started:.1f} s (admin API, not measured here)")
+            await central.stop()
+
+            # -- 1. ingest: the daemon is up, central comes back holding N orders -----------------
+            ready_s = await daemon.start(session)
+            before = await settle(daemon, database)
+            print(f"daemon ready over HTTP {ready_s:.2f} s after its start (central down)")
+            up = await central.start()
+
+            def received() -> bool:
+                return read_only(database, "SELECT COUNT(*) FROM orders WHERE state ="
+                                 " 'received'")[0][0] >= args.orders
+
+            done = await until(received, 60, "the orders")
+            in_store = Snapshot.take(daemon, database)
+            drained = await until(lambda: outbox_depth(database) == 0, 60, "the outbox")
+            after = await settle(daemon, database)
+            first, last = read_only(database, "SELECT MIN(created_at), MAX(created_at)"
+                                    " FROM orders")[0]
+            made = int(central.query("SELECT COUNT(*) FROM events")[0][0])
+            wall = done - up
+            steady = (args.orders - 1) / (last - first) if last > first else 0.0
+            print(f"1. ingest {args.orders} orders: all in the store {wall:.2f} s after central"
+                  f" came up ({rate(args.orders, wall)} including the locker's reconnect"
+                  f" backoff, <= {BACKOFF[1]} s); steady {steady:,.0f}/s between the first and"
+                  f" the last stored ({last - first:.2f} s)")
+            print(f"   meanwhile the pusher sent their order.received events: the outbox was"
+                  f" empty {drained - up:.2f} s after central came up; central holds {made}"
+                  " events")
+            print(f"   while the orders came in: {in_store.since(before)}")
+            per_order = (after.written - before.written) / args.orders
+            print(f"   in all, orders in and their events acked: {after.since(before)}"
+                  f" = {per_order / 1024:.1f} KiB an order")
+            summary += [("orders ingested a second (steady, first -> last stored)",
+                         f"{steady:,.0f}/s"),
+                        ("orders ingested: central up -> all N stored", f"{wall:.2f} s"
+                         f" ({rate(args.orders, wall)})"),
+                        ("bytes written an order (order + its event made, sent, deleted)",
+                         f"{per_order / 1024:.1f} KiB")]
+
+            # -- 2. real events, made while central is down ---------------------------------------
+            await central.stop()
+            before = await settle(daemon, database)
+            depth0 = outbox_depth(database)
+            made_from = time.monotonic()
+            totp = pyotp.TOTP(load_secret(config.staff_secret_file(courier))).now()
+            async with session.post(f"{daemon.url}/api/staff/login", json={
+                    "staff": courier, "code": totp, "screen": "bench"}) as answer:
+                if answer.status != 200:
+                    raise SystemExit(f"courier login refused: {await answer.text()}")
+                auth = {"Authorization": f"Bearer {(await answer.json())['token']}"}
+            chosen = [f"S-{i:05d}" for i in range(load_count)]
+
+            async def load(order_id: str) -> None:
+                async with session.post(f"{daemon.url}/api/courier/orders/{order_id}/load",
+                                        json={"together": True}, headers=auth) as answer:
+                    if answer.status != 200:
+                        raise SystemExit(f"loading {order_id}: {await answer.text()}")
+
+            def count_in(state: str) -> int:
+                marks = ", ".join("?" * len(chosen))
+                return int(read_only(database, f"SELECT COUNT(*) FROM orders WHERE state = ?"
+                                     f" AND id IN ({marks})", (state, *chosen))[0][0])
+
+            await asyncio.gather(*(load(o) for o in chosen))
+            await until(lambda: count_in("ready") == len(chosen), 60, "the loaded orders")
+
+            async def pickup(order_id: str) -> None:
+                async with session.post(f"{daemon.url}/api/pickup", json={
+                        "code": codes[order_id], "screen": "bench"}) as answer:
+                    if answer.status != 200:
+                        raise SystemExit(f"pickup of {order_id}: {await answer.text()}")
+
+            await asyncio.gather(*(pickup(o) for o in chosen))
+            collected = await until(lambda: count_in("collected") == len(chosen), 60,
+                                    "the collections")
+            after = await settle(daemon, database)
+            created = outbox_depth(database) - depth0
+            kinds = read_only(database, "SELECT kind, COUNT(*) FROM outbox GROUP BY kind"
+                              " ORDER BY 2 DESC")
+            per_made = (after.written - before.written) / created
+            print(f"2. offline, {len(chosen)} orders loaded and collected: {created} events made"
+                  f" in {collected - made_from:.1f} s;"
+                  f" {', '.join(f'{k} {n}' for k, n in kinds)}")
+            print(f"   {after.since(before)} = {per_made / 1024:.2f} KiB an event (with the"
+                  " order, compartment and authorisation changes each one records)")
+            summary.append(("bytes written an event made (real load + pickup, offline)",
+                            f"{per_made / 1024:.2f} KiB"))
+
+            # -- 3. those real events acknowledged ------------------------------------------------
+            async def drain(count: int, before: Snapshot) -> tuple[float, float, float, str]:
+                """Central comes up; the outbox empties. Returns (central up -> outbox empty,
+                central's first batch -> outbox empty, bytes written an event, what central
+                got and the daemon wrote)."""
+                mark = time.time()
+                up = await central.start()
+                drained = await until(lambda: outbox_depth(database) == 0, 120, "the outbox")
+                drained_wall = time.time()
+                after = await settle(daemon, database)
+                held, t_first, batches = central.query(
+                    "SELECT COUNT(*), MIN(received_at), COUNT(DISTINCT received_at) FROM events"
+                    " WHERE received_at >= ?", (mark,))[0]
+                return (drained - up, drained_wall - t_first,
+                        (after.written - before.written) / count,
+                        f"   central now holds {held} more events, received in {batches} batches;"
+                        f" {after.since(before)}")
+
+            wall, pushed, per_ack, detail = await drain(created, after)
+            print(f"3. {created} real events acknowledged: outbox empty {wall:.2f} s after central"
+                  f" came up ({rate(created, wall)}, the reconnect backoff included),"
+                  f" {pushed:.2f} s after central's first batch ({rate(created, pushed)});"
+                  f" {per_ack:.0f} bytes written an event acknowledged")
+            print(detail)
+            summary += [("real events acknowledged (central's first batch -> outbox empty)",
+                         f"{rate(created, pushed)} ({created} in {pushed:.2f} s)"),
+                        ("bytes written an event acknowledged (real events)",
+                         f"{per_ack:.0f} B")]
+
+            # -- 4. M injected telemetry events acknowledged --------------------------------------
+            await central.stop()
+            await daemon.stop()
+            db = sqlite3.connect(database, timeout=10)
+            with db:  # as Tx.emit writes an event: a random UUID, the time, a small JSON payload
+                injected_at = time.time()
+                db.executemany(
+                    "INSERT INTO outbox (id, at, kind, category, compartment_id, order_id,"
+                    " payload) VALUES (?, ?, 'telemetry.bench', 'telemetry', NULL, NULL, ?)",
+                    [(str(uuid.uuid4()), injected_at + i * 1e-4,
+                      f'{{"n":{i},"note":"injected by bench/sync.py"}}')
+                     for i in range(args.events)])
+            db.close()
+            await daemon.start(session)  # central still down: the events wait in the outbox
+            before = await settle(daemon, database)
+            depth = outbox_depth(database)
+            wall, pushed, per_ack, detail = await drain(depth, before)
+            print(f"4. {args.events} telemetry events injected into the outbox by this script"
+                  f" while the daemon was stopped (it wrote nothing for them), {depth} waiting"
+                  f" with its own, acknowledged in batches of {config.central.batch_size}:"
+                  f" outbox empty {wall:.2f} s after central came up ({rate(depth, wall)}),"
+                  f" {pushed:.2f} s after central's first batch ({rate(depth, pushed)});"
+                  f" {per_ack:.0f} bytes written an event acknowledged")
+            print(detail)
+            summary += [(f"events acknowledged a second (batches of {config.central.batch_size},"
+                         " central's first batch -> outbox empty)",
+                         f"{rate(depth, pushed)} ({depth} in {pushed:.2f} s)"),
+                        (f"{depth} events: central up -> outbox empty",
+                         f"{wall:.2f} s ({rate(depth, wall)})"),
+                        (f"bytes written an event acknowledged ({depth} waiting)",
+                         f"{per_ack:.0f} B")]
+    finally:
+        await daemon.stop()
+        await central.stop()
+        await boards.stop()
+    print("\nsummary:")
+    width = max(len(k) for k, _ in summary)
+    for key, value in summary:
+        print(f"  {key:<{width}}  {value}")
+    for line in daemon.log:
+        if "ready in" in line:
+            print("daemon:", line.split(": ", 1)[-1])
+            break
+    print("disk at the end:", commit_probe(folder))
+    if args.keep:
+        print(f"stores kept in {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"bench ran {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
