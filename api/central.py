@@ -180,7 +180,7 @@ class CentralLink:
                 acked = _acked(answer)
                 self._good_answer()
                 gone = acknowledge(self.locker.store, self.locker.clock.now(),
-                                   [e.id for e in batch], acked)
+                                   {e.id: e.seq for e in batch}, acked)
                 self.stats["events_acked"] += gone
                 if gone < len(events):  # central kept some back: do not spin on them
                     await asyncio.sleep(backoff.next_delay())

@@ -42,17 +42,18 @@ def pending(store: Store, limit: int) -> list[Event]:
     return store.events(after=0, limit=limit)
 
 
-def acknowledge(store: Store, now: float, sent: Iterable[str], acked: Iterable[str]) -> int:
-    """Delete the sent events central says it holds; an id we did not send is ignored."""
-    ids = sorted(set(sent) & set(acked))
-    if not ids:
+def acknowledge(store: Store, now: float, sent: Mapping[str, int], acked: Iterable[str]) -> int:
+    """Delete the sent events (id -> seq) central says it holds; an id we did not send is
+    ignored."""
+    seqs = sorted({sent[event_id] for event_id in acked if event_id in sent})
+    if not seqs:
         return 0
     with store.transaction(now) as tx:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            tx.execute(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(chunk))})",
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start:start + 500]
+            tx.execute(f"DELETE FROM outbox WHERE seq IN ({', '.join('?' * len(chunk))})",
                        tuple(chunk))
-    return len(ids)
+    return len(seqs)
 
 
 def enforce_bound(store: Store, now: float, max_events: int,

@@ -343,7 +343,7 @@ async def test_only_events_central_acknowledged_and_we_sent_are_deleted(rig) -> 
     locker, _, clock = rig
     events = locker.store.events()
     assert len(events) >= 2
-    sent = [e.id for e in events[:2]]
+    sent = {e.id: e.seq for e in events[:2]}
     assert acknowledge(locker.store, clock.now(), sent, [*sent, events[-1].id, "made-up"]) == 2
     assert [e.id for e in locker.store.events()] == [e.id for e in events[2:]]
 
