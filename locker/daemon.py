@@ -175,16 +175,19 @@ class Locker:
                 central = self.config.central
                 now = self.clock.now()
                 if central is None:
-                    expire_orders(self.store, now)
+                    expire_orders(self.store, now, publish=self.monitor.publish)
                 else:
                     expire_orders(self.store, now, held_since=outage_since(self.store),
-                                  hold_s=central.offline_hold_h * 3600.0)
+                                  hold_s=central.offline_hold_h * 3600.0,
+                                  publish=self.monitor.publish)
                 if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
                     last_bound = now
                     if central is not None:
-                        enforce_bound(self.store, now, central.outbox_max_events)
+                        enforce_bound(self.store, now, central.outbox_max_events,
+                                      publish=self.monitor.publish)
                     else:  # nobody will collect it: a rolling local journal
-                        enforce_bound(self.store, now, STANDALONE_OUTBOX_EVENTS, CATEGORIES)
+                        enforce_bound(self.store, now, STANDALONE_OUTBOX_EVENTS, CATEGORIES,
+                                      self.monitor.publish)
                 if now - last_prune >= PRUNE_INTERVAL_S:
                     last_prune = now
                     prune(self.store, now)

@@ -8,7 +8,7 @@ courier's loading allocates now and activates when the doors are closed again.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from locker.allocation import UNITS, Bag, FreeCompartment, allocate
@@ -209,7 +209,8 @@ def add_order_to_load(store: Store, config: LockerConfig, now: float, order_id: 
 
 
 def expire_orders(store: Store, now: float, *, held_since: float | None = None,
-                  hold_s: float = 0.0) -> list[str]:
+                  hold_s: float = 0.0,
+                  publish: Callable[[Tx], None] = lambda tx: None) -> list[str]:
     """Ready orders whose pickup window has ended stop accepting their code.
 
     While central is unreachable (since `held_since`), a window that ends is held open, for at
@@ -228,4 +229,5 @@ def expire_orders(store: Store, now: float, *, held_since: float | None = None,
                           " AND state = ?",
                           (OrderState.EXPIRED.value, now, order_id, OrderState.READY.value)):
                 tx.emit("order.expired", "order", order_id=order_id)
+    publish(tx)
     return expired

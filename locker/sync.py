@@ -14,7 +14,7 @@ an SD card has only so many writes in it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from locker.config import LockerConfig
@@ -57,7 +57,8 @@ def acknowledge(store: Store, now: float, sent: Mapping[str, int], acked: Iterab
 
 
 def enforce_bound(store: Store, now: float, max_events: int,
-                  droppable: tuple[str, ...] = DROPPABLE) -> int:
+                  droppable: tuple[str, ...] = DROPPABLE,
+                  publish: Callable[[Tx], None] = lambda tx: None) -> int:
     """Drop the oldest droppable events over the bound; returns how many were dropped."""
     row = store.read().one("SELECT COUNT(*) AS n FROM outbox")
     excess = (row["n"] if row else 0) - max_events
@@ -80,6 +81,7 @@ def enforce_bound(store: Store, now: float, max_events: int,
             tx.set_meta(DROPPED, str(before + total))
             tx.emit("telemetry.outbox_dropped", "telemetry", dropped=dropped,
                     total_dropped=before + total, bound=max_events)
+    publish(tx)
     return total
 
 
