@@ -231,6 +231,7 @@ class LockerConfig:
     http: HttpConfig = HttpConfig()
     staff: StaffPolicy = StaffPolicy()
     central: CentralConfig | None = None  # None: orders come from the CLI only
+    keep_finished_days: float = 30.0  # finished orders and cleared alarms, then forgotten
 
     @property
     def database(self) -> Path:
@@ -695,10 +696,15 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     staff = _staff(root.table("staff"))
     zones = _zones(root.table("zones"))
     central = _central(root.table("central"), data_dir, base)
+    store_t = root.table("store")
+    keep_finished_days = 30.0
+    if store_t is not None:
+        keep_finished_days = store_t.number("keep_finished_days", 30.0, lo=0.01, hi=3650)
+        store_t.done()
     root.done()
     return LockerConfig(
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
         data_dir=data_dir, secret_file=secret_file, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
-        staff=staff, central=central,
+        staff=staff, central=central, keep_finished_days=keep_finished_days,
     )

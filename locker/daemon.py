@@ -190,7 +190,7 @@ class Locker:
                                       self.monitor.publish)
                 if now - last_prune >= PRUNE_INTERVAL_S:
                     last_prune = now
-                    prune(self.store, now)
+                    prune(self.store, now, self.config.keep_finished_days)
                 if reallocated:  # committed above: a jammed door's bags go to these doors
                     await pulse(self.store, self.driver, self.clock, reallocated,
                                 self.monitor.publish)
