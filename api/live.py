@@ -9,18 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from typing import Any
 
 QUEUE_SIZE = 256
+RECENT = 100  # what the ops page shows on opening: the outbox empties once central has it
 
 
 class LiveFeed:
     def __init__(self) -> None:
         self.subscribers: set[asyncio.Queue[str]] = set()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
 
     def publish(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         for kind, fields in events:
-            line = json.dumps({"kind": kind, "at": time.time(), **fields}, default=str)
+            event = {"kind": kind, "at": time.time(), **fields}
+            self.recent.append(event)
+            line = json.dumps(event, default=str)
             for queue in self.subscribers:
                 if queue.full():
                     queue.get_nowait()

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 from typing import Any
 
 from aiohttp import web
 
+from api.central import CENTRAL, CentralLink
 from api.common import LOCKER, open_compartment, set_in_service, staff_session
 from api.live import LiveFeed
 from locker.config import BoardWiring
 from locker.daemon import Locker
 from locker.model import Zone
+from locker.sync import outage_since
 
 LIVE = web.AppKey("live", LiveFeed)
 HEARTBEAT_S = 15.0
@@ -73,7 +76,22 @@ async def courier_order(request: web.Request) -> web.Response:
     return web.json_response({"order": order_id, "state": order["state"], "doors": doors})
 
 
-def ops_state(locker: Locker) -> dict[str, Any]:
+def central_state(locker: Locker, link: CentralLink | None) -> dict[str, Any] | None:
+    """How the sync with central goes, for the ops page's header line."""
+    if locker.config.central is None:
+        return None
+    since = outage_since(locker.store)
+    row = locker.store.read().one("SELECT COUNT(*) AS n FROM outbox")
+    return {
+        "url": locker.config.central.url, "reachable": since is None, "outage_since": since,
+        "outbox": row["n"] if row else 0,
+        "last_answer_age_s": (None if link is None
+                              else round(locker.clock.now() - link.last_answer, 1)),
+    }
+
+
+def ops_state(locker: Locker, live: LiveFeed | None = None,
+              link: CentralLink | None = None) -> dict[str, Any]:
     read = locker.store.read()
     rows = {r["id"]: r for r in read.all("SELECT * FROM compartments")}
     compartments = []
@@ -95,9 +113,13 @@ def ops_state(locker: Locker) -> dict[str, Any]:
          "order_id": e.order_id, **e.payload}
         for e in locker.store.events(after=max(0, _last_seq(read) - 100), limit=100)
     ]
+    if live is not None and locker.config.central is not None:
+        # the outbox empties as central acknowledges: show what happened since the start
+        events = list(live.recent)
     return {
         "locker": locker.config.locker_id, "name": locker.config.name, "ready": locker.ready,
         "boards_offline": sorted(locker.monitor.offline_boards),
+        "central": central_state(locker, link),
         "compartments": compartments, "alarms": alarms, "events": events[::-1],
         # each zone's HACCP record over the last 24 hours, as [time, °C] (None: probe fault)
         "temperatures": {
@@ -115,7 +137,9 @@ def _last_seq(read: Any) -> int:
 
 async def ops_get_state(request: web.Request) -> web.Response:
     require_ops(request)
-    return web.json_response(ops_state(_locker(request)))
+    link = request.app.get(CENTRAL)
+    return web.json_response(ops_state(_locker(request), request.app[LIVE], link),
+                             dumps=lambda obj: json.dumps(obj, default=str))
 
 
 async def ops_stream(request: web.Request) -> web.StreamResponse:

@@ -17,6 +17,11 @@ async function load() {
 }
 function render() {
   $("title").textContent = `${state.name} (${state.locker})`;
+  const c = state.central;
+  $("central").textContent = !c ? "" : c.reachable
+    ? `central: in touch · ${c.outbox} events waiting`
+    : `central: unreachable since ${new Date(c.outage_since * 1000).toLocaleString()} · ${c.outbox} events waiting`;
+  $("central").className = !c || c.reachable ? "muted" : "bad";
   const grid = $("grid"); grid.textContent = "";
   const columns = new Map();
   for (const c of state.compartments) {

@@ -25,7 +25,7 @@ from api.demo import enrol
 from locker.codes import load_secret
 from locker.config import load_config
 from simulator.central import RunningCentral, start_central
-from tests.integration.conftest import Rig, config_text
+from tests.integration.conftest import OPS_TOKEN, Rig, config_text
 
 SYNC = """
 [central]
@@ -204,6 +204,11 @@ async def test_an_order_flows_in_is_collected_and_every_event_flows_out(
     status, lockers = await central.call("GET", "/admin/lockers")
     beat = lockers["lockers"][0]
     assert beat["silent"] is False and beat["heartbeat"]["ready"] is True
+    # the ops page still shows what happened, though the outbox is empty now
+    answer = await rig.http.get("/api/ops/state", headers={"X-Ops-Token": OPS_TOKEN})
+    state = await answer.json()
+    assert state["central"]["reachable"] is True and state["central"]["outbox"] == 0
+    assert "order.collected" in [e["kind"] for e in state["events"]]
 
 
 async def test_central_down_for_a_while_work_goes_on_and_everything_arrives_once(
