@@ -160,42 +160,52 @@ class CentralLink:
                 backoff.reset()
             except (Unreachable, Garbled, BadPayload) as exc:
                 await self._failed("feed", exc, backoff)
+            except Exception:  # a full disk, say: the loop must outlive it and retry
+                log.exception("central feed: applying failed; will retry")
+                await asyncio.sleep(backoff.next_delay())
 
     async def _push(self) -> None:
         """Send the outbox in batches; delete each event only once central holds it."""
         backoff = Backoff(self.config.backoff_min_s, self.config.backoff_max_s)
         while True:
-            batch = pending(self.locker.store, self.config.batch_size)
-            if not batch:
-                self.outbox_changed.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.outbox_changed.wait(), PUSH_IDLE_S)
-                continue
-            events = [{"id": e.id, "seq": e.seq, "at": e.at, "kind": e.kind,
-                       "category": e.category, "compartment_id": e.compartment_id,
-                       "order_id": e.order_id, "payload": e.payload} for e in batch]
             try:
-                answer = await self._call("POST", "/events", json_body={"events": events},
-                                          timeout_s=self.config.request_timeout_s)
-                acked = _acked(answer)
-                self._good_answer()
-                gone = acknowledge(self.locker.store, self.locker.clock.now(),
-                                   {e.id: e.seq for e in batch}, acked)
-                self.stats["events_acked"] += gone
-                if gone < len(events):  # central kept some back: do not spin on them
-                    await asyncio.sleep(backoff.next_delay())
-                else:
-                    backoff.reset()
+                await self._push_once(backoff)
             except (Unreachable, Garbled) as exc:
                 await self._failed("events", exc, backoff)
+            except Exception:  # a full disk, say: the loop must outlive it and retry
+                log.exception("central events: failed; will retry")
+                await asyncio.sleep(backoff.next_delay())
+
+    async def _push_once(self, backoff: Backoff) -> None:
+        batch = pending(self.locker.store, self.config.batch_size)
+        if not batch:
+            self.outbox_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.outbox_changed.wait(), PUSH_IDLE_S)
+            return
+        events = [{"id": e.id, "seq": e.seq, "at": e.at, "kind": e.kind,
+                   "category": e.category, "compartment_id": e.compartment_id,
+                   "order_id": e.order_id, "payload": e.payload} for e in batch]
+        answer = await self._call("POST", "/events", json_body={"events": events},
+                                  timeout_s=self.config.request_timeout_s)
+        acked = _acked(answer)
+        self._good_answer()
+        gone = acknowledge(self.locker.store, self.locker.clock.now(),
+                           {e.id: e.seq for e in batch}, acked)
+        self.stats["events_acked"] += gone
+        if gone < len(events):  # central kept some back: do not spin on them
+            await asyncio.sleep(backoff.next_delay())
+        else:
+            backoff.reset()
 
     async def _beat(self) -> None:
         """Tell central how the locker is, every heartbeat_s (and say so when clocks differ)."""
         backoff = Backoff(self.config.backoff_min_s, self.config.backoff_max_s)
         while True:
-            body = heartbeat(self.locker.store, version=__version__, ready=self.locker.ready,
-                             zones=self.locker.zone_state, now=self.locker.clock.now())
             try:
+                body = heartbeat(self.locker.store, version=__version__,
+                                 ready=self.locker.ready, zones=self.locker.zone_state,
+                                 now=self.locker.clock.now())
                 answer = await self._call("POST", "/heartbeat", json_body=body,
                                           timeout_s=self.config.request_timeout_s)
                 server_time = _server_time(answer)
@@ -208,6 +218,9 @@ class CentralLink:
                 await asyncio.sleep(self.config.heartbeat_s)
             except (Unreachable, Garbled) as exc:
                 await self._failed("heartbeat", exc, backoff)
+            except Exception:
+                log.exception("central heartbeat: failed; will retry")
+                await asyncio.sleep(backoff.next_delay())
 
     # -- one call ----------------------------------------------------------------------------
 
