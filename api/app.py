@@ -70,8 +70,12 @@ async def errors_as_json(request: web.Request,
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[LOCKER].config.http.max_body_bytes
         return problem(413, "too_large", f"request body over {limit} bytes")
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/") or (
+                exc.content_type == "application/json"):
+            raise
+        # the router's own refusals (no such route, wrong method) as JSON problems too
+        return problem(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
     except StoreError as exc:  # a full disk, say: nothing was recorded, so nothing was opened
         log.error("request failed: %s", exc)
         return problem(503, "store", str(exc))

@@ -253,6 +253,8 @@ class CentralLink:
             return json.loads(raw)
         except ValueError:
             raise Garbled(f"{method} {path}: answer is not JSON: {raw[:60]!r}") from None
+        except RecursionError:
+            raise Garbled(f"{method} {path}: answer nested too deeply") from None
 
     def _good_answer(self) -> None:
         store, now = self.locker.store, self.locker.clock.now()
@@ -302,7 +304,10 @@ def _server_time(answer: Any) -> float:
             or isinstance(answer["server_time"], bool)
             or not isinstance(answer["server_time"], int | float)):
         raise Garbled("heartbeat: the answer must be exactly {\"server_time\": number}")
-    return float(answer["server_time"])
+    try:
+        return float(answer["server_time"])
+    except OverflowError:
+        raise Garbled("heartbeat: server_time out of range") from None
 
 
 CENTRAL = web.AppKey("central", CentralLink)

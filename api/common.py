@@ -42,11 +42,19 @@ async def read_json(request: web.Request, fields: dict[str, type]) -> dict[str, 
         raise BadRequest("body", "body must be a JSON object")
     for key, value in body.items():
         if key not in fields:
-            raise BadRequest(key, f"unknown field {key!r}")
+            raise BadRequest(_printable(key), f"unknown field {key!r}")
         if not isinstance(value, fields[key]) or (isinstance(value, bool)
                                                   and fields[key] is not bool):
             raise BadRequest(key, f"{key} must be a {fields[key].__name__}")
+        if isinstance(value, str) and _printable(value) != value:
+            # JSON may carry lone surrogates ("\ud800"), which are not text and cannot be stored
+            raise BadRequest(key, f"{key} is not valid text")
     return body
+
+
+def _printable(text: str) -> str:
+    """The text with anything that is not valid Unicode replaced."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def staff_session(request: web.Request, *, technician: bool = False) -> Session:

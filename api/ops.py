@@ -39,7 +39,8 @@ def require_ops(request: web.Request) -> None:
             text='{"error": "no_ops_token", "message": "no ops token on this locker;'
                  ' run locker init"}', content_type="application/json")
     given = request.headers.get("X-Ops-Token", "")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # a header may hold any bytes: aiohttp keeps the non-UTF-8 ones as surrogates
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
         raise web.HTTPUnauthorized(
             text='{"error": "ops_token", "message": "a valid X-Ops-Token is required"}',
             content_type="application/json")

@@ -94,7 +94,7 @@ class CommandVerifier:
                                  " central's key") from None
         try:
             fields = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CommandRefused("malformed", "the signed body is not JSON") from None
         if not isinstance(fields, dict) or set(fields) != {
                 "locker_id", "nonce", "issued_at", "expires_at", "action", "args"}:
@@ -106,10 +106,7 @@ class CommandVerifier:
         nonce = fields["nonce"]
         if not isinstance(nonce, str) or not 16 <= len(nonce) <= 128:
             raise CommandRefused("malformed", "nonce must be a string of 16-128 characters")
-        issued, expires = fields["issued_at"], fields["expires_at"]
-        if not all(isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
-                   for t in (issued, expires)):
-            raise CommandRefused("malformed", "issued_at and expires_at must be numbers")
+        issued, expires = _time(fields["issued_at"]), _time(fields["expires_at"])
         if expires <= now:
             raise CommandRefused("expired", f"expired {now - expires:.0f} s ago")
         if issued > now + CLOCK_SKEW_S:
@@ -117,7 +114,7 @@ class CommandVerifier:
         if expires - max(issued, now) > MAX_TTL_S or expires < issued:
             raise CommandRefused("malformed", "a command is valid for at most a day")
         action, args = fields["action"], fields["args"]
-        if action not in ARGS:
+        if not isinstance(action, str) or action not in ARGS:
             raise CommandRefused("unknown_action", f"no action {str(action)[:40]!r} (there is"
                                  f" {', '.join(sorted(ARGS))})")
         required, optional = ARGS[action]
@@ -158,7 +155,9 @@ class RemoteCommands:
             return refusal.reason
         try:
             detail = await self._carry_out(command)
-        except (LockerError, ValueError, KeyError) as exc:
+        except Exception as exc:  # accepted, so it must end as done or failed, whatever broke
+            if not isinstance(exc, LockerError | ValueError | KeyError):
+                log.exception("central command %s failed", command.action)
             with self.store.transaction(self.clock.now()) as tx:
                 tx.emit("command.failed", "security", nonce=command.nonce,
                         action=command.action, reason=getattr(exc, "reason", "refused"),
@@ -253,14 +252,28 @@ class RemoteCommands:
             return {"window_end": window_end}
         # set_setpoint
         celsius = args["celsius"]
-        if isinstance(celsius, bool) or not isinstance(celsius, int | float):
-            raise CommandRefused("malformed", "celsius must be a number")
+        if (isinstance(celsius, bool) or not isinstance(celsius, int | float)
+                or not -60 <= celsius <= 60):
+            raise CommandRefused("malformed", "celsius must be a number between -60 and 60")
         try:
             zone = Zone(args["zone"])
         except ValueError:
             raise CommandRefused("malformed", "zone must be fresh or frozen") from None
         self.hands.set_setpoint(zone, float(celsius), ACTOR)
         return {}
+
+
+def _time(value: Any) -> float:
+    """A Unix time from the body: a finite number (a 400-digit integer is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CommandRefused("malformed", "issued_at and expires_at must be numbers")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise CommandRefused("malformed", "issued_at or expires_at out of range") from None
+    if not math.isfinite(number):
+        raise CommandRefused("malformed", "issued_at and expires_at must be finite")
+    return number
 
 
 def _text(args: dict[str, Any], name: str) -> str:

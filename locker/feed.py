@@ -77,9 +77,13 @@ def _integer(value: object, where: str, lo: int, hi: int) -> int:
 def _number(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadPayload(f"{where}: must be a number, not {value!r:.40}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)  # an integer of 400 digits does not fit
+    except OverflowError:
+        raise BadPayload(f"{where}: out of range") from None
+    if not math.isfinite(number):
         raise BadPayload(f"{where}: must be a finite number")
-    return float(value)
+    return number
 
 
 def parse_feed(body: object, after: int) -> tuple[int, list[FeedItem]]:

@@ -17,6 +17,7 @@ from locker.clock import Clock
 from locker.codes import PickupCodes
 from locker.commands import RemoteCommands
 from locker.config import LockerConfig
+from locker.errors import StoreError
 from locker.feed import FeedItem, apply_order
 from locker.orders import OrderRejected
 from locker.store import Store, Tx
@@ -48,13 +49,21 @@ class Inbox:
             if 0 < item.cursor <= stored_cursor(self.store):
                 applied.count("seen")  # delivered again after a lost answer: already applied
                 continue
-            if item.problem is not None:
-                self._skip(item, "central.item_rejected", message=item.problem)
+            try:
+                if item.problem is not None:
+                    self._skip(item, "central.item_rejected", message=item.problem)
+                    applied.count("rejected")
+                elif item.order is not None:
+                    applied.count(self._order(item))
+                elif item.command is not None:
+                    applied.count(await self.commands.run(item.command, item.cursor))
+            except StoreError:
+                raise  # the disk, not the item: the link retries the same answer later
+            except Exception as exc:  # a bug met by a strange item: step over it, say so
+                log.exception("feed item %s could not be applied", item.cursor)
+                self._skip(item, "central.item_rejected",
+                           message=f"could not be applied: {type(exc).__name__}: {exc}"[:300])
                 applied.count("rejected")
-            elif item.order is not None:
-                applied.count(self._order(item))
-            elif item.command is not None:
-                applied.count(await self.commands.run(item.command, item.cursor))
         if cursor > stored_cursor(self.store):
             with self.store.transaction(self.clock.now()) as tx:
                 set_cursor(tx, cursor)
