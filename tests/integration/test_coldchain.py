@@ -78,6 +78,12 @@ async def cold(config: LockerConfig, tmp_path: Path
     await locker.start()
     ZONES.clear()
     ZONES.update(zones)
+    # the zone loops' first readings happen now, before the clock moves: their next ones then
+    # fall exactly on run_hours' 10 s steps, whatever the machine's load (the probe reads in a
+    # thread, and a loop that read late would decide at a later simulated time)
+    async with asyncio.timeout(5):
+        while any(sim.reads == 0 for sim in zones.values()):
+            await asyncio.sleep(0.001)
     yield locker, zones, clock
     await locker.stop()
     ZONES.clear()
