@@ -210,12 +210,12 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, "127.0.0.1", args.control_port)
     await site.start()
     host, port = runner.addresses[0][:2]
-    print(f"PORT {boards.port}", flush=True)
-    print(f"CONTROL http://{host}:{port}", flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before we say we are up: a stop may follow
         loop.add_signal_handler(sig, stopping.set)
+    print(f"PORT {boards.port}", flush=True)
+    print(f"CONTROL http://{host}:{port}", flush=True)
     try:
         await stopping.wait()
     finally:
