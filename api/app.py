@@ -26,6 +26,7 @@ from api.common import (
     set_in_service,
     staff_session,
 )
+from api.updater import add_update_agent
 from locker import __version__
 from locker.codes import BadCodeFormat
 from locker.courier import Refused
@@ -192,6 +193,7 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
     if manage_locker:
         app.cleanup_ctx.append(run_locker)
         add_central_link(app, locker)
+        add_update_agent(app, locker)
     app.router.add_post("/api/pickup", pickup)
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/staff/login", staff_login)

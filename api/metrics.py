@@ -35,6 +35,7 @@ from locker.daemon import Locker
 from locker.model import OrderState
 from locker.ports import BusTelemetry
 from locker.sync import DROPPED, outage_since
+from locker.update import ROLLBACKS_KEY
 
 # who opened a door, as the authorisation's actor says ("courier:c-17" -> "courier"); "forced"
 # for an opening nobody authorised
@@ -99,6 +100,7 @@ class LockerCollector(Collector):
         yield from self._outbox()
         yield from self._central()
         yield from self._store()
+        yield from self._updates()
 
     def _locker(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("locker_info", "The locker's software version and id (always 1).",
@@ -238,6 +240,15 @@ class LockerCollector(Collector):
         for state in OrderState:
             orders.add_metric([state.value], counted.get(state.value, 0))
         yield orders
+
+    def _updates(self) -> Iterator[Metric]:
+        if self.locker.config.update is None:
+            return  # updated by hand: nothing to roll back
+        yield CounterMetricFamily(
+            "locker_update_rollbacks_total",
+            "Remote updates that did not prove themselves and were rolled back, ever (kept in"
+            " the store, so it survives the restart that a rollback is).",
+            value=int(self.locker.store.meta(ROLLBACKS_KEY) or 0))
 
 
 METRICS = web.AppKey("metrics", CollectorRegistry)

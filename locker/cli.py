@@ -71,8 +71,9 @@ def build_zones(config: LockerConfig) -> dict[Zone, tuple[ZoneProbe, Compressor]
 
 
 async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = None,
-                redact: Redact | None = None) -> None:
-    """Run the locker and its HTTP app until SIGINT or SIGTERM.
+                redact: Redact | None = None) -> int:
+    """Run the locker and its HTTP app until SIGINT or SIGTERM; the exit code is 75 when the
+    update agent stopped it to start a new version (api/updater.py), else 0.
 
     systemd hears READY=1 once the store is open and every door reconciled (the app's startup
     starts the locker), WATCHDOG=1 while the housekeeping loop turns, and STOPPING=1 on a
@@ -82,32 +83,35 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
 
     from api.app import create_app
     from api.systemd import Notifier
+    from api.updater import exit_code
     from locker.daemon import Locker
 
     locker = Locker(config, driver, zones=build_zones(config))
     if redact is not None:
         redact.add(known_secrets(config))
-    runner = web.AppRunner(create_app(locker), shutdown_timeout=5.0)
+    app = create_app(locker)
+    runner = web.AppRunner(app, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port if port is None else port)
     await site.start()
     log = logging.getLogger("locker")
     log.info("listening on http://%s:%s", config.http.host,
              config.http.port if port is None else port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before READY: a stop may follow at once
+        loop.add_signal_handler(sig, stop.set)
     systemd = Notifier()
     systemd.notify(f"READY=1\nSTATUS=ready: {len(config.compartments)} compartments,"
                    f" started in {locker.started_in_s or 0:.2f} s")
     watchdog = asyncio.create_task(systemd.watchdog(locker), name="systemd watchdog")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
     systemd.notify("STOPPING=1")
     watchdog.cancel()
     await runner.cleanup()
     log.info("stopped; store closed")
+    return exit_code(app)
 
 
 def known_secrets(config: LockerConfig) -> list[str]:
@@ -149,8 +153,66 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from locker.update import pin_import_paths
+
+    pin_import_paths()  # an update switches slots/current under us: stay on our own slot
     config = load_config(args.config, port=args.serial_port)
-    asyncio.run(serve(config, build_driver(config), port=args.http_port, redact=args.redact))
+    return asyncio.run(serve(config, build_driver(config), port=args.http_port,
+                             redact=args.redact))
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from api.release import build_wheel, publish, source_tree
+    from locker.update import parse_version
+
+    repo, keys = Path(args.repo), Path(args.keys)
+    if args.refresh:
+        publish(repo, keys, None, None, expires_days=args.expires_days)
+        print(f"{repo}: re-signed; the metadata now expires in {args.expires_days:g} days")
+        return 0
+    if not args.version:
+        raise LockerError("--version X.Y.Z is required (or --refresh to re-sign only)")
+    parse_version(args.version)
+    with tempfile.TemporaryDirectory(prefix="locker-release-") as built:
+        if args.wheel:
+            wheel = Path(args.wheel)
+        else:
+            source = Path(args.source) if args.source else source_tree()
+            if source is None:
+                raise LockerError("this is an installed copy, not a checkout: give --source DIR"
+                                  " (the project's root) or --wheel FILE")
+            wheel = build_wheel(source, args.version, Path(built),
+                                isolation=not args.no_build_isolation)
+        done = publish(repo, keys, wheel, args.version, expires_days=args.expires_days)
+    assert done is not None
+    print(f"published {done.path}: version {done.version}, {done.length} bytes,"
+          f" sha256 {done.sha256}")
+    print(f"the wheel: {repo / 'targets' / (done.sha256 + '.' + done.path)}")
+    print(f"metadata expires {done.expires.isoformat()}; lockers trust {done.trusted_root}")
+    return 0
+
+
+def cmd_install_slot(args: argparse.Namespace) -> int:
+    from api.slots import current_slot, install, other_slot, switch
+    from locker.update import parse_version
+
+    config = load_config(args.config)
+    slots_dir = Path(args.slots) if args.slots else (
+        config.update.slots_dir if config.update is not None else None)
+    if slots_dir is None:
+        raise LockerError(f"{config.path}: no [update] table: give --slots DIR")
+    wheel = Path(args.wheel)  # name-X.Y.Z-..., or <sha256>.name-X.Y.Z-... from a repository
+    version = wheel.name.split("-")[1] if wheel.name.count("-") >= 2 else ""
+    parse_version(version)
+    slot = other_slot(slots_dir)
+    install(slots_dir, slot, wheel, version)
+    print(f"{slots_dir / slot}: version {version} installed")
+    if args.switch:
+        before = current_slot(slots_dir)
+        switch(slots_dir, slot)
+        print(f"{slots_dir}/current -> {slot} (was {before or 'none'}); restart the service")
     return 0
 
 
@@ -261,6 +323,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(Path(args.config), serial_port=args.serial_port, verbose=args.verbose)
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be above 0")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="locker", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=__version__)
@@ -308,6 +380,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--after", type=int, default=0)
     p.add_argument("--limit", type=int, default=1000)
     p.set_defaults(func=cmd_events)
+    p = sub.add_parser("release", help="build a version's wheel and publish it, signed, into"
+                       " an update repository (TUF)", description="build a version's wheel and"
+                       " publish it, signed, into an update repository (TUF)")
+    p.add_argument("--version", help="X.Y.Z, newer than what the lockers run")
+    p.add_argument("--repo", required=True, help="the repository folder central serves")
+    p.add_argument("--keys", required=True, help="the signing keys' folder (made on first use;"
+                   " keep it off the lockers)")
+    p.add_argument("--expires-days", type=_positive, default=30.0,
+                   help="targets, snapshot and timestamp expire after this (default 30)")
+    p.add_argument("--source", help="the project's root (default: this checkout)")
+    p.add_argument("--wheel", help="publish this wheel instead of building one")
+    p.add_argument("--no-build-isolation", action="store_true",
+                   help="build with this environment's setuptools (offline)")
+    p.add_argument("--refresh", action="store_true",
+                   help="publish nothing new, only re-sign with fresh expiries")
+    p.set_defaults(func=cmd_release)
+    p = command("install-slot", "install a wheel into the slot not running (first install,"
+                " or by hand)")
+    p.add_argument("--wheel", required=True, help="a wheel built by `locker release`")
+    p.add_argument("--slots", help="the slots folder (default: [update] slots_dir)")
+    p.add_argument("--switch", action="store_true", help="then point `current` at it")
+    p.set_defaults(func=cmd_install_slot)
     p = command("doctor", "check this machine can run the locker: config, secrets, store,"
                 " serial port, boards, doors, GPIO, probes, clock, disk")
     p.add_argument("--serial-port", help="override bus.port")

@@ -34,6 +34,7 @@ from locker.model import Zone
 from locker.store import Store, Tx
 from locker.sync import set_cursor
 from locker.throttle import Bucket, Limits, refilled
+from locker.update import Wanted, check_window, parse_version, want
 
 log = logging.getLogger("locker.commands")
 ACTOR = "central"
@@ -46,6 +47,7 @@ ARGS: dict[str, tuple[set[str], frozenset[str]]] = {  # action: (required args, 
     "cancel_order": ({"order", "reason"}, frozenset()),
     "extend_window": ({"order", "hours"}, frozenset({"reason"})),
     "set_setpoint": ({"zone", "celsius"}, frozenset()),
+    "update": ({"version"}, frozenset({"not_before", "not_after"})),
 }
 
 
@@ -250,6 +252,8 @@ class RemoteCommands:
                 window_end = extend_window(tx, _text(args, "order"), hours * 3600.0, ACTOR, text)
             self.publish(tx)
             return {"window_end": window_end}
+        if command.action == "update":
+            return self._update(command)
         # set_setpoint
         celsius = args["celsius"]
         if (isinstance(celsius, bool) or not isinstance(celsius, int | float)
@@ -261,6 +265,23 @@ class RemoteCommands:
             raise CommandRefused("malformed", "zone must be fresh or frozen") from None
         self.hands.set_setpoint(zone, float(celsius), ACTOR)
         return {}
+
+    def _update(self, command: Command) -> dict[str, Any]:
+        """Record the version central wants and its rollout window; the update agent
+        (api/updater.py) downloads, verifies and installs it, and reports `update.*` events."""
+        if self.config.update is None:
+            raise CommandRefused("not_configured", "this locker has no [update] table: it is"
+                                 " updated by hand")
+        version = command.args["version"]
+        try:
+            parse_version(version)
+            not_before, not_after = check_window(command.args, self.clock.now())
+        except ValueError as exc:  # BadVersion included
+            raise CommandRefused("malformed", str(exc)) from None
+        with self.store.transaction(self.clock.now()) as tx:
+            want(tx, Wanted(version, not_before, not_after, command.nonce, tx.now))
+        self.publish(tx)
+        return {"version": version, "not_before": not_before, "not_after": not_after}
 
 
 def _time(value: Any) -> float:

@@ -214,6 +214,21 @@ class CentralConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    """Remote updates (README, "Updates"): where the slots are, whom to trust, when to restart."""
+
+    slots_dir: Path  # holds the slots a and b (virtual environments) and the `current` link
+    trusted_root: Path  # the update repository's root metadata (TUF), installed with the locker
+    repository_url: str  # the TUF repository: metadata/ and targets/ under it
+    quiet_hour: int | None = None  # local hour at which a busy locker restarts anyway
+    health_deadline_s: float = 300.0  # a new version must prove itself within this
+    max_boots: int = 3  # starts a new version gets before the old one comes back
+    customer_quiet_s: float = 60.0  # no restart this soon after a customer typed a code
+    min_free_mb: float = 50.0  # an update that would leave less free disk is refused
+    retry_s: float = 300.0  # a download that failed for want of a network is retried after this
+
+
+@dataclass(frozen=True)
 class LockerConfig:
     path: Path
     locker_id: str
@@ -232,6 +247,7 @@ class LockerConfig:
     staff: StaffPolicy = StaffPolicy()
     central: CentralConfig | None = None  # None: orders come from the CLI only
     keep_finished_days: float = 30.0  # finished orders and cleared alarms, then forgotten
+    update: UpdateConfig | None = None  # None: this locker is updated by hand
 
     @property
     def database(self) -> Path:
@@ -591,6 +607,34 @@ def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig 
     return central
 
 
+def _update(table: _Table | None, base: Path, central: CentralConfig | None
+            ) -> UpdateConfig | None:
+    if table is None:
+        return None
+    if central is None:
+        raise table.error("slots_dir", "updates are announced by central: add a [central] table")
+    url = table.text("repository_url", central.url + "/updates").rstrip("/")
+    if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+        raise table.error("repository_url", f"must be https://host/... (or http:// on a test"
+                                            f" bench), not {url!r}")
+    d = UpdateConfig(Path(), Path(), "")
+    quiet_hour = table.integer("quiet_hour", -1, lo=-1, hi=23)
+    update = UpdateConfig(
+        slots_dir=(base / table.text("slots_dir", "/opt/locker/slots")).resolve(),
+        trusted_root=(base / table.text("trusted_root", "update-root.json")).resolve(),
+        repository_url=url,
+        quiet_hour=None if quiet_hour < 0 else quiet_hour,
+        health_deadline_s=table.number("health_deadline_s", d.health_deadline_s, lo=1,
+                                       hi=86400),
+        max_boots=table.integer("max_boots", d.max_boots, lo=1, hi=20),
+        customer_quiet_s=table.number("customer_quiet_s", d.customer_quiet_s, lo=0, hi=3600),
+        min_free_mb=table.number("min_free_mb", d.min_free_mb, lo=0, hi=1e12),
+        retry_s=table.number("retry_s", d.retry_s, lo=0.1, hi=86400),
+    )
+    table.done()
+    return update
+
+
 def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     """Read and check a config file. `port` overrides bus.port (the simulator's pty)."""
     file = Path(path)
@@ -696,6 +740,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     staff = _staff(root.table("staff"))
     zones = _zones(root.table("zones"))
     central = _central(root.table("central"), data_dir, base)
+    update = _update(root.table("update"), base, central)
     store_t = root.table("store")
     keep_finished_days = 30.0
     if store_t is not None:
@@ -706,5 +751,5 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
         data_dir=data_dir, secret_file=secret_file, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
-        staff=staff, central=central, keep_finished_days=keep_finished_days,
+        staff=staff, central=central, keep_finished_days=keep_finished_days, update=update,
     )

@@ -6,7 +6,7 @@ admin API under `/admin/` (header `X-Admin-Token`) that provisions lockers, crea
 orders, signs commands, queues raw items and makes the locker calls misbehave on purpose.
 docs/central-api.yaml describes both; tests/simulator/test_central_openapi.py holds them together.
 
-    python -m simulator.central --data DIR [--host H] [--port P] [--admin-token T]
+    python -m simulator.central --data DIR [--host H] [--port P] [--admin-token T] [--updates DIR]
 
 prints `CENTRAL <url>` and `ADMIN <token>` and serves until SIGINT or SIGTERM. Every bit of state
 lives in `data_dir`, so a stop and a start on the same folder (and port) looks to a locker like a
@@ -732,8 +732,8 @@ async def faults_middleware(request: web.Request, handler: Handler) -> web.Strea
 # ---- the app and how to run it ---------------------------------------------------------------
 
 
-def create_central_app(data_dir: Path, *, admin_token: str,
-                       silent_after_s: float = 180.0) -> web.Application:
+def create_central_app(data_dir: Path, *, admin_token: str, silent_after_s: float = 180.0,
+                       updates_dir: Path | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY,
                           middlewares=[errors_middleware, admin_middleware, faults_middleware])
     app[CENTRAL] = Central(Path(data_dir), admin_token=admin_token, silent_after_s=silent_after_s)
@@ -761,6 +761,12 @@ def create_central_app(data_dir: Path, *, admin_token: str,
     app.router.add_post("/admin/lockers/{locker_id}/raw", post_raw)
     app.router.add_get("/admin/lockers/{locker_id}/events", get_events)
     app.router.add_post("/admin/faults", post_faults)
+    if updates_dir is not None:
+        # the update repository (TUF: metadata/ and targets/, made by `locker release`), as
+        # static files, read-only and without a token: every file in it is signed or hashed,
+        # and a locker trusts only what verifies against the root it was installed with
+        Path(updates_dir).mkdir(parents=True, exist_ok=True)
+        app.router.add_static(API_PREFIX + "/updates", Path(updates_dir), name="updates")
     return app
 
 
@@ -799,11 +805,13 @@ def _admin_token(data_dir: Path, given: str | None) -> str:
 
 async def start_central(data_dir: Path, *, host: str = "127.0.0.1", port: int = 0,
                         admin_token: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                        silent_after_s: float = 180.0) -> RunningCentral:
+                        silent_after_s: float = 180.0,
+                        updates_dir: Path | None = None) -> RunningCentral:
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     token = _admin_token(data_dir, admin_token)
-    app = create_central_app(data_dir, admin_token=token, silent_after_s=silent_after_s)
+    app = create_central_app(data_dir, admin_token=token, silent_after_s=silent_after_s,
+                             updates_dir=updates_dir)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
@@ -821,13 +829,14 @@ async def start_central(data_dir: Path, *, host: str = "127.0.0.1", port: int = 
 
 async def serve(args: argparse.Namespace) -> None:
     central = await start_central(Path(args.data), host=args.host, port=args.port,
-                                  admin_token=args.admin_token)
-    print(f"CENTRAL {central.url}", flush=True)
-    print(f"ADMIN {central.admin_token}", flush=True)
+                                  admin_token=args.admin_token,
+                                  updates_dir=Path(args.updates) if args.updates else None)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before we say we are up: a stop may follow
         loop.add_signal_handler(sig, stopping.set)
+    print(f"CENTRAL {central.url}", flush=True)
+    print(f"ADMIN {central.admin_token}", flush=True)
     try:
         await stopping.wait()
     finally:
@@ -841,6 +850,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--admin-token", help="default: kept in DATA/admin.token")
+    parser.add_argument("--updates", help="serve this update repository (`locker release"
+                        " --repo`) read-only under /v1/updates/")
     asyncio.run(serve(parser.parse_args(argv)))
 
 

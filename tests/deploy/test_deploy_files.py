@@ -6,6 +6,7 @@ its paths pointed at this checkout's venv; its directives are what the README pr
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,11 +20,16 @@ UNIT = ROOT / "deploy" / "systemd" / "locker.service"
 
 
 def directives() -> dict[str, str]:
-    found: dict[str, str] = {}
+    """Each directive's value (the last one, for a directive given more than once)."""
+    return {key: values[-1] for key, values in all_directives().items()}
+
+
+def all_directives() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
     for line in UNIT.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            found[key.strip()] = value.strip()
+            found.setdefault(key.strip(), []).append(value.strip())
     return found
 
 
@@ -34,20 +40,32 @@ def test_the_unit_supervises_the_daemon_as_the_readme_says() -> None:
     assert unit["User"] == "locker" and set(unit["SupplementaryGroups"].split()) == {
         "dialout", "gpio"}
     assert unit["StateDirectory"] == "locker" and unit["StateDirectoryMode"] == "0700"
-    # the command line is one our CLI accepts, with JSON logs for journald
+    # the command line is one our CLI accepts, with JSON logs for journald, run by the python
+    # of the current slot (remote updates switch it), which never imports from its folder (-P)
     argv = unit["ExecStart"].split()
-    assert argv[0] == "/opt/locker/venv/bin/locker"
-    args = parser().parse_args(argv[1:])
+    assert argv[:4] == ["/opt/locker/slots/current/bin/python", "-P", "-m", "locker.cli"]
+    args = parser().parse_args(argv[4:])
     assert args.command == "run" and args.log_format == "json"
     assert args.config == "/etc/locker/locker.toml"
+
+
+def test_the_unit_runs_the_boot_guard_first_and_restarts_for_an_update() -> None:
+    unit, before = directives(), all_directives()["ExecStartPre"]
+    assert before[0] == "/opt/locker/bin/locker-boot --config /etc/locker/locker.toml"
+    assert before[1].startswith("/opt/locker/slots/current/bin/python -P -m locker.cli"
+                                " check-config")
+    assert unit["RestartForceExitStatus"] == "75" and unit["StartLimitIntervalSec"] == "0"
+    assert unit["ReadWritePaths"] == "/opt/locker/slots"  # ProtectSystem=strict otherwise
+    assert os.access(ROOT / "deploy" / "locker-boot", os.X_OK)
 
 
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is needed (Debian package systemd; .ci/run installs it)"
-    locker = Path(sys.executable).parent / "locker"
     unit = tmp_path / "locker.service"
-    unit.write_text(UNIT.read_text().replace("/opt/locker/venv/bin/locker", str(locker)))
+    unit.write_text(UNIT.read_text()
+                    .replace("/opt/locker/slots/current/bin/python", sys.executable)
+                    .replace("/opt/locker/bin/locker-boot", str(ROOT / "deploy" / "locker-boot")))
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if "locker.service" in line]
