@@ -42,6 +42,7 @@ from locker.sync import cursor as stored_cursor
 log = logging.getLogger("locker.central")
 MAX_ANSWER_BYTES = 1 << 20
 PUSH_IDLE_S = 5.0  # the outbox is looked at this often even when nothing wakes the pusher
+PUSH_LINGER_S = 1.0  # after a wake, wait this long for more events before sending
 CLOCK_SKEW_WARN_S = 60.0
 
 
@@ -182,6 +183,9 @@ class CentralLink:
             self.outbox_changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.outbox_changed.wait(), PUSH_IDLE_S)
+                # the rest of what is happening (a door's close follows its open) goes in the
+                # same batch: one acknowledgement commit instead of one an event
+                await asyncio.sleep(PUSH_LINGER_S)
             return
         events = [{"id": e.id, "seq": e.seq, "at": e.at, "kind": e.kind,
                    "category": e.category, "compartment_id": e.compartment_id,

@@ -52,15 +52,17 @@ def build_driver(config: LockerConfig) -> LockDriver:
 
 def build_zones(config: LockerConfig) -> dict[Zone, tuple[ZoneProbe, Compressor]]:
     """A probe and a compressor relay for each zone the config regulates."""
-    from hardware.compressor import GpioCompressor
-    from hardware.modbus import ControllerCompressor, ModbusController, RegisterMap
-    from hardware.probes import DS18B20Probe
-
     zones: dict[Zone, tuple[ZoneProbe, Compressor]] = {}
     for zone, limits in config.zones.items():
+        # each driver is imported only when a zone needs it: pymodbus alone weighs 10 MB
         if limits.probe is not None and limits.compressor_pin is not None:
+            from hardware.compressor import GpioCompressor
+            from hardware.probes import DS18B20Probe
+
             zones[zone] = (DS18B20Probe(limits.probe), GpioCompressor(limits.compressor_pin))
         elif limits.modbus is not None:
+            from hardware.modbus import ControllerCompressor, ModbusController, RegisterMap
+
             m = limits.modbus
             registers = RegisterMap(temperature=m.temperature, setpoint=m.setpoint,
                                     alarms=m.alarms, scale=m.scale,

@@ -48,7 +48,8 @@ def acknowledge(store: Store, now: float, sent: Mapping[str, int], acked: Iterab
     seqs = sorted({sent[event_id] for event_id in acked if event_id in sent})
     if not seqs:
         return 0
-    with store.transaction(now) as tx:
+    # not durable: a power cut that undoes this sends the events again, and central drops them
+    with store.transaction(now, durable=False) as tx:
         for start in range(0, len(seqs), 500):
             chunk = seqs[start:start + 500]
             tx.execute(f"DELETE FROM outbox WHERE seq IN ({', '.join('?' * len(chunk))})",
