@@ -5,13 +5,8 @@ of them, and once central is back every one arrives exactly once."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sqlite3
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pyotp
 import pytest
@@ -24,48 +19,12 @@ from simulator.central import start_central
 from simulator.control import spawn
 from tests.integration.conftest import config_text
 from tests.integration.test_central_sync import SYNC, prepare_log
-from tests.integration.test_demo import ROOT, free_port
+from tests.integration.test_demo import free_port
+from tests.processes import LockerProcess
 
 
-class Daemon:
+class Daemon(LockerProcess):
     """`locker run` in a child process, and its store read from outside as a second process."""
-
-    def __init__(self, config: Path, serial: str, port: int, database: Path) -> None:
-        self.config, self.serial, self.port, self.database = config, serial, port, database
-        self.process: asyncio.subprocess.Process | None = None
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def start(self, session: ClientSession) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "locker.cli", "run", "--config", str(self.config),
-            "--serial-port", self.serial, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        async with asyncio.timeout(15):
-            while True:
-                try:
-                    async with session.get(f"{self.url}/api/health") as answer:
-                        if answer.status == 200:
-                            return
-                except OSError:
-                    pass
-                await asyncio.sleep(0.1)
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            await self.process.wait()
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        db = sqlite3.connect(self.database, timeout=10)
-        try:
-            return db.execute(sql, params).fetchall()
-        finally:
-            db.close()
 
     def state(self, order_id: str) -> str | None:
         rows = self.query("SELECT state FROM orders WHERE id = ?", (order_id,))

@@ -22,9 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import sqlite3
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,7 +39,8 @@ from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
 from tests.integration.conftest import OPS_TOKEN
 from tests.integration.test_central_sync import LOG_EVERY_EVENT
-from tests.integration.test_demo import ROOT, free_port
+from tests.integration.test_demo import free_port
+from tests.processes import LockerProcess
 
 KILLS = int(os.environ.get("POWER_CUT_KILLS", "20"))
 COURIERS = 40  # a TOTP code is good once per 30 s step: each life logs in with a fresh courier
@@ -69,36 +67,15 @@ def config_text(http_port: int) -> str:
     return "\n".join(lines)
 
 
-class Cabinet:
+class Cabinet(LockerProcess):
     """The daemon's process, the boards' process, and what the test knows about both."""
 
     def __init__(self, path: Path, config: LockerConfig, boards: SimulatorProcess) -> None:
+        super().__init__(path, boards.port, config.http.port, config.database)
         self.path, self.config, self.boards = path, config, boards
-        self.url = f"http://127.0.0.1:{config.http.port}"
         self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
-        self.process: asyncio.subprocess.Process | None = None
         self.courier = 0
         self.used_steps: dict[int, int] = {}
-
-    async def start(self, session: ClientSession) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "locker.cli", "run", "--config", str(self.path),
-            "--serial-port", self.boards.port, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    async with session.get(f"{self.url}/api/health") as answer:
-                        if answer.status == 200:
-                            return
-                except OSError:
-                    pass
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
 
     async def login(self, session: ClientSession) -> dict[str, str]:
         """A courier whose code of this 30 s step has not been used yet."""
@@ -115,13 +92,6 @@ class Cabinet:
             body = await answer.json()
             assert answer.status == 200, body
         return {"Authorization": f"Bearer {body['token']}"}
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        db = sqlite3.connect(self.config.database, timeout=10)
-        try:
-            return db.execute(sql, params).fetchall()
-        finally:
-            db.close()
 
     async def unlocks(self) -> Counter[str]:
         history = await self.boards.client.history()
@@ -250,9 +220,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_opens_nothing_twice(
                 if answer.status != 200:
                     findings.append(f"after {KILLS} kills the daemon refused a good code:"
                                     f" {answer.status} {await answer.text()}")
-            assert cabinet.process is not None
-            cabinet.process.send_signal(signal.SIGTERM)
-            await cabinet.process.wait()
+            await cabinet.stop()
     finally:
         if cabinet.process is not None and cabinet.process.returncode is None:
             cabinet.process.kill()

@@ -1,0 +1,58 @@
+"""`locker run` as a child process, for the tests that kill it: start it, wait until its HTTP
+app answers, kill or stop it, and read its store from outside as a second process would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class LockerProcess:
+    def __init__(self, config: Path, serial: str, port: int, database: Path) -> None:
+        self.config_path, self.serial, self.port = config, serial, port
+        self.database = database
+        self.process: asyncio.subprocess.Process | None = None
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def start(self, session: ClientSession, timeout_s: float = 20.0) -> None:
+        """Start it and wait for /api/health to say ready (store open, doors reconciled)."""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "locker.cli", "run", "--config", str(self.config_path),
+            "--serial-port", self.serial, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    async with session.get(f"{self.url}/api/health") as answer:
+                        if answer.status == 200:
+                            return
+                except OSError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        """A power cut, as far as the daemon can tell."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await self.process.wait()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        db = sqlite3.connect(self.database, timeout=10)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
