@@ -53,28 +53,35 @@ import io
 import os
 import platform
 import re
-import secrets
 import shlex
 import shutil
-import signal
-import socket
 import sqlite3
 import struct
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyotp
 from aiohttp import ClientSession, ClientTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from locker.codes import PickupCodes, create_private_file, create_secret, load_secret  # noqa: E402
+from bench.processes import (  # noqa: E402
+    Central,
+    Daemon,
+    cpu_seconds,
+    free_port,
+    mount_of,
+    proc_fields,
+    read_only,
+    until,
+    write_bytes,
+)
+from locker.codes import PickupCodes, create_secret, load_secret  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from locker.daemon import sync_compartments  # noqa: E402
 from locker.orders import activate, allocate_order, parse_bag, receive  # noqa: E402
@@ -82,8 +89,6 @@ from locker.store import PAGE_SIZE, Store  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 from simulator.thermal import ThermalRig, ZoneModel  # noqa: E402
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 BOARDS, CHANNELS, BAUD = 8, 40, 9600
 ZONES = ("ambient", "fresh", "frozen")
 LOCAL_SEQUENCE = 1_000_000  # the ready orders' HOTP counters: far above central's (from 1)
@@ -93,12 +98,6 @@ AUTO_CLOSE_S = 0.6
 MB = 1e6
 DAY_S = 86400.0
 TARGETS = {"rss": "under 60 MB", "cpu": "under 3 % of one core", "day": "under 20 MB"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(folder: Path, w1: dict[str, Path], http_port: int, central_url: str,
@@ -146,11 +145,6 @@ compartments = [
 
 # ---- /proc ------------------------------------------------------------------------------------
 
-def proc_fields(pid: int | str, name: str, sep: str = ":") -> dict[str, str]:
-    text = Path(f"/proc/{pid}/{name}").read_text()
-    return {k.strip(): v.strip() for k, v in (line.split(sep, 1) for line in text.splitlines())}
-
-
 def memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) in KiB."""
     fields = proc_fields(pid, "status")
@@ -164,15 +158,6 @@ def rss_split(pid: int) -> str:
                      for k in ("RssAnon", "RssFile", "RssShmem") if k in fields)
 
 
-def cpu_seconds(pid: int) -> float:
-    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def write_bytes(pid: int | str) -> int:
-    return int(proc_fields(pid, "io")["write_bytes"])
-
-
 def machine() -> str:
     model = "?"
     with contextlib.suppress(OSError):
@@ -184,25 +169,7 @@ def machine() -> str:
             f" {platform.python_version()}, {platform.system()} {platform.release()}")
 
 
-def mount_of(path: Path) -> str:
-    best = ("", "?", "?")
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/mounts").read_text().splitlines():
-            device, point, kind = line.split()[:3]
-            if str(path).startswith(point) and len(point) >= len(best[0]):
-                best = (point, kind, device)
-    return f"{best[1]} ({best[2]} on {best[0]})"
-
-
 # ---- the store, read from outside ---------------------------------------------------------------
-
-def read_only(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
 
 def count(database: Path, sql: str, params: tuple[Any, ...] = ()) -> int:
     return int(read_only(database, sql, params)[0][0])
@@ -304,117 +271,7 @@ def checkpoint(database: Path) -> int:
     return write_bytes("self") - before
 
 
-# ---- the processes -----------------------------------------------------------------------------
-
-@dataclass
-class Central:
-    """`python -m simulator.central` in a child process."""
-
-    data: Path
-    port: int
-    admin_token: str = ""
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.admin_token = secrets.token_urlsafe(24)
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "simulator.central", "--data", str(self.data),
-            "--port", str(self.port), "--admin-token", self.admin_token,
-            cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE)
-        assert self.process.stdout is not None
-        async with asyncio.timeout(15):
-            while True:
-                line = (await self.process.stdout.readline()).decode()
-                if not line:
-                    raise SystemExit("central did not start")
-                if line.startswith("CENTRAL "):
-                    return
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-
-    async def admin(self, session: ClientSession, method: str, path: str,
-                    body: Any = None) -> Any:
-        async with session.request(method, f"{self.url}/admin{path}", json=body,
-                                   headers={"X-Admin-Token": self.admin_token}) as answer:
-            data = await answer.json()
-            if answer.status not in (200, 201):
-                raise SystemExit(f"central refused {method} {path}: {data}")
-        return data
-
-
-class Daemon:
-    """`locker --log-format json run` in a child process; its log read from a pipe and counted."""
-
-    def __init__(self, config: Path, serial: str, port: int) -> None:
-        self.argv = [sys.executable, "-m", "locker.cli", "--log-format", "json", "run",
-                     "--config", str(config), "--serial-port", serial]
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: asyncio.subprocess.Process | None = None
-        self.log: deque[str] = deque(maxlen=200)
-        self.log_bytes = 0
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self, session: ClientSession) -> float:
-        env = {**ENV, "GPIOZERO_PIN_FACTORY": "mock"}
-        self.process = await asyncio.create_subprocess_exec(
-            *self.argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        self._reader = asyncio.create_task(self._read_log())
-        started = time.monotonic()
-        async with asyncio.timeout(30):
-            while True:
-                if self.process.returncode is not None:
-                    await asyncio.sleep(0.2)
-                    raise SystemExit("the daemon stopped:\n" + "\n".join(list(self.log)[-25:]))
-                with contextlib.suppress(OSError):
-                    async with session.get(f"{self.url}/api/health") as answer:
-                        if answer.status == 200:
-                            return time.monotonic() - started
-                await asyncio.sleep(0.05)
-
-    async def _read_log(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.log_bytes += len(line)
-            self.log.append(line.decode(errors="replace").rstrip())
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 15)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, 2)
-
-
-async def until(check: Any, timeout_s: float, what: str, poll_s: float = 0.02) -> float:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(poll_s)
-    return time.monotonic()
-
+# ---- the processes (bench/processes.py) -------------------------------------------------
 
 async def settle(pid: int, quiet_s: float = 0.7) -> int:
     """Wait until the daemon has written nothing for `quiet_s`; its write_bytes then."""
@@ -589,16 +446,14 @@ async def main() -> None:
         async with ClientSession(timeout=ClientTimeout(total=30)) as session:
             # -- provisioning (as api/demo.py's enrol), 300 ready orders, the processes --------
             await central.start()
-            issued = await central.admin(session, "POST", "/lockers",
-                                         {"id": config.locker_id, "digits": config.codes.digits})
-            create_private_file(config.secret_file, issued["secret"])
-            create_private_file(config.central.token_file, issued["token"])
-            config.central.command_key_file.write_text(issued["command_public_key"])
+            await central.enrol(session, config)
             codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
             active = add_active_orders(config, codes, free)
             database = config.database
             boards = await spawn(path, auto_close_s=args.auto_close_s)
-            daemon = Daemon(path, boards.port, http_port)
+            daemon = Daemon(path, boards.port, http_port, options=("--log-format", "json"),
+                            env={"GPIOZERO_PIN_FACTORY": "mock"}, start_timeout_s=30,
+                            stop_timeout_s=15)
             tasks.append(asyncio.create_task(rig.run(), name="thermal models"))
             ready_s = await daemon.start(session)
             tasks.append(asyncio.create_task(
@@ -740,12 +595,7 @@ async def main() -> None:
                     await until(lambda: in_state("received") == len(ids), 60, "the feed")
 
                 async def load(ids: list[str] = ids, courier: str = couriers[wave]) -> None:
-                    totp = pyotp.TOTP(load_secret(config.staff_secret_file(courier))).now()
-                    async with session.post(f"{daemon.url}/api/staff/login", json={
-                            "staff": courier, "code": totp, "screen": "bench"}) as answer:
-                        if answer.status != 200:
-                            raise SystemExit(f"courier login refused: {await answer.text()}")
-                        auth = {"Authorization": f"Bearer {(await answer.json())['token']}"}
+                    auth = await daemon.login(session, config, courier)
                     for order_id in ids:
                         async with session.post(
                                 f"{daemon.url}/api/courier/orders/{order_id}/load",

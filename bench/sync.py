@@ -31,60 +31,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import contextlib
+import functools
 import os
 import platform
-import secrets
 import shlex
 import shutil
-import signal
-import socket
 import sqlite3
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pyotp
 from aiohttp import ClientSession, ClientTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from locker.codes import create_private_file, create_secret, load_secret  # noqa: E402
+from bench.processes import Central, Daemon, free_port, mount_of, read_only  # noqa: E402
+from bench.processes import until as poll_until  # noqa: E402
+from locker.codes import create_secret  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "locker.toml"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
-    filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 POLL_S = 0.01
 # a simulated person closes a door this long after it opened: longer than the ~1.1 s the bus
 # takes to send 66 unlock frames at 9600 baud (doors are read only between them), so that no
 # door opens and closes unseen between two reads
 AUTO_CLOSE_S = 2.0
 BACKOFF = (0.05, 0.25)  # [central] backoff_min_s, backoff_max_s: the locker notices central soon
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def mount_of(path: Path) -> str:
-    """The filesystem a path lives on, from /proc/mounts (its type matters for fsync)."""
-    best = ("", "?", "?")
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/mounts").read_text().splitlines():
-            device, point, kind = line.split()[:3]
-            if str(path).startswith(point) and len(point) >= len(best[0]):
-                best = (point, kind, device)
-    return f"{best[1]} ({best[2]} on {best[0]})"
+until = functools.partial(poll_until, poll_s=POLL_S)  # the store polled every POLL_S
 
 
 def write_config(folder: Path, central_url: str, http_port: int, batch_size: int) -> Path:
@@ -98,129 +76,6 @@ def write_config(folder: Path, central_url: str, http_port: int, batch_size: int
     path = folder / "locker.toml"
     path.write_text(text)
     return path
-
-
-@dataclass
-class Central:
-    """`python -m simulator.central` in a child process; stop() and start() keep its folder."""
-
-    data: Path
-    port: int
-    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "simulator.central", "--data", str(self.data),
-                "--port", str(self.port), "--admin-token", self.admin_token]
-
-    async def start(self) -> float:
-        """Start it; returns the monotonic time at which it said it listens."""
-        self.process = await asyncio.create_subprocess_exec(
-            *self.argv, cwd=ROOT, env=ENV, stdout=asyncio.subprocess.PIPE)
-        assert self.process.stdout is not None
-        async with asyncio.timeout(15):
-            while True:
-                line = (await self.process.stdout.readline()).decode()
-                if not line:
-                    raise SystemExit("central did not start")
-                if line.startswith("CENTRAL "):
-                    return time.monotonic()
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        self.process = None
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return read_only(self.data / "central.db", sql, params)
-
-    async def admin(self, session: ClientSession, path: str, body: Any) -> dict[str, Any]:
-        async with session.post(f"{self.url}/admin{path}", json=body,
-                                headers={"X-Admin-Token": self.admin_token}) as answer:
-            data: dict[str, Any] = await answer.json()
-            if answer.status != 201:
-                raise SystemExit(f"central refused {path}: {data}")
-        return data
-
-
-class Daemon:
-    """`locker run` in a child process; its logs kept (from a pipe, so not written to disk)."""
-
-    def __init__(self, config: Path, serial: str, port: int) -> None:
-        self.argv = [sys.executable, "-m", "locker.cli", "run", "--config", str(config),
-                     "--serial-port", serial]
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: asyncio.subprocess.Process | None = None
-        self.log: collections.deque[str] = collections.deque(maxlen=400)
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self, session: ClientSession) -> float:
-        self.process = await asyncio.create_subprocess_exec(
-            *self.argv, cwd=ROOT, env=ENV, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        self._reader = asyncio.create_task(self._read_log())
-        started = time.monotonic()
-        async with asyncio.timeout(20):
-            while True:
-                if self.process.returncode is not None:
-                    await asyncio.sleep(0.2)  # the rest of its last words
-                    raise SystemExit("the daemon stopped:\n" + "\n".join(list(self.log)[-25:]))
-                with contextlib.suppress(OSError):
-                    async with session.get(f"{self.url}/api/health") as answer:
-                        if answer.status == 200:
-                            return time.monotonic() - started
-                await asyncio.sleep(0.05)
-
-    async def _read_log(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.log.append(line.decode(errors="replace").rstrip())
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def cpu_s(self) -> float:
-        """The daemon's CPU time so far (user + system)."""
-        parts = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-    def write_bytes(self) -> int:
-        fields = dict(line.split(": ") for line in
-                      Path(f"/proc/{self.pid}/io").read_text().splitlines())
-        return int(fields["write_bytes"])
-
-    async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, 2)
-
-
-def read_only(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """One query on a SQLite file another process writes (WAL: readers never block it)."""
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
 
 
 @dataclass
@@ -245,16 +100,6 @@ class Snapshot:
                 f" {(self.written - before.written) / 1024:.0f} KiB;"
                 f" locker.db {before.db / 1024:.0f} -> {self.db / 1024:.0f} KiB,"
                 f" -wal {before.wal / 1024:.0f} -> {self.wal / 1024:.0f} KiB")
-
-
-async def until(check: Any, timeout_s: float, what: str) -> float:
-    """Poll `check()` until it is true; returns the monotonic time it was first seen true."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        await asyncio.sleep(POLL_S)
-    return time.monotonic()
 
 
 def outbox_depth(database: Path) -> int:
@@ -346,11 +191,7 @@ async def main() -> None:
         async with ClientSession(timeout=ClientTimeout(total=30)) as session:
             # -- provisioning, and N orders waiting at central --------------------------------
             await central.start()
-            issued = await central.admin(session, "/lockers",
-                                         {"id": config.locker_id, "digits": config.codes.digits})
-            create_private_file(config.secret_file, issued["secret"])
-            create_private_file(config.central.token_file, issued["token"])
-            config.central.command_key_file.write_text(issued["command_public_key"])
+            await central.enrol(session, config)
             codes: dict[str, str] = {}
             queue_started = time.monotonic()
             gate = asyncio.Semaphore(8)
@@ -359,7 +200,7 @@ async def main() -> None:
                 c = compartments[i % len(compartments)]
                 async with gate:
                     order = await central.admin(
-                        session, f"/lockers/{config.locker_id}/orders",
+                        session, "POST", f"/lockers/{config.locker_id}/orders",
                         {"id": f"S-{i:05d}", "window_hours": 72,
                          "bags": [{"zone": c.zone.value, "size": c.size.value}]})
                 codes[order["id"]] = order["code"]
@@ -411,12 +252,7 @@ async def main() -> None:
             before = await settle(daemon, database)
             depth0 = outbox_depth(database)
             made_from = time.monotonic()
-            totp = pyotp.TOTP(load_secret(config.staff_secret_file(courier))).now()
-            async with session.post(f"{daemon.url}/api/staff/login", json={
-                    "staff": courier, "code": totp, "screen": "bench"}) as answer:
-                if answer.status != 200:
-                    raise SystemExit(f"courier login refused: {await answer.text()}")
-                auth = {"Authorization": f"Bearer {(await answer.json())['token']}"}
+            auth = await daemon.login(session, config, courier)
             chosen = [f"S-{i:05d}" for i in range(load_count)]
 
             async def load(order_id: str) -> None:
