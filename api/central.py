@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import ssl
-import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from aiohttp import (
 )
 
 from locker import __version__
+from locker.codes import read_private_file
 from locker.config import CentralConfig
 from locker.daemon import Locker
 from locker.errors import ConfigError
@@ -60,17 +59,10 @@ class Rejected(Unreachable):
 
 def load_token(path: Path) -> str:
     """The locker's bearer token for central, from a file only the daemon's user can read."""
-    try:
-        mode = os.stat(path).st_mode
-        token = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
+    token = read_private_file(path, "central token")
+    if token is None:
         raise ConfigError(f"{path}: no central token; put the token central issued for this"
-                          " locker here (mode 600)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the central token: {exc}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path}: the central token is readable by other users; run:"
-                          f" chmod 600 {path}")
+                          " locker here (mode 600)")
     if len(token) < 24 or not token.isprintable() or " " in token:
         raise ConfigError(f"{path}: not a central token (at least 24 printable characters)")
     return token

@@ -22,20 +22,29 @@ class BadCodeFormat(LockerError, ValueError):
     """What was typed cannot be a code (wrong length, not digits); it costs no guess."""
 
 
-def load_secret(path: Path) -> str:
-    """Read the base32 locker secret, refusing a file that other users can read."""
+def read_private_file(path: Path, what: str) -> str | None:
+    """A secret file's text, stripped; None if there is none. Refuses a file that other users
+    can read, and says how to fix it."""
     try:
         mode = os.stat(path).st_mode
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no locker secret; create one with `locker init`") from None
+        return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the locker secret: {exc}") from None
+        raise ConfigError(f"{path}: cannot read the {what}: {exc}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"{path}: the locker secret is readable by other users"
+            f"{path}: the {what} is readable by other users"
             f" (mode {oct(mode & 0o777)}); run: chmod 600 {path}"
         )
+    return text
+
+
+def load_secret(path: Path) -> str:
+    """Read the base32 locker secret, refusing a file that other users can read."""
+    text = read_private_file(path, "locker secret")
+    if text is None:
+        raise ConfigError(f"{path}: no locker secret; create one with `locker init`")
     try:
         pyotp.HOTP(text).at(0)
     except Exception:  # pyotp raises binascii.Error or ValueError on a bad secret
@@ -64,16 +73,9 @@ def create_private_file(path: Path, text: str) -> bool:
 
 def load_ops_token(path: Path) -> str | None:
     """The token the ops endpoints ask for; None if there is none (ops endpoints then refuse)."""
-    try:
-        mode = os.stat(path).st_mode
-        token = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
+    token = read_private_file(path, "ops token")
+    if token is None:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the ops token: {exc}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path}: the ops token is readable by other users; run: chmod 600"
-                          f" {path}")
     if len(token) < 24:
         raise ConfigError(f"{path}: the ops token is too short (at least 24 characters)")
     return token
