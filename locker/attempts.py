@@ -14,13 +14,23 @@ from locker.store import Store, Tx
 from locker.throttle import Bucket, Limits, after_failure, fresh, limits_for, wait_s
 
 
+def load(tx: Tx, scope: str, limits: Limits, now: float) -> Bucket:
+    """A scope's bucket as stored (a fresh one if it was never spent)."""
+    row = tx.one("SELECT * FROM throttle WHERE scope = ?", (scope,))
+    return fresh(limits, now) if row is None else Bucket(
+        row["tokens"], row["updated_at"], row["lockouts"], row["locked_until"])
+
+
+def save(tx: Tx, scope: str, bucket: Bucket) -> None:
+    tx.execute("INSERT OR REPLACE INTO throttle (scope, tokens, updated_at, lockouts,"
+               " locked_until) VALUES (?, ?, ?, ?, ?)",
+               (scope, bucket.tokens, bucket.updated_at, bucket.lockouts, bucket.locked_until))
+
+
 def bucket(tx: Tx, policy: ThrottlePolicy, scope: str, now: float) -> tuple[Bucket, Limits]:
     """A scope's bucket as stored (a fresh one if it never failed) and its limits."""
     limits = limits_for(scope, policy)
-    row = tx.one("SELECT * FROM throttle WHERE scope = ?", (scope,))
-    stored = fresh(limits, now) if row is None else Bucket(
-        row["tokens"], row["updated_at"], row["lockouts"], row["locked_until"])
-    return stored, limits
+    return load(tx, scope, limits, now), limits
 
 
 def wait(store: Store, policy: ThrottlePolicy, scopes: Sequence[str], now: float) -> float:
@@ -34,10 +44,7 @@ def failed(tx: Tx, policy: ThrottlePolicy, scopes: Sequence[str], now: float, sc
     """Spend a token in each scope; raise `alarm` (kind, what) on a burst of failures."""
     for scope in scopes:
         stored, limits = bucket(tx, policy, scope, now)
-        after = after_failure(stored, limits, policy, now)
-        tx.execute("INSERT OR REPLACE INTO throttle (scope, tokens, updated_at, lockouts,"
-                   " locked_until) VALUES (?, ?, ?, ?, ?)",
-                   (scope, after.tokens, after.updated_at, after.lockouts, after.locked_until))
+        save(tx, scope, after_failure(stored, limits, policy, now))
     tx.execute("INSERT INTO code_failures (at, screen) VALUES (?, ?)", (now, screen))
     tx.execute("DELETE FROM code_failures WHERE at < ?", (now - policy.alarm_window_s,))
     recent = tx.one("SELECT COUNT(*) AS n FROM code_failures")

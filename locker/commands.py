@@ -19,13 +19,14 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from locker import attempts
 from locker.clock import Clock
 from locker.config import LockerConfig
 from locker.errors import ConfigError, LockerError
@@ -33,7 +34,7 @@ from locker.feed import cancel, extend_window
 from locker.model import Zone
 from locker.store import Store, Tx
 from locker.sync import set_cursor
-from locker.throttle import Bucket, Limits, refilled
+from locker.throttle import Limits, refilled
 from locker.update import Wanted, check_window, parse_version, want
 
 log = logging.getLogger("locker.commands")
@@ -201,15 +202,10 @@ class RemoteCommands:
         assert self.config.central is not None
         limits = Limits(self.config.central.remote_opens_burst,
                         self.config.central.remote_opens_per_hour / 3600.0)
-        row = tx.one("SELECT * FROM throttle WHERE scope = ?", (REMOTE_OPEN_SCOPE,))
-        bucket = Bucket(float(limits.capacity), now) if row is None else Bucket(
-            row["tokens"], row["updated_at"], row["lockouts"], row["locked_until"])
-        current = refilled(bucket, limits, now)
+        current = refilled(attempts.load(tx, REMOTE_OPEN_SCOPE, limits, now), limits, now)
         if current.tokens < 1.0:
             return False
-        tx.execute("INSERT OR REPLACE INTO throttle (scope, tokens, updated_at, lockouts,"
-                   " locked_until) VALUES (?, ?, ?, 0, 0)",
-                   (REMOTE_OPEN_SCOPE, current.tokens - 1.0, now))
+        attempts.save(tx, REMOTE_OPEN_SCOPE, replace(current, tokens=current.tokens - 1.0))
         return True
 
     @staticmethod
