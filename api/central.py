@@ -37,6 +37,7 @@ from locker.errors import ConfigError
 from locker.feed import BadPayload, parse_feed
 from locker.sync import acknowledge, heartbeat, pending, reachable, unreachable
 from locker.sync import cursor as stored_cursor
+from locker.tasks import cancel_and_wait
 
 log = logging.getLogger("locker.central")
 MAX_ANSWER_BYTES = 1 << 20
@@ -125,11 +126,7 @@ class CentralLink:
         log.info("syncing with central at %s", self.config.url)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._session is not None:
             await self._session.close()
 

@@ -48,6 +48,7 @@ from api.central import CENTRAL, CentralLink
 from locker import __version__
 from locker.config import UpdateConfig
 from locker.daemon import Locker
+from locker.tasks import cancel_and_wait
 from locker.update import (
     CUSTOMER_EVENTS,
     RESTART_EXIT_CODE,
@@ -113,11 +114,7 @@ class UpdateAgent:
         self._tasks.append(asyncio.create_task(self._run(), name="update agent"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
 
     def _heard(self, events: list[tuple[str, dict[str, object]]]) -> None:
         for kind, fields in events:

@@ -8,7 +8,6 @@ reconcile, and only then accept codes. It knows the driver only as a locker.port
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ from locker.retention import prune
 from locker.staff import StaffDesk, load_staff_secrets
 from locker.store import CATEGORIES, Store
 from locker.sync import enforce_bound, outage_since
+from locker.tasks import cancel_and_wait
 from locker.unlocking import pulse
 from locker.zones import Decision, ZoneControl, ZoneController
 
@@ -121,12 +121,7 @@ class Locker:
             return
         self._stopped = True
         self.ready = False
-        for task in [*self._zone_tasks, self._housekeeping]:
-            if task is None:
-                continue
-            task.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+        await cancel_and_wait([*self._zone_tasks, self._housekeeping])
         for _, compressor in self.zone_hardware.values():
             compressor.switch(False)
         await self.driver.stop()
