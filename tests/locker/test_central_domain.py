@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from locker.clock import SimClock
 from locker.codes import create_secret
-from locker.config import load_config
+from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.feed import BadPayload, FeedItem, parse_feed, parse_order
 from locker.model import Zone
@@ -44,14 +44,19 @@ outage_alarm_s = 60
 KEY = Ed25519PrivateKey.generate()
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
-    path = write_config(tmp_path, SMALL_CONFIG + CENTRAL)
-    config = load_config(path)
+def central_config(folder: Path, text: str = SMALL_CONFIG + CENTRAL) -> LockerConfig:
+    """A locker config with a [central] table, its secret, and central's test command key."""
+    config = load_config(write_config(folder, text))
     create_secret(config.secret_file)
     assert config.central is not None
     config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
         Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    return config
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
+    config = central_config(tmp_path)
     clock = SimClock(start=1_800_000_000.0)
     driver = FakeDriver([c.id for c in config.compartments])
     locker = Locker(config, driver, clock)
@@ -422,12 +427,7 @@ class Relay:
 
 async def test_a_signed_setpoint_reaches_the_zone_controller_and_outlives_a_restart(
         tmp_path: Path) -> None:
-    path = write_config(tmp_path, SMALL_CONFIG + CENTRAL)
-    config = load_config(path)
-    create_secret(config.secret_file)
-    assert config.central is not None
-    config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
-        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    config = central_config(tmp_path)
     clock = SimClock()
     zones = {Zone.FRESH: (StillProbe(), Relay())}
     locker = Locker(config, FakeDriver([c.id for c in config.compartments]), clock, zones=zones)

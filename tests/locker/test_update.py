@@ -10,10 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from locker.clock import SimClock
-from locker.codes import create_secret
 from locker.config import load_config
 from locker.daemon import Locker
 from locker.errors import ConfigError
@@ -36,7 +34,7 @@ from locker.update import (
 )
 from tests.conftest import SMALL_CONFIG, write_config
 from tests.locker.fakes import FakeDriver
-from tests.locker.test_central_domain import CENTRAL, KEY, feed, signed
+from tests.locker.test_central_domain import CENTRAL, central_config, feed, signed
 
 UPDATE = '\n[update]\nslots_dir = "slots"\nquiet_hour = 3\nhealth_deadline_s = 120\n'
 
@@ -122,11 +120,7 @@ def test_the_update_table(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def locker(tmp_path: Path) -> AsyncIterator[Locker]:
-    config = load_config(write_config(tmp_path, SMALL_CONFIG + CENTRAL + UPDATE))
-    create_secret(config.secret_file)
-    assert config.central is not None
-    config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
-        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    config = central_config(tmp_path, SMALL_CONFIG + CENTRAL + UPDATE)
     clock = SimClock(start=1_800_000_000.0)
     locker = Locker(config, FakeDriver([c.id for c in config.compartments]), clock)
     await locker.start()
@@ -168,11 +162,7 @@ async def test_a_bad_update_command_fails_and_records_nothing(
 
 
 async def test_a_locker_without_an_update_table_refuses_the_command(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, SMALL_CONFIG + CENTRAL))
-    create_secret(config.secret_file)
-    assert config.central is not None
-    config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
-        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    config = central_config(tmp_path)
     locker = Locker(config, FakeDriver([c.id for c in config.compartments]),
                     SimClock(start=1_800_000_000.0))
     await locker.start()

@@ -62,7 +62,6 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from yarl import URL
@@ -86,6 +85,7 @@ from simulator.boards import SimulatedBoards
 from tests.conftest import SMALL_CONFIG, write_config
 from tests.integration.conftest import config_text
 from tests.locker.fakes import FakeDriver
+from tests.locker.test_central_domain import CENTRAL, KEY, central_config
 
 T = TypeVar("T")
 
@@ -93,7 +93,6 @@ T = TypeVar("T")
 COUNTS: Counter[str] = Counter()
 
 OPS_TOKEN = "fuzz-ops-token-0123456789abcdef"
-KEY = Ed25519PrivateKey.generate()  # central's command key for these tests
 OTHER_KEY = Ed25519PrivateKey.generate()
 LOCKER_ID = "test-locker"
 COMPARTMENTS = ("A1", "A2", "F1", "F2", "Z1", "Z2")
@@ -678,15 +677,6 @@ def test_http_api_survives_any_header_bytes(tmp_path: Path) -> None:
 
 # == 2. central's payloads ===================================================================
 
-CENTRAL = """
-[central]
-url = "http://127.0.0.1:9/v1"
-remote_opens_burst = 2
-remote_opens_per_hour = 1
-outbox_max_events = 100
-offline_hold_h = 24
-outage_alarm_s = 60
-"""
 ORDER_ID_POOL = tuple(f"{letter}-{n}" for letter in "AB" for n in range(1, 11))
 ZONES = st.sampled_from(["ambient", "fresh", "frozen"])
 SIZES = st.sampled_from(["S", "M", "L"])
@@ -922,11 +912,7 @@ class CentralRig:
 
     def __init__(self, folder: Path) -> None:
         self.runner = LoopRunner()
-        config = load_config(write_config(folder, SMALL_CONFIG + CENTRAL))
-        create_secret(config.secret_file)
-        assert config.central is not None
-        config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
-            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        config = central_config(folder)
         self.config = config
         self.clock = SimClock(start=1_800_000_000.0)
         self.driver = FakeDriver([c.id for c in config.compartments])
@@ -1384,11 +1370,7 @@ def _with_stub_central(tmp_path: Path, central: StubCentral,
         text = SMALL_CONFIG + CENTRAL.replace(
             "http://127.0.0.1:9/v1", f"http://{server.host}:{server.port}/v1") + (
             "poll_wait_s = 1\nbackoff_min_s = 0.05\nbackoff_max_s = 0.1\n")
-        config = load_config(write_config(tmp_path, text))
-        create_secret(config.secret_file)
-        assert config.central is not None
-        config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
-            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        config = central_config(tmp_path, text)
         create_private_file(config.central.token_file, "t" * 32)
         locker = Locker(config, FakeDriver(list(COMPARTMENTS)), SimClock())
         await locker.start()
