@@ -71,13 +71,13 @@ class BoardLockDriver:
         """Open the port, read every board once (the baseline, not reported), then poll."""
         self._listener = listener
         await self.bus.open()
+        for _board, request in self._cycle(recent_first=False):
+            await self._read(request, Priority.READ)
         if self.set_pulse_time and isinstance(self.codec, KerongCodec):
-            for address in self.boards:
+            for address in self.boards:  # once a board has answered: nothing goes to a stranger
                 request = self.codec.pulse_time_request(address, self.bus_config.pulse_ms)
                 with contextlib.suppress(HardwareError):
                     await self.bus.request((request,), Priority.READ)
-        for _board, request in self._cycle(recent_first=False):
-            await self._read(request, Priority.READ)
         self._reporting = True
         self._poll_task = asyncio.create_task(self._poll_forever(), name="lock-board poll")
 
@@ -127,6 +127,11 @@ class BoardLockDriver:
                 continue
             fresh.update(states)
         return fresh
+
+    def reachable(self, compartment_id: str) -> bool:
+        """Wired here, its board has answered since the start and is not offline."""
+        lock = self.wiring.get(compartment_id)
+        return lock is not None and self.bus.answers(lock[0])
 
     # --- BusTelemetry ------------------------------------------------------------------------
 

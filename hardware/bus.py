@@ -5,7 +5,9 @@ within a priority). Each transaction creates its reply future before writing, wr
 inter-frame gap (3.5 character times), waits with a timeout and retries a bounded number of times.
 A board that fails `offline_after` transactions in a row is marked offline once (one warning, one
 callback), its requests then fail fast with BoardOffline except one probe every `retry_offline_s`,
-so it never stalls the other boards. Frames that answer nothing pending are stale and discarded.
+so it never stalls the other boards. A board that has not answered since the start is not trusted
+yet: no unlock goes to it, and its first failed read marks it offline at once (a dead board must
+not look ready). Frames that answer nothing pending are stale and discarded.
 
 This module never interprets door states and never speaks compartment ids (hardware.boards does);
 it must never write to the port from anywhere but its own task.
@@ -77,6 +79,7 @@ class BusStats:
 @dataclass
 class BoardHealth:
     failures: int = 0  # consecutive failed transactions
+    answered: bool = False  # it answered at least once since the bus was made
     offline: bool = False
     reason: str = ""
     next_probe: float = 0.0
@@ -168,6 +171,11 @@ class Bus:
     def is_offline(self, board: int) -> bool:
         return self._health(board).offline
 
+    def answers(self, board: int) -> bool:
+        """It answered since the start and is not offline: an unlock can reach it."""
+        health = self._health(board)
+        return health.answered and not health.offline and not self._lost.is_set()
+
     # --- requests ----------------------------------------------------------------------------
 
     async def request(
@@ -183,6 +191,12 @@ class Bus:
             raise HardwareError("the lock-board bus is not running; start the driver first")
         job = _Job(tuple(requests), asyncio.get_running_loop().create_future())
         health = self._health(job.board)
+        if not health.answered and not health.offline and any(
+                r.kind != "status" for r in job.requests):
+            self.stats.fail_fast += 1
+            raise BoardOffline(f"board {job.board} has not answered since the start; nothing is"
+                               " sent to it until it does. Check its power, its address switches"
+                               " and the RS485 cable")
         if health.offline:
             now = asyncio.get_running_loop().time()
             probe_ok = all(r.kind == "status" for r in job.requests)
@@ -374,7 +388,9 @@ class Bus:
         health.failures += 1
         if health.offline:
             return  # a failed probe: still offline, already said so
-        if health.failures >= self.config.offline_after:
+        if not health.answered:
+            self._mark_offline(board, "it has not answered since the start", reason)
+        elif health.failures >= self.config.offline_after:
             self._mark_offline(board, f"{health.failures} transactions in a row failed", reason)
 
     def _mark_offline(self, board: int, why: str, detail: str = "") -> None:
@@ -407,6 +423,7 @@ class Bus:
     def _succeeded(self, board: int) -> None:
         health = self._health(board)
         health.failures = 0
+        health.answered = True
         if health.offline:
             health.offline = False
             health.reason = ""

@@ -194,6 +194,10 @@ class GpioLockDriver:
         """A fresh (not debounced) read of every door; UNKNOWN where a pin cannot be read."""
         return {cid: self._read_or_unknown(door) for cid, door in self._doors.items()}
 
+    def reachable(self, compartment_id: str) -> bool:
+        """The Pi's own pins: reachable once claimed (a relay does not stop answering)."""
+        return self._poll_task is not None and compartment_id in self._doors
+
     # -- pins ----------------------------------------------------------------------------------
 
     def _door(self, compartment_id: str) -> _Door:

@@ -46,6 +46,11 @@ class LockDriver(Protocol):
     async def read_doors(self) -> Mapping[str, DoorSense]:
         """A fresh read of every door (UNKNOWN where the board does not answer), for reconciling."""
 
+    def reachable(self, compartment_id: str) -> bool:
+        """Whether an unlock for this compartment can reach its lock now: its board has answered
+        since the start and is not offline, the port is there. Cheap, no I/O: asked before an
+        authorisation is committed, so nothing is spent on a door that cannot open."""
+
 
 class ZoneProbe(Protocol):
     """A zone's thermometer."""

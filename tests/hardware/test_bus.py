@@ -61,7 +61,13 @@ async def _rig(**kw: float) -> Rig:
         on_online=events.online.append,
     )
     await bus.open()
-    return Rig(fake, bus, events)
+    rig = Rig(fake, bus, events)
+    # as the driver does at start: every board read once (an unknown board gets no unlock)
+    for board in (0, 1, 2):
+        await rig.read(board)
+    bus.history.clear()
+    fake.received.clear()
+    return rig
 
 
 @pytest.fixture
@@ -192,6 +198,29 @@ async def test_history_is_bounded() -> None:
         for _ in range(10):
             await bus.request(CODEC.status_requests(BoardConfig(0)))
         assert len(bus.history) == 6
+    finally:
+        await bus.close()
+        fake.close()
+
+
+async def test_a_board_never_heard_gets_no_unlock_and_its_first_failure_is_offline() -> None:
+    fake = FakeBus("kerong", [FakeBoard(0), FakeBoard(1)])
+    fake.boards[1].silent = True
+    offline: list[int] = []
+    bus = Bus(_config(fake.port), CODEC, on_offline=lambda b, r: offline.append(b))
+    await bus.open()
+    try:
+        with pytest.raises(BoardOffline, match="has not answered since the start"):
+            await bus.request(CODEC.unlock_requests(0, 1), Priority.UNLOCK)
+        assert fake.frames_of(0x31) == []  # nothing went on the wire
+        assert not bus.answers(0) and not bus.answers(1)
+        assert await bus.request(CODEC.status_requests(BoardConfig(0))) is not None
+        assert bus.answers(0)
+        with pytest.raises(BoardTimeout):  # a dead board: offline at once, not in a few polls
+            await bus.request(CODEC.status_requests(BoardConfig(1)))
+        assert offline == [1] and not bus.answers(1)
+        await bus.request(CODEC.unlock_requests(0, 1), Priority.UNLOCK)
+        assert fake.boards[0].unlocks == [1]
     finally:
         await bus.close()
         fake.close()
