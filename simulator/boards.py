@@ -152,6 +152,8 @@ class SimulatedBoards:
         self._last_rx_ns = 0
         self._line_free_ns = 0
         self._corrupt_next = 0
+        self._lose_after_unlock: list[int] = []  # for each unlock to come: replies it loses
+        self._losing: dict[int, int] = {}  # board -> how many of its next replies are lost
         self._pending: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._random = random.Random(seed)
@@ -223,6 +225,12 @@ class SimulatedBoards:
     def corrupt_next_replies(self, count: int = 1) -> None:
         """Spoil the last byte (checksum; trailer for W) of the next `count` replies."""
         self._corrupt_next += count
+
+    def lose_unlock_replies(self, count: int = 1, replies: int = 1) -> None:
+        """The next `count` unlocks pulse their lock, but the board's next `replies` answers
+        (the unlock's own reply, or in K the status reads that confirm it, retries included)
+        never arrive."""
+        self._lose_after_unlock += [replies] * count
 
     def lock_fault(self, lock_id: str, fault: bool = True) -> None:
         self.doors.lock_fault(lock_id, fault)
@@ -344,7 +352,14 @@ class SimulatedBoards:
         if board is None or board.silent:
             return
         reply = self.protocol.answer(request, board)
+        if request.command == "unlock" and self._lose_after_unlock:
+            self._losing[request.board] = self._lose_after_unlock.pop(0)
         if reply is None:
+            return
+        if self._losing.get(request.board, 0) > 0:
+            self._losing[request.board] -= 1
+            self._record(FrameRecord(time.perf_counter_ns(), "junk", reply, request.board,
+                                     request.channel, request.command, "reply lost"))
             return
         note = ""
         if self._corrupt_next > 0:

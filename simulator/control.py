@@ -12,6 +12,9 @@ daemon is killed, as a real locker's would. The API listens on 127.0.0.1 only:
     POST /boards/{address}/{silent|answer}
     POST /noise      {"bytes": n}                n random bytes toward the daemon
     POST /corrupt    {"replies": n}              spoil the next n replies
+    POST /lose-unlock-replies {"unlocks": n, "replies": m}
+                                                 the next n unlocks pulse, and the board's next
+                                                 m replies after each are lost
     POST /auto-close {"seconds": s | null}
 
 `ControlClient` calls it from tests and the demo; `spawn()` starts the process and reads its
@@ -145,6 +148,13 @@ async def post_corrupt(request: web.Request) -> web.Response:
     return web.json_response({"replies": count})
 
 
+async def post_lose_unlock_replies(request: web.Request) -> web.Response:
+    body = await _body(request)
+    count, replies = _count(body, "unlocks", 1, 1000), _count(body, "replies", 1, 100)
+    request.app[BOARDS_KEY].lose_unlock_replies(count, replies)
+    return web.json_response({"unlocks": count, "replies": replies})
+
+
 async def post_auto_close(request: web.Request) -> web.Response:
     seconds = (await _body(request)).get("seconds")
     if seconds is not None and (
@@ -164,6 +174,7 @@ def create_app(boards: SimulatedBoards) -> web.Application:
     app.router.add_post("/boards/{address}/{action}", post_board)
     app.router.add_post("/noise", post_noise)
     app.router.add_post("/corrupt", post_corrupt)
+    app.router.add_post("/lose-unlock-replies", post_lose_unlock_replies)
     app.router.add_post("/auto-close", post_auto_close)
     return app
 
@@ -311,6 +322,9 @@ class ControlClient:
 
     async def corrupt(self, replies: int = 1) -> None:
         await self._call("POST", "/corrupt", {"replies": replies})
+
+    async def lose_unlock_replies(self, unlocks: int = 1, replies: int = 1) -> None:
+        await self._call("POST", "/lose-unlock-replies", {"unlocks": unlocks, "replies": replies})
 
     async def auto_close(self, seconds: float | None) -> None:
         await self._call("POST", "/auto-close", {"seconds": seconds})
