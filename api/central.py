@@ -114,7 +114,7 @@ class CentralLink:
         self.stats = {"feed_items": 0, "events_acked": 0, "heartbeats": 0, "failures": 0}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: ClientSession | None = None
-        locker.monitor.listeners.append(lambda events: self.outbox_changed.set())
+        locker.store.listeners.append(lambda events: self.outbox_changed.set())
 
     async def start(self) -> None:
         self._session = ClientSession(
@@ -252,13 +252,10 @@ class CentralLink:
     def _good_answer(self) -> None:
         store, now = self.locker.store, self.locker.clock.now()
         self.last_answer = now
-        ended = reachable(store, now)  # writes only when an outage was counted
-        if ended is not None:
-            self.locker.monitor.publish(ended)
+        reachable(store, now)  # writes only when an outage was counted
         if self.protocol_alarm:
             with store.transaction(now) as tx:
                 tx.clear_alarm("central_protocol", "central", "central's answers are good again")
-            self.locker.monitor.publish(tx)
             self.protocol_alarm = False
 
     async def _failed(self, call: str, exc: Exception, backoff: Backoff) -> None:
@@ -267,9 +264,7 @@ class CentralLink:
         try:
             if isinstance(exc, Unreachable):
                 log.warning("central %s: %s", call, exc)
-                written = unreachable(store, self.locker.config, now, self.last_answer, str(exc))
-                if written is not None:
-                    self.locker.monitor.publish(written)
+                unreachable(store, self.locker.config, now, self.last_answer, str(exc))
             else:
                 log.error("central %s: bad answer: %s", call, exc)
             if (not isinstance(exc, Unreachable) or isinstance(exc, Rejected)) and (
@@ -277,7 +272,6 @@ class CentralLink:
                 with store.transaction(now) as tx:
                     tx.raise_alarm("central_protocol", "central",
                                    f"central's {call} answer was refused: {exc}"[:500])
-                self.locker.monitor.publish(tx)
                 self.protocol_alarm = True
         except Exception:  # a full disk must not end the loop
             log.exception("recording a central failure failed")

@@ -1,7 +1,7 @@
 """Committed events, fanned out to the ops pages that are watching (server-sent events).
 
 Each subscriber gets a bounded queue: a page that stops reading loses its oldest lines, never
-slows the daemon. Only what the door monitor publishes after a commit goes out.
+slows the daemon. Only what the store tells its listeners after a commit goes out.
 """
 
 from __future__ import annotations

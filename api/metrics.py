@@ -3,7 +3,7 @@
 One collector per app, in the app's own CollectorRegistry (never the process-wide default one:
 several apps may run in one process, as in the tests), evaluated at scrape time from the locker's
 state, its store and its driver. The only state kept here are the counters fed by the events the
-door monitor publishes after each commit (door openings, code failures): they count since this
+store tells its listeners after each commit (door openings, code failures): they count since this
 process started, and Prometheus's rate() handles the reset a restart brings.
 
 What it must never do: put a pickup code, a staff code, a token, an order id or a staff id into a
@@ -56,7 +56,7 @@ def actor_kind(actor: object) -> str:
 
 
 class EventCounts:
-    """Counters fed by the door monitor's listeners (locker.monitor.listeners), since start."""
+    """Counters fed by the store's listeners (locker.store.listeners), since start."""
 
     def __init__(self, locker: Locker) -> None:
         self.zone_of = {c.id: c.zone.value for c in locker.config.compartments}
@@ -262,7 +262,7 @@ async def serve_metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application, locker: Locker) -> None:
     """GET /metrics, with a registry of its own and counters listening to the locker's events."""
     counts = EventCounts(locker)
-    locker.monitor.listeners.append(counts)
+    locker.store.listeners.append(counts)
 
     def last_answer() -> float | None:
         return app[CENTRAL].last_answer if CENTRAL in app else None

@@ -92,7 +92,7 @@ class UpdateAgent:
         self.customer_at: float | None = None  # monotonic time a customer last typed a code
         self.central_since = central.last_answer  # an answer after this is a round trip
         self._tasks: list[asyncio.Task[None]] = []
-        locker.monitor.listeners.append(self._heard)
+        locker.store.listeners.append(self._heard)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -152,7 +152,6 @@ class UpdateAgent:
                     from_version=state.get("from"), slot=state.get("to_slot"),
                     boots=state.get("boots"),
                     seconds=round(now - float(state.get("switched_at", now)), 3))
-        self.locker.monitor.publish(tx)
         clear_state(self.state_path)
         self._remove(state.get("backup"))
         log.info("version %s is good (from %s)", __version__, state.get("from"))
@@ -169,7 +168,6 @@ class UpdateAgent:
                         boots=state.get("boots"), store=state.get("store"),
                         rescued_events=state.get("rescued_events", 0))
             forget(tx, version)
-        self.locker.monitor.publish(tx)
         log.error("version %s was rolled back (%s); running %s again", version,
                   state.get("reason"), __version__)
         clear_state(self.state_path)
@@ -225,7 +223,6 @@ class UpdateAgent:
             forget(tx, want.version)
             tx.emit("update.refused", "security", version=want.version, reason=exc.reason,
                     message=str(exc)[:500], running=__version__)
-        self.locker.monitor.publish(tx)
 
     def _still(self, want: Wanted) -> bool:
         """Central has not announced something else meanwhile."""
@@ -260,7 +257,6 @@ class UpdateAgent:
                 wheel.unlink()
         with self.locker.store.transaction(self.locker.clock.now()) as tx:
             tx.emit("update.installed", "security", version=want.version, slot=slot)
-        self.locker.monitor.publish(tx)
         log.info("version %s installed into slot %s; restarting when the locker is quiet",
                  want.version, slot)
         if await self._until_quiet(want):
@@ -342,7 +338,6 @@ class UpdateAgent:
         with store.transaction(now) as tx:
             tx.emit("update.restarting", "security", version=want.version, slot=slot,
                     from_version=__version__)
-        self.locker.monitor.publish(tx)
         self.request_restart(f"switched to version {want.version} in slot {slot}")
 
 

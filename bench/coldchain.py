@@ -61,6 +61,9 @@ class NoLocks:
     async def read_doors(self) -> Mapping[str, DoorSense]:
         return {"A1": DoorSense.CLOSED, "F1": DoorSense.CLOSED, "Z1": DoorSense.CLOSED}
 
+    def reachable(self, compartment_id: str) -> bool:
+        return True
+
 
 class ModelProbe:
     """A zone's thermal model stepped on the simulated clock, read through its 1-Wire file."""

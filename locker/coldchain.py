@@ -38,9 +38,8 @@ class _ZoneWatch:
 
 
 class ColdChain:
-    def __init__(self, store: Store, config: LockerConfig, clock: Clock,
-                 publish: Any) -> None:
-        self.store, self.config, self.clock, self.publish = store, config, clock, publish
+    def __init__(self, store: Store, config: LockerConfig, clock: Clock) -> None:
+        self.store, self.config, self.clock = store, config, clock
         self.watch = {zone: _ZoneWatch() for zone in Zone}
         for row in store.read().all("SELECT id, zone, peak_c FROM excursions"
                                     " WHERE ended_at IS NULL"):
@@ -63,7 +62,6 @@ class ColdChain:
                                            "actor": actor})
             tx.emit("zone.setpoint", "coldchain", zone=zone.value, celsius=celsius, actor=actor,
                     previous=None if last is None else last["celsius"])
-        self.publish(tx)
 
     def observe(self, zone: Zone, celsius: float | None, decision: Decision) -> None:
         now = self.clock.now()
@@ -82,7 +80,6 @@ class ColdChain:
             self._faults(tx, zone, celsius, decision)
             if celsius is not None:
                 self._limits(tx, zone, celsius, decision.defrosting, watch)
-        self.publish(tx)
 
     def _faults(self, tx: Tx, zone: Zone, celsius: float | None, decision: Decision) -> None:
         if celsius is None:

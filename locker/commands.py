@@ -30,7 +30,7 @@ from locker import attempts
 from locker.clock import Clock
 from locker.config import LockerConfig
 from locker.errors import ConfigError, LockerError
-from locker.feed import cancel, extend_window
+from locker.lifecycle.order import cancel, extend_window
 from locker.model import Zone
 from locker.store import Store, Tx
 from locker.sync import set_cursor
@@ -137,10 +137,9 @@ class RemoteHands:
 
 class RemoteCommands:
     def __init__(self, store: Store, config: LockerConfig, clock: Clock,
-                 verifier: CommandVerifier, hands: RemoteHands,
-                 publish: Callable[[Tx], None]) -> None:
+                 verifier: CommandVerifier, hands: RemoteHands) -> None:
         self.store, self.config, self.clock = store, config, clock
-        self.verifier, self.hands, self.publish = verifier, hands, publish
+        self.verifier, self.hands = verifier, hands
 
     async def run(self, signed: dict[str, Any], cursor: int) -> str:
         """Verify, accept and carry out one command from the feed; returns its outcome."""
@@ -152,7 +151,6 @@ class RemoteCommands:
             with self.store.transaction(now) as tx:
                 set_cursor(tx, cursor)
                 self._refused(tx, exc, signed)
-            self.publish(tx)
             return exc.reason
         if refusal is not None:
             return refusal.reason
@@ -165,12 +163,10 @@ class RemoteCommands:
                 tx.emit("command.failed", "security", nonce=command.nonce,
                         action=command.action, reason=getattr(exc, "reason", "refused"),
                         message=str(exc))
-            self.publish(tx)
             return "failed"
         with self.store.transaction(self.clock.now()) as tx:
             tx.emit("command.done", "security", nonce=command.nonce, action=command.action,
                     **detail)
-        self.publish(tx)
         return "done"
 
     def _accept(self, command: Command, cursor: int, now: float,
@@ -194,7 +190,6 @@ class RemoteCommands:
             else:
                 tx.emit("command.accepted", "security", nonce=command.nonce,
                         action=command.action, args=command.args)
-        self.publish(tx)
         return refusal
 
     def _spend_remote_open(self, tx: Tx, now: float) -> bool:
@@ -237,7 +232,6 @@ class RemoteCommands:
         if command.action == "cancel_order":
             with self.store.transaction(self.clock.now()) as tx:
                 cancel(tx, _text(args, "order"), ACTOR, text)
-            self.publish(tx)
             return {}
         if command.action == "extend_window":
             hours = args["hours"]
@@ -246,7 +240,6 @@ class RemoteCommands:
                 raise CommandRefused("malformed", "hours must be a number above 0, at most 720")
             with self.store.transaction(self.clock.now()) as tx:
                 window_end = extend_window(tx, _text(args, "order"), hours * 3600.0, ACTOR, text)
-            self.publish(tx)
             return {"window_end": window_end}
         if command.action == "update":
             return self._update(command)
@@ -276,7 +269,6 @@ class RemoteCommands:
             raise CommandRefused("malformed", str(exc)) from None
         with self.store.transaction(self.clock.now()) as tx:
             want(tx, Wanted(version, not_before, not_after, command.nonce, tx.now))
-        self.publish(tx)
         return {"version": version, "not_before": not_before, "not_after": not_after}
 
 

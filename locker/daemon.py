@@ -27,9 +27,11 @@ from locker.commands import (
 from locker.config import LockerConfig
 from locker.courier import CourierService
 from locker.doors import DoorMonitor
-from locker.errors import ConfigError, HardwareError, StoreError
+from locker.errors import ConfigError, HardwareError
 from locker.inbox import Inbox
-from locker.model import CompartmentState, DoorState, Zone
+from locker.lifecycle.compartment import sync_with_config
+from locker.lifecycle.order import extend_for_outage
+from locker.model import Zone
 from locker.orders import expire_orders
 from locker.pickup import PickupService
 from locker.ports import Compressor, LockDriver, RefrigerationController, ZoneProbe
@@ -47,6 +49,7 @@ OUTBOX_BOUND_INTERVAL_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
 STANDALONE_OUTBOX_EVENTS = 50_000  # without central, the outbox is a journal of recent events
 ZONE_INTERVAL_S = 10.0
+STORE_OUTAGE_MIN_S = 60.0  # a store that could not write this long extends every ready window
 SETPOINT_KEY = "setpoint.{zone}"  # a setpoint set by central outlives a restart
 
 
@@ -60,14 +63,14 @@ class Locker:
         self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
         self.ops_token = load_ops_token(config.ops_token_file)
         self.store = Store(config.database)
-        self.monitor = DoorMonitor(self.store, config, self.clock, self.codes, on_events)
-        self.pickup = PickupService(self.store, config, self.codes, driver, self.clock,
-                                    self.monitor)
-        self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config),
-                               self.monitor.publish)
-        self.courier = CourierService(self.store, config, driver, self.clock, self.monitor)
-        self.coldchain = ColdChain(self.store, config, self.clock, self.monitor.publish)
-        self.monitor.listeners.append(self._count_door_openings)
+        if on_events is not None:
+            self.store.listeners.append(on_events)
+        self.monitor = DoorMonitor(self.store, config, self.clock, self.codes, driver)
+        self.pickup = PickupService(self.store, config, self.codes, driver, self.clock)
+        self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
+        self.courier = CourierService(self.store, config, driver, self.clock)
+        self.coldchain = ColdChain(self.store, config, self.clock)
+        self.store.listeners.append(self._count_door_openings)
         self.zone_hardware = dict(zones or {})
         for zone in self.zone_hardware:
             if config.zones[zone].setpoint_c is None:
@@ -84,10 +87,8 @@ class Locker:
                                        config.locker_id)
             hands = RemoteHands(self.courier.open_compartment, self.courier.set_in_service,
                                 self.set_setpoint)
-            commands = RemoteCommands(self.store, config, self.clock, verifier, hands,
-                                      self.monitor.publish)
-            self.inbox = Inbox(self.store, config, self.clock, self.codes, commands,
-                               self.monitor.publish)
+            commands = RemoteCommands(self.store, config, self.clock, verifier, hands)
+            self.inbox = Inbox(self.store, config, self.clock, self.codes, commands)
         self.ready = False
         self.housekept_at: float | None = None  # monotonic time of the last housekeeping turn
         self.started_in_s: float | None = None
@@ -100,7 +101,7 @@ class Locker:
         self._sync_compartments()
         await self.driver.start(self.monitor)
         readings = await self.driver.read_doors()
-        self.monitor.reconcile(readings)
+        self.monitor.reconcile_at_start(readings)
         with self.store.transaction(self.clock.now()) as tx:
             tx.emit("locker.started", "telemetry", version=__version__,
                     locker_id=self.config.locker_id)
@@ -159,38 +160,49 @@ class Locker:
         self.coldchain.setpoint(zone, celsius, actor)
 
     async def _housekeep(self) -> None:
-        """Jams (and the reallocations they cause), doors left open, ended windows: every second;
-        the outbox's bound every minute."""
+        """Every second: jams (and the reallocations they cause), doors left open, the
+        reconcile pass over every order under way and every held window, ended windows, the
+        store's return after it could not write; the outbox's bound every minute."""
         last_bound = last_prune = -PRUNE_INTERVAL_S
         while True:
             await self.clock.sleep(HOUSEKEEPING_INTERVAL_S)
             self.housekept_at = self.clock.monotonic()
             try:
-                reallocated = self.monitor.check_timeouts()
-                central = self.config.central
                 now = self.clock.now()
+                self._store_back(now)
+                reallocated = self.monitor.check_timeouts()
+                self.monitor.reconcile()
+                central = self.config.central
                 if central is None:
-                    expire_orders(self.store, now, publish=self.monitor.publish)
+                    expire_orders(self.store, now)
                 else:
                     expire_orders(self.store, now, held_since=outage_since(self.store),
-                                  hold_s=central.offline_hold_h * 3600.0,
-                                  publish=self.monitor.publish)
+                                  hold_s=central.offline_hold_h * 3600.0)
                 if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
                     last_bound = now
                     if central is not None:
-                        enforce_bound(self.store, now, central.outbox_max_events,
-                                      publish=self.monitor.publish)
+                        enforce_bound(self.store, now, central.outbox_max_events)
                     else:  # nobody will collect it: a rolling local journal
-                        enforce_bound(self.store, now, STANDALONE_OUTBOX_EVENTS, CATEGORIES,
-                                      self.monitor.publish)
+                        enforce_bound(self.store, now, STANDALONE_OUTBOX_EVENTS, CATEGORIES)
                 if now - last_prune >= PRUNE_INTERVAL_S:
                     last_prune = now
                     prune(self.store, now, self.config.keep_finished_days)
                 if reallocated:  # committed above: a jammed door's bags go to these doors
-                    await pulse(self.store, self.driver, self.clock, reallocated,
-                                self.monitor.publish)
+                    await pulse(self.store, self.driver, self.clock, reallocated)
             except Exception:  # a full disk, say: keep the loop alive, try again next second
                 log.exception("housekeeping failed; will retry")
+
+    def _store_back(self, now: float) -> None:
+        """The store could not write for a while: nobody could collect meanwhile, so every ready
+        order gets that time back once it can (a few seconds of a busy file cost nothing)."""
+        since = self.store.unwritable_since
+        if since is None:
+            return
+        with self.store.transaction(now) as tx:
+            if now - since >= STORE_OUTAGE_MIN_S:
+                extend_for_outage(tx, since, f"the store could not write for {now - since:.0f} s",
+                                  ended_only=False)
+        self.store.unwritable_since = None
 
     def _count_door_openings(self, events: list[tuple[str, dict[str, object]]]) -> None:
         """Every door opened lets warm air into its zone: the HACCP record counts them."""
@@ -283,7 +295,6 @@ class Locker:
             else:
                 tx.clear_alarm("controller_alarm", zone.value,
                                f"the {zone.value} controller's alarms cleared")
-        self.monitor.publish(tx)
 
     def _sync_compartments(self) -> None:
         sync_compartments(self.store, self.config, self.clock.now())
@@ -294,34 +305,5 @@ def sync_compartments(store: Store, config: LockerConfig, now: float) -> None:
 
     Idempotent: run at every start, and by the CLI before it adds an order.
     """
-    wanted = {c.id: c for c in config.compartments}
     with store.transaction(now) as tx:
-        known = {r["id"]: r for r in tx.all("SELECT * FROM compartments")}
-        for cid, row in known.items():
-            if cid in wanted:
-                continue
-            if row["order_id"]:
-                raise StoreError(
-                    f"{config.path}: compartment {cid} holds order {row['order_id']}"
-                    " but is no longer in the config; put it back, or take the order out first"
-                )
-            tx.execute("DELETE FROM compartments WHERE id = ?", (cid,))
-            tx.emit("compartment.removed", "order", compartment_id=cid)
-        for cid, c in wanted.items():
-            existing = known.get(cid)
-            if existing is None:
-                tx.insert("compartments", {
-                    "id": cid, "zone": c.zone.value, "size": c.size.value,
-                    "state": CompartmentState.FREE.value, "door": DoorState.LOCKED.value,
-                    "order_id": None, "door_changed_at": now, "updated_at": now,
-                })
-                tx.emit("compartment.added", "order", compartment_id=cid, zone=c.zone.value,
-                        size=c.size.value)
-            elif (existing["zone"], existing["size"]) != (c.zone.value, c.size.value):
-                if existing["order_id"]:
-                    raise StoreError(
-                        f"{config.path}: compartment {cid} changed zone or size while it"
-                        f" holds order {existing['order_id']}"
-                    )
-                tx.execute("UPDATE compartments SET zone = ?, size = ? WHERE id = ?",
-                           (c.zone.value, c.size.value, cid))
+        sync_with_config(tx, config)

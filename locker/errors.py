@@ -38,3 +38,21 @@ class UnknownCompartment(LockerError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
         return str(self.args[0]) if self.args else "unknown compartment"
+
+
+class Refused(LockerError):
+    """The action does not apply now; `reason` for the screen, the message for the person."""
+
+    def __init__(self, reason: str, message: str, **detail: object) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.detail = detail
+
+
+class Unavailable(Refused):
+    """Nothing was done because the locker cannot do it right now (a board offline, the bus
+    down): nothing was committed, so a customer's code still works once it is back."""
+
+    def __init__(self, reason: str, message: str, compartments: tuple[str, ...] = ()) -> None:
+        super().__init__(reason, message, compartments=list(compartments))
+        self.compartments = compartments

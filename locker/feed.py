@@ -3,8 +3,9 @@
 Central's answers are parsed strictly here, as plain data, before anything is written: a field we
 do not know, a wrong type or an impossible value is refused with a message that names it, so a
 confused or hostile central changes nothing. An order is applied idempotently: a version the
-locker already holds is ignored, a higher one replaces what can still change. The sequence number
-is the order's HOTP counter, so one is never used for two orders.
+locker already holds is ignored, a higher one replaces what can still change (the steps are
+locker.lifecycle.order's). The sequence number is the order's HOTP counter, so one is never used
+for two orders.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from locker.allocation import Bag
 from locker.codes import PickupCodes
 from locker.config import LockerConfig
 from locker.errors import LockerError
-from locker.model import CompartmentState, OrderState, Size, Zone
-from locker.orders import ORDER_ID, OrderRejected, activate, receive
-from locker.retention import pruned_up_to
+from locker.lifecycle import order as order_life
+from locker.lifecycle import records
+from locker.lifecycle.order import ORDER_ID, OrderRejected, pruned_up_to, receive
+from locker.model import Size, Zone
 from locker.store import Tx
 
 MAX_ITEMS = 100
@@ -178,14 +180,14 @@ def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: Central
 
     Raises OrderRejected (nothing written) when the order cannot be taken as sent.
     """
-    existing = tx.one("SELECT * FROM orders WHERE id = ?", (order.id,))
-    if existing is not None and order.version <= existing["version"]:
+    existing = records.order(tx, order.id)
+    if existing is not None and order.version <= existing.version:
         return "unchanged"
     if order.cancelled:
         if existing is None:
             return "unknown_cancelled"  # never had it: nothing to undo
-        cancel(tx, order.id, "central", "cancelled by central")
-        tx.execute("UPDATE orders SET version = ? WHERE id = ?", (order.version, order.id))
+        order_life.cancel(tx, order.id, "central", "cancelled by central")
+        order_life.set_version(tx, order.id, order.version)
         return "cancelled"
     problem = unfit_bags(config, order.bags)
     if problem:
@@ -195,7 +197,7 @@ def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: Central
     if reused is not None:
         raise OrderRejected(f"order {order.id}: sequence {order.sequence} is order"
                             f" {reused['id']}'s; a sequence is never used twice")
-    if (existing is None or existing["sequence"] != order.sequence) and (
+    if (existing is None or existing.sequence != order.sequence) and (
             order.sequence <= pruned_up_to(tx)):
         raise OrderRejected(f"order {order.id}: sequence {order.sequence} belongs to an order"
                             " finished and forgotten; a sequence is never used twice")
@@ -203,143 +205,7 @@ def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: Central
         receive(tx, config, order.id, order.bags, window_hours=order.window_hours,
                 accessible=order.accessible, sequence=order.sequence, version=order.version)
         return "received"
-    return _change(tx, codes, existing, order, local_reissue)
-
-
-def _change(tx: Tx, codes: PickupCodes, existing: dict[str, Any], order: CentralOrder,
-            local_reissue: bool) -> str:
-    state = existing["state"]
-    if state in (OrderState.COLLECTING.value, OrderState.COLLECTED.value,
-                 OrderState.RECLAIMING.value, OrderState.RECLAIMED.value,
-                 OrderState.CANCELLED.value):
-        raise OrderRejected(f"order {order.id} is {state}: version {order.version} comes too"
-                            " late to change it")
-    old_bags = tuple(Bag(Zone(r["zone"]), Size(r["size"])) for r in tx.all(
-        "SELECT zone, size FROM order_bags WHERE order_id = ? ORDER BY bag_no", (order.id,)))
-    changed: list[str] = []
-    if sorted(map(_bag_key, old_bags)) != sorted(map(_bag_key, order.bags)):
-        if not _may_rebag(tx, existing):
-            raise OrderRejected(f"order {order.id} is {state} with goods inside: its bags can"
-                                " no longer change")
-        _release(tx, order.id)
-        tx.execute("DELETE FROM order_bags WHERE order_id = ?", (order.id,))
-        for number, bag in enumerate(order.bags, start=1):
-            tx.insert("order_bags", {"order_id": order.id, "bag_no": number,
-                                     "zone": bag.zone.value, "size": bag.size.value})
-        tx.execute("UPDATE orders SET state = ? WHERE id = ?",
-                   (OrderState.RECEIVED.value, order.id))
-        changed.append("bags")
-    window_s = order.window_hours * 3600.0
-    if window_s != existing["window_s"]:
-        changed.append("window")
-        tx.execute("UPDATE orders SET window_s = ? WHERE id = ?", (window_s, order.id))
-        if existing["window_start"] is not None and state in (OrderState.READY.value,
-                                                              OrderState.EXPIRED.value):
-            window_end = existing["window_start"] + window_s
-            tx.execute("UPDATE orders SET window_end = ?, state = ? WHERE id = ?",
-                       (window_end, OrderState.READY.value if window_end > tx.now
-                        else OrderState.EXPIRED.value, order.id))
-    if bool(existing["accessible"]) != order.accessible:
-        changed.append("accessible")
-        tx.execute("UPDATE orders SET accessible = ? WHERE id = ?",
-                   (int(order.accessible), order.id))
-    if order.sequence != existing["sequence"]:
-        changed.append("sequence")
-        tx.execute("UPDATE orders SET sequence = ? WHERE id = ?", (order.sequence, order.id))
-        if existing["code_digest"] is not None:  # a new code replaces the active one
-            _rekey(tx, codes, order.id, order.sequence)
-    tx.execute("UPDATE orders SET version = ?, updated_at = ? WHERE id = ?",
-               (order.version, tx.now, order.id))
-    tx.emit("order.changed", "order", order_id=order.id, version=order.version, changed=changed)
-    if state == OrderState.LOADED.value and "sequence" in changed:
-        # held back by a code collision: the new sequence gives it a code of its own
-        activate(tx, codes, order.id, local_reissue=local_reissue)
-    return "changed"
-
-
-def _bag_key(bag: Bag) -> tuple[str, str]:
-    return (bag.zone.value, bag.size.value)
-
-
-def _rekey(tx: Tx, codes: PickupCodes, order_id: str, sequence: int) -> None:
-    digest = codes.digest(codes.code_for(sequence))
-    clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ? AND state = ?",
-                   (digest, order_id, OrderState.READY.value))
-    if clash is not None:
-        raise OrderRejected(f"order {order_id}: sequence {sequence} gives the code of active"
-                            f" order {clash['id']}")
-    tx.execute("UPDATE orders SET code_digest = ? WHERE id = ?", (digest, order_id))
-
-
-def _may_rebag(tx: Tx, order: dict[str, Any]) -> bool:
-    """Bags can change while no door of the order has been opened for loading."""
-    if order["state"] == OrderState.RECEIVED.value:
-        return True
-    if order["state"] != OrderState.ALLOCATED.value:
-        return False
-    opened = tx.one("SELECT COUNT(*) AS n FROM order_compartments WHERE order_id = ?"
-                    " AND opened_at IS NOT NULL", (order["id"],))
-    unlocking = tx.one("SELECT COUNT(*) AS n FROM compartments WHERE order_id = ?"
-                       " AND door NOT IN ('locked', 'closed')", (order["id"],))
-    return bool(opened and unlocking and opened["n"] == 0 and unlocking["n"] == 0)
-
-
-def _release(tx: Tx, order_id: str) -> None:
-    """Give an order's reserved (still empty) compartments back."""
-    tx.execute("UPDATE compartments SET state = ?, order_id = NULL, updated_at = ?"
-               " WHERE order_id = ? AND state = ?",
-               (CompartmentState.FREE.value, tx.now, order_id, CompartmentState.RESERVED.value))
-    tx.execute("DELETE FROM order_compartments WHERE order_id = ?", (order_id,))
-    tx.execute("UPDATE order_bags SET compartment_id = NULL WHERE order_id = ?", (order_id,))
-
-
-class CannotCancel(OrderRejected):
-    """The order is past cancelling (collected, being collected, gone)."""
-
-
-def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> None:
-    """Cancel an order: its code stops working; goods inside wait for a courier to take back."""
-    order = tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
-    if order is None:
-        raise CannotCancel(f"no order {order_id}")
-    state = order["state"]
-    if state in (OrderState.COLLECTING.value, OrderState.RECLAIMING.value):
-        raise CannotCancel(f"order {order_id} is {state}: its doors are open right now")
-    if state in (OrderState.COLLECTED.value, OrderState.RECLAIMED.value,
-                 OrderState.CANCELLED.value):
-        raise CannotCancel(f"order {order_id} is {state} already")
-    goods_inside = state != OrderState.RECEIVED.value and not (
-        state == OrderState.ALLOCATED.value and _may_rebag(tx, order))
-    if goods_inside:
-        # the courier's reclaim opens every door of it again
-        tx.execute("UPDATE order_compartments SET opened_at = NULL, closed_at = NULL"
-                   " WHERE order_id = ?", (order_id,))
-    else:
-        _release(tx, order_id)
-    tx.execute("UPDATE orders SET state = ?, code_digest = NULL, updated_at = ? WHERE id = ?",
-               (OrderState.CANCELLED.value, tx.now, order_id))
-    tx.emit("order.cancelled", "order", order_id=order_id, actor=actor, reason=reason,
-            goods_inside=goods_inside)
-
-
-def extend_window(tx: Tx, order_id: str, seconds: float, actor: str, reason: str) -> float:
-    """More time to collect: a ready order's window grows, an expired one is ready again."""
-    order = tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
-    if order is None:
-        raise OrderRejected(f"no order {order_id}")
-    if order["state"] not in (OrderState.READY.value, OrderState.EXPIRED.value):
-        raise OrderRejected(f"order {order_id} is {order['state']}: only a ready or expired"
-                            " order's window can be extended")
-    if order["state"] == OrderState.EXPIRED.value:
-        clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ? AND state = ?",
-                       (order["code_digest"], order_id, OrderState.READY.value))
-        if clash is not None:
-            raise OrderRejected(f"order {order_id}'s code is now active order {clash['id']}'s;"
-                                " send a new version with a new sequence")
-    window_end = max(float(order["window_end"]), tx.now) + seconds
-    tx.execute("UPDATE orders SET state = ?, window_end = ?, updated_at = ? WHERE id = ?",
-               (OrderState.READY.value, window_end, tx.now, order_id))
-    tx.emit("order.window_extended", "order", order_id=order_id, window_end=window_end,
-            actor=actor, reason=reason)
-    return window_end
-
+    return order_life.change(tx, codes, existing, version=order.version,
+                             sequence=order.sequence, window_hours=order.window_hours,
+                             accessible=order.accessible, bags=order.bags,
+                             local_reissue=local_reissue)

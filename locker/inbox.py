@@ -9,7 +9,6 @@ the feed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +18,8 @@ from locker.commands import RemoteCommands
 from locker.config import LockerConfig
 from locker.errors import StoreError
 from locker.feed import FeedItem, apply_order
-from locker.orders import OrderRejected
-from locker.store import Store, Tx
+from locker.lifecycle.order import OrderRejected
+from locker.store import Store
 from locker.sync import cursor as stored_cursor
 from locker.sync import set_cursor
 
@@ -39,9 +38,9 @@ class Applied:
 
 class Inbox:
     def __init__(self, store: Store, config: LockerConfig, clock: Clock, codes: PickupCodes,
-                 commands: RemoteCommands, publish: Callable[[Tx], None]) -> None:
+                 commands: RemoteCommands) -> None:
         self.store, self.config, self.clock, self.codes = store, config, clock, codes
-        self.commands, self.publish = commands, publish
+        self.commands = commands
 
     async def apply(self, cursor: int, items: list[FeedItem]) -> Applied:
         applied = Applied()
@@ -81,7 +80,6 @@ class Inbox:
             self._skip(item, "order.rejected", order_id=order.id, version=order.version,
                        message=str(exc))
             return "rejected"
-        self.publish(tx)
         return outcome
 
     def _skip(self, item: FeedItem, kind: str, *, order_id: str | None = None,
@@ -90,4 +88,3 @@ class Inbox:
             if item.cursor > stored_cursor(self.store):
                 set_cursor(tx, item.cursor)
             tx.emit(kind, "order" if order_id else "security", order_id=order_id, **fields)
-        self.publish(tx)

@@ -1,6 +1,6 @@
 """The words of the domain: zones, sizes, and the states of compartments, doors and orders.
 
-Plain enums and value types only; the rules that move between states live in the use cases.
+Plain enums and value types only; which state may follow which is locker.lifecycle.table's.
 """
 
 from __future__ import annotations
@@ -41,11 +41,9 @@ class DoorState(StrEnum):
 
     LOCKED = "locked"  # closed, no unlock pending
     UNLOCKING = "unlocking"  # unlock authorised and sent, not yet seen open
-    OPEN = "open"
-    CLOSED = "closed"  # seen closed again after an opening (the latch re-engages on close)
+    OPEN = "open"  # seen open for an authorisation; locked again once seen closed
     JAMMED = "jammed"  # unlocked but never seen open
     FORCED = "forced"  # seen open without an authorisation
-    UNKNOWN = "unknown"  # its board is offline
 
 
 # the door states in which a door stands open (authorised or not)
@@ -55,7 +53,7 @@ OPEN_DOOR_STATES = (DoorState.OPEN.value, DoorState.FORCED.value)
 class OrderState(StrEnum):
     RECEIVED = "received"
     ALLOCATED = "allocated"
-    LOADED = "loaded"
+    LOADED = "loaded"  # goods inside, not ready yet: a zone out of limits, or a code collision
     READY = "ready"
     COLLECTING = "collecting"  # code accepted, doors opened, not all closed again yet
     COLLECTED = "collected"

@@ -2,8 +2,10 @@
 
 The order of operations is the safety argument: the authorisation (order state, one row per
 door, the events) is committed first, and only then are the locks pulsed. A crash in between
-leaves an authorisation that is never pulsed twice (see DoorMonitor.reconcile). A wrong code
-spends a throttle token, in a transaction of its own, before the answer goes back.
+leaves an authorisation that is never pulsed twice, and an order the reconcile pass brings back
+to `ready` with the same code (locker.lifecycle.order.settle). Nothing is committed when a door
+of the order cannot open now (its board is offline), so the code is not spent for nothing. A
+wrong code spends a throttle token, in a transaction of its own, before the answer goes back.
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from locker import attempts
+from locker import attempts, deadline
 from locker.clock import Clock
 from locker.codes import PickupCodes
 from locker.config import LockerConfig
-from locker.doors import DoorMonitor
-from locker.errors import LockerError
+from locker.errors import LockerError, Unavailable
+from locker.lifecycle import order as order_life
+from locker.lifecycle.records import Order
 from locker.model import OrderState
 from locker.ports import LockDriver
-from locker.store import Store, Tx
+from locker.store import Store
 from locker.throttle import GLOBAL_SCOPE
-from locker.unlocking import Door, authorise, pulse
+from locker.unlocking import Door, pulse
 
 log = logging.getLogger("locker.pickup")
 SCREEN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -50,9 +53,9 @@ class PickupResult:
 
 class PickupService:
     def __init__(self, store: Store, config: LockerConfig, codes: PickupCodes,
-                 driver: LockDriver, clock: Clock, monitor: DoorMonitor) -> None:
+                 driver: LockDriver, clock: Clock) -> None:
         self.store, self.config, self.codes = store, config, codes
-        self.driver, self.clock, self.monitor = driver, clock, monitor
+        self.driver, self.clock = driver, clock
 
     async def collect(self, typed: str, screen: str = "front") -> PickupResult:
         if not SCREEN_ID.match(screen):
@@ -64,19 +67,25 @@ class PickupService:
             raise Throttled("throttled", f"too many wrong codes; try again in {wait:.0f} s",
                             retry_after_s=wait)
         digest = self.codes.digest(code)
-        with self.store.transaction(now) as tx:
-            order = tx.one(
-                "SELECT * FROM orders WHERE code_digest = ?"
-                " ORDER BY state = 'ready' DESC, window_end DESC LIMIT 1", (digest,))
-            refusal = self._refusal(order, now)
-            if refusal is None and order is not None:
-                doors = self._authorise(tx, order["id"], now)
+        try:
+            with self.store.transaction(now) as tx:
+                deadline.check(self.clock)
+                row = tx.one(
+                    "SELECT * FROM orders WHERE code_digest = ?"
+                    " ORDER BY state = 'ready' DESC, window_end DESC LIMIT 1", (digest,))
+                order = None if row is None else Order.of(row)
+                refusal = self._refusal(order, now)
+                if refusal is None and order is not None:
+                    doors = order_life.accept_code(tx, self.config, order, self.driver.reachable)
+        except Unavailable as exc:
+            self._unavailable(now, order, exc)
+            raise
         if refusal is not None:
             self._refused(now, screen, refusal)
             raise refusal
         assert order is not None
-        self.monitor.publish(tx)
-        return await self._unlock(order["id"], doors)
+        opened, failed = await pulse(self.store, self.driver, self.clock, doors)
+        return PickupResult(order.id, opened, failed)
 
     def _wait(self, now: float, screen: str) -> float:
         return attempts.wait(self.store, self.config.throttle, self._scopes(screen), now)
@@ -85,31 +94,30 @@ class PickupService:
     def _scopes(screen: str) -> tuple[str, str]:
         return (f"screen:{screen}", GLOBAL_SCOPE)
 
-    def _refusal(self, order: dict[str, object] | None, now: float) -> PickupRefused | None:
+    def _refusal(self, order: Order | None, now: float) -> PickupRefused | None:
         if order is None:
             return PickupRefused("wrong_code", "this code is not valid")
-        state = order["state"]
-        if state in (OrderState.COLLECTING.value, OrderState.COLLECTED.value):
+        state = order.state
+        if state in (OrderState.COLLECTING, OrderState.COLLECTED):
             return PickupRefused("used", "this code has already been used")
-        window_end = order["window_end"]
-        if state == OrderState.EXPIRED.value or (
-            state == OrderState.READY.value and isinstance(window_end, float) and window_end <= now
+        window_end = order.window_end
+        if state is OrderState.EXPIRED or (
+            state is OrderState.READY and window_end is not None and window_end <= now
+            and order.held_since is None
         ):
             return PickupRefused("expired", "this code's pickup window has ended;"
                                  f" call {self.config.support_phone}")
-        if state != OrderState.READY.value:
+        if state is not OrderState.READY:
             return PickupRefused("not_ready", "this order is not ready for pickup")
         return None
 
-    def _authorise(self, tx: Tx, order_id: str, now: float) -> list[Door]:
-        tx.execute("UPDATE orders SET state = ?, updated_at = ? WHERE id = ?",
-                   (OrderState.COLLECTING.value, now, order_id))
-        doors = [authorise(tx, self.config, link["compartment_id"], order_id, "customer", "pickup")
-                 for link in tx.all("SELECT compartment_id FROM order_compartments"
-                                    " WHERE order_id = ? ORDER BY compartment_id", (order_id,))]
-        tx.emit("order.collecting", "order", order_id=order_id,
-                compartments=[d.compartment_id for d in doors])
-        return doors
+    def _unavailable(self, now: float, order: Order | None, exc: Unavailable) -> None:
+        """A good code whose doors cannot open now: nothing was spent; central hears of it."""
+        log.warning("pickup of order %s refused for now: %s",
+                    order.id if order else "?", exc)
+        with self.store.transaction(now) as tx:
+            tx.emit("order.pickup_unavailable", "order", order_id=order.id if order else None,
+                    compartments=list(exc.compartments))
 
     def _refused(self, now: float, screen: str, refusal: PickupRefused) -> None:
         """Count a wrong code against the screen and the locker; alarm on a burst."""
@@ -119,10 +127,3 @@ class PickupService:
                 attempts.failed(tx, self.config.throttle, self._scopes(screen), now, screen,
                                 ("code_guessing", "pickup codes"))
         refusal.retry_after_s = self._wait(now, screen)
-        self.monitor.publish(tx)
-
-    async def _unlock(self, order_id: str, doors: list[Door]) -> PickupResult:
-        """Pulse every door of the order together; record which the boards acknowledged."""
-        opened, failed = await pulse(self.store, self.driver, self.clock, doors,
-                                     self.monitor.publish)
-        return PickupResult(order_id, opened, failed)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyotp
 
-from locker import attempts
+from locker import attempts, deadline
 from locker.clock import Clock
 from locker.codes import load_secret
 from locker.config import LockerConfig, StaffMember
 from locker.errors import LockerError
-from locker.store import Store, Tx
+from locker.store import Store
 from locker.throttle import LOGIN_GLOBAL_SCOPE
 
 STEP_S = 30
@@ -69,15 +68,15 @@ class StaffDesk:
     """Logins and sessions."""
 
     def __init__(self, store: Store, config: LockerConfig, clock: Clock,
-                 staff_secrets: dict[str, str],
-                 publish: Callable[[Tx], None] = lambda tx: None) -> None:
-        self.store, self.config, self.clock, self.publish = store, config, clock, publish
+                 staff_secrets: dict[str, str]) -> None:
+        self.store, self.config, self.clock = store, config, clock
         self.members = {m.id: m for m in config.staff.members}
         self.totp = {sid: pyotp.TOTP(secret, digits=CODE_DIGITS, interval=STEP_S)
                      for sid, secret in staff_secrets.items()}
         self.sessions: dict[str, Session] = {}
 
     def login(self, staff_id: str, code: str, screen: str) -> Session:
+        deadline.check(self.clock)  # a login that waited spends no code
         now = self.clock.now()
         scopes = (f"login:{screen}", LOGIN_GLOBAL_SCOPE)
         wait = attempts.wait(self.store, self.config.throttle, scopes, now)
@@ -104,7 +103,6 @@ class StaffDesk:
                 tx.emit("security.login_refused", "security", screen=screen, reason=reason)
                 attempts.failed(tx, self.config.throttle, scopes, now, f"login:{screen}",
                                 ("login_guessing", "staff codes"))
-        self.publish(tx)  # the ops page, the metrics and the central link hear of it
         if reason:
             raise LoginRefused(reason, "wrong courier id or code" if reason == "wrong_code"
                                else "this code was used already; wait for the next one",

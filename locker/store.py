@@ -8,15 +8,18 @@ here decides anything (the use cases do) and nothing here touches hardware.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from locker.errors import StoreError
+
+log = logging.getLogger("locker.store")
 
 # Each migration is a list of statements; the schema version is PRAGMA user_version. Append, never
 # edit: a locker in the field may be at any earlier version.
@@ -169,6 +172,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE outbox",
         "ALTER TABLE outbox_v5 RENAME TO outbox",
     ),
+    (
+        # why a ready order's window waits (its doors cannot open), or why a loaded order is
+        # not ready yet, and since when; when the current pickup or reclaim began
+        "ALTER TABLE orders ADD COLUMN held_since REAL",
+        "ALTER TABLE orders ADD COLUMN held_for TEXT",
+        "ALTER TABLE orders ADD COLUMN phase_since REAL",
+        # a compartment given back (its goods are out) before the order ended
+        "ALTER TABLE order_compartments ADD COLUMN released_at REAL",
+        "UPDATE order_compartments SET released_at = (SELECT updated_at FROM orders o"
+        " WHERE o.id = order_id) WHERE order_id IN (SELECT id FROM orders WHERE state IN"
+        " ('collected', 'reclaimed'))",
+        "UPDATE orders SET phase_since = updated_at WHERE state IN ('collecting', 'reclaiming')",
+        "UPDATE orders SET held_for = 'code_collision' WHERE state = 'loaded'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -178,6 +195,11 @@ WAL_PAGES = 4096
 # Event categories, from most to least precious: the outbox bound (central sync) drops telemetry
 # first and never an order or door event.
 CATEGORIES = ("order", "door", "alarm", "security", "coldchain", "telemetry")
+
+
+# what a transaction emitted: (event kind, its fields), as listeners are told after the commit
+Emitted = list[tuple[str, dict[str, Any]]]
+Listener = Callable[[Emitted], None]
 
 
 @dataclass(frozen=True)
@@ -275,10 +297,18 @@ class Tx:
 
 
 class Store:
-    """The SQLite file. Single writer per transaction; other processes (the CLI) may share it."""
+    """The SQLite file. Single writer per transaction; other processes (the CLI) may share it.
+
+    `listeners` hear every committed transaction's events, after the COMMIT and never after a
+    rollback (the ops page, the metrics, the central link, the cold-chain door count), so no
+    use case can forget to tell them. `unwritable_since` is the time of the first transaction
+    that failed since the last one that committed: the locker could not serve anyone meanwhile.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.listeners: list[Listener] = []
+        self.unwritable_since: float | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # plain sqlite3: the store needs a handful of calls, and sqlite-utils (with click,
@@ -347,6 +377,7 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            self._failed(now)
             raise StoreError(f"{self.path}: cannot start a transaction: {exc}") from exc
         tx = Tx(self.db, now)
         try:
@@ -354,6 +385,7 @@ class Store:
         except sqlite3.Error as exc:  # a full disk, a locked or corrupt file: say so, undo all
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._failed(now)
             raise StoreError(f"{self.path}: {exc}; nothing was changed"
                              + (" (free some disk space)" if "full" in str(exc) else "")
                              ) from exc
@@ -366,7 +398,21 @@ class Store:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._failed(now)
             raise StoreError(f"{self.path}: commit failed, nothing was changed: {exc}") from exc
+        self._committed(tx)
+
+    def _failed(self, now: float) -> None:
+        if self.unwritable_since is None:
+            self.unwritable_since = now
+
+    def _committed(self, tx: Tx) -> None:
+        if tx.emitted:
+            for listener in list(self.listeners):
+                try:  # what is committed stays committed: a failing listener only logs
+                    listener(tx.emitted)
+                except Exception:
+                    log.exception("an event listener failed")
 
     def read(self) -> Tx:
         """Reads outside a transaction (each statement sees the last commit)."""

@@ -14,10 +14,11 @@ an SD card has only so many writes in it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from locker.config import LockerConfig
+from locker.lifecycle.order import extend_for_outage
 from locker.model import OrderState
 from locker.store import Event, Store, Tx
 
@@ -58,8 +59,7 @@ def acknowledge(store: Store, now: float, sent: Mapping[str, int], acked: Iterab
 
 
 def enforce_bound(store: Store, now: float, max_events: int,
-                  droppable: tuple[str, ...] = DROPPABLE,
-                  publish: Callable[[Tx], None] = lambda tx: None) -> int:
+                  droppable: tuple[str, ...] = DROPPABLE) -> int:
     """Drop the oldest droppable events over the bound; returns how many were dropped."""
     row = store.read().one("SELECT COUNT(*) AS n FROM outbox")
     excess = (row["n"] if row else 0) - max_events
@@ -82,7 +82,6 @@ def enforce_bound(store: Store, now: float, max_events: int,
             tx.set_meta(DROPPED, str(before + total))
             tx.emit("telemetry.outbox_dropped", "telemetry", dropped=dropped,
                     total_dropped=before + total, bound=max_events)
-    publish(tx)
     return total
 
 
@@ -94,8 +93,7 @@ def outage_since(store: Store) -> float | None:
 def unreachable(store: Store, config: LockerConfig, now: float, last_answer: float,
                 why: str = "") -> Tx | None:
     """Central did not answer: start counting an outage (from its last answer), and alarm once
-    it has lasted `outage_alarm_s`. Returns the transaction when something was written, for the
-    caller to publish."""
+    it has lasted `outage_alarm_s`. Returns the transaction when something was written."""
     assert config.central is not None
     since = outage_since(store)
     if since is None:
@@ -122,18 +120,9 @@ def reachable(store: Store, now: float) -> Tx | None:
     if since is None:
         return None
     outage_s = max(0.0, now - since)
-    extended: list[str] = []
     with store.transaction(now) as tx:
-        for order in tx.all("SELECT id, window_end FROM orders WHERE state = ?"
-                            " AND window_end > ? AND window_end <= ?",
-                            (OrderState.READY.value, since, now)):
-            window_end = float(order["window_end"]) + outage_s
-            tx.execute("UPDATE orders SET window_end = ?, updated_at = ? WHERE id = ?",
-                       (window_end, now, order["id"]))
-            tx.emit("order.window_extended", "order", order_id=order["id"],
-                    window_end=window_end, actor="locker",
-                    reason=f"central unreachable for {outage_s:.0f} s")
-            extended.append(order["id"])
+        extended = extend_for_outage(tx, since, f"central unreachable for {outage_s:.0f} s",
+                                     ended_only=True)
         tx.set_meta(OUTAGE_SINCE, None)
         tx.clear_alarm("central_unreachable", "central",
                        f"central answers again after {outage_s:.0f} s")

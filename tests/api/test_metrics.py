@@ -22,6 +22,7 @@ from locker.clock import SimClock
 from locker.codes import create_secret
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
+from locker.errors import BoardOffline, Unavailable
 from locker.model import OrderState, Zone
 from locker.orders import add_ready_order, parse_bag
 from locker.pickup import PickupRefused
@@ -166,7 +167,15 @@ async def test_staff_openings_count_by_role_and_a_failed_unlock_raises_an_alarm(
     result = await rig.locker.courier.open_compartment("technician:tech-1", "F1", "cleaning")
     assert result.opened
     rig.driver.open("F1")
-    await rig.locker.courier.open_compartment("ops", "Z1", "check")  # its board is offline
+    with pytest.raises(Unavailable):  # its board is offline: refused, nothing authorised
+        await rig.locker.courier.open_compartment("ops", "Z1", "check")
+    rig.driver.offline.clear()
+
+    async def refused_by_the_board(compartment_id: str) -> None:
+        raise BoardOffline("board 1 went offline just now")
+
+    rig.driver.unlock = refused_by_the_board  # type: ignore[method-assign]
+    await rig.locker.courier.open_compartment("ops", "Z1", "check")
     samples = await rig.scrape()
     assert value(samples, "locker_door_openings_total", zone="fresh",
                  actor_kind="technician") == 1

@@ -74,7 +74,9 @@ def make_rig(tmp_path: Path) -> Callable[..., AsyncIterator[Rig]]:
     # the simulated person closes a door after the lock's pulse (500 ms) is over, as people do:
     # the driver drops a second unlock that lands inside the first one's pulse
     async def make(protocol: str = "kerong", auto_close_s: float | None = 0.6,
-                   edit: Callable[[str], str] = lambda t: t) -> AsyncIterator[Rig]:
+                   edit: Callable[[str], str] = lambda t: t,
+                   before_start: Callable[[SimulatedBoards], None] = lambda b: None
+                   ) -> AsyncIterator[Rig]:
         path = tmp_path / f"{protocol}.toml"
         path.write_text(edit(config_text(protocol)))
         base = load_config(path)
@@ -84,6 +86,7 @@ def make_rig(tmp_path: Path) -> Callable[..., AsyncIterator[Rig]]:
         create_private_file(base.ops_token_file, OPS_TOKEN)
         boards = SimulatedBoards(base, auto_close_s=auto_close_s)
         await boards.start()
+        before_start(boards)
         config = dataclasses.replace(
             base, bus=dataclasses.replace(base.bus, port=boards.port))  # type: ignore[arg-type]
         assert config.bus is not None

@@ -32,6 +32,9 @@ class FakeDriver:
     async def read_doors(self) -> Mapping[str, DoorSense]:
         return dict(self.doors)
 
+    def reachable(self, compartment_id: str) -> bool:
+        return compartment_id in self.doors and compartment_id not in self.offline
+
     def set(self, compartment_id: str, sense: DoorSense) -> None:
         self.doors[compartment_id] = sense
         assert self.listener is not None

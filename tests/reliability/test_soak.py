@@ -110,6 +110,9 @@ class SpringDoors:
     async def read_doors(self) -> Mapping[str, DoorSense]:
         return dict(self.doors)
 
+    def reachable(self, compartment_id: str) -> bool:
+        return compartment_id in self.doors
+
     async def _swing(self, cid: str) -> None:
         assert self.listener is not None
         await self.clock.sleep(1.0)

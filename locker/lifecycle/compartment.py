@@ -1,0 +1,141 @@
+"""A compartment's life: free, reserved for an order, loaded, free again; out of service and back.
+
+The compartments themselves come from the config: `sync_with_config` adds the new ones at every
+start and refuses to drop one that still holds an order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from locker.allocation import FreeCompartment
+from locker.config import LockerConfig
+from locker.errors import Refused, StoreError, UnknownCompartment
+from locker.lifecycle import door, records
+from locker.lifecycle.records import Compartment
+from locker.lifecycle.table import Kind, move
+from locker.model import CompartmentState, DoorState
+from locker.store import Tx
+
+
+def get(tx: Tx, compartment_id: str) -> Compartment:
+    row = records.compartment(tx, compartment_id)
+    if row is None:
+        raise UnknownCompartment(f"no compartment {compartment_id}")
+    return row
+
+
+def free(tx: Tx, config: LockerConfig,
+         reachable: Callable[[str], bool] = lambda cid: True) -> list[FreeCompartment]:
+    """Free, in-service compartments whose door is shut and whose lock can be reached now."""
+    levels = {c.id: c.level for c in config.compartments}
+    return [
+        FreeCompartment(row.id, row.zone, row.size, levels.get(row.id, 1))
+        for row in records.compartments(tx)
+        if row.state is CompartmentState.FREE and row.door is DoorState.LOCKED
+        and reachable(row.id)
+    ]
+
+
+def reserve(tx: Tx, compartment_id: str, order_id: str) -> None:
+    row = get(tx, compartment_id)
+    move(tx, Kind.COMPARTMENT, compartment_id, row.state, "reserve")
+    tx.execute("UPDATE compartments SET order_id = ? WHERE id = ?", (order_id, compartment_id))
+
+
+def load(tx: Tx, order_id: str) -> None:
+    """The order's goods are in: its reserved compartments are loaded."""
+    for row in tx.all("SELECT id FROM compartments WHERE order_id = ? AND state = ?",
+                      (order_id, CompartmentState.RESERVED.value)):
+        move(tx, Kind.COMPARTMENT, row["id"], CompartmentState.RESERVED, "load")
+
+
+def give_back(tx: Tx, compartment_id: str, event: str) -> None:
+    """The compartment is free again: emptied (goods out) or released (nothing went in)."""
+    row = get(tx, compartment_id)
+    if row.state in (CompartmentState.RESERVED, CompartmentState.LOADED):
+        move(tx, Kind.COMPARTMENT, compartment_id, row.state, event)
+        tx.execute("UPDATE compartments SET order_id = NULL WHERE id = ?", (compartment_id,))
+
+
+def jammed_while_loading(tx: Tx, compartment_id: str) -> None:
+    row = get(tx, compartment_id)
+    move(tx, Kind.COMPARTMENT, compartment_id, row.state, "jam_while_loading")
+    tx.execute("UPDATE compartments SET order_id = NULL, service_reason = ? WHERE id = ?",
+               (JAMMED_WHILE_LOADING, compartment_id))
+    tx.emit("compartment.out_of_service", "door", compartment_id=compartment_id, actor="locker",
+            reason=JAMMED_WHILE_LOADING)
+
+
+JAMMED_WHILE_LOADING = "jammed while loading"
+
+
+def door_works_again(tx: Tx, compartment_id: str) -> None:
+    """A compartment taken out of service by a jam whose door then opened and closed: the latch
+    works, so it serves again without anyone having to come."""
+    row = get(tx, compartment_id)
+    if row.state is CompartmentState.OUT_OF_SERVICE and (
+            row.service_reason == JAMMED_WHILE_LOADING):
+        move(tx, Kind.COMPARTMENT, compartment_id, row.state, "door_works")
+        tx.execute("UPDATE compartments SET service_reason = NULL WHERE id = ?",
+                   (compartment_id,))
+        tx.emit("compartment.in_service", "door", compartment_id=compartment_id,
+                actor="locker", reason="its door opened and closed again after the jam")
+
+
+def set_in_service(tx: Tx, compartment_id: str, in_service: bool, actor: str,
+                   reason: str) -> None:
+    """Take an empty compartment out of service, or put one back (a jam is forgotten)."""
+    row = get(tx, compartment_id)
+    if in_service:
+        if row.state is not CompartmentState.OUT_OF_SERVICE:
+            raise Refused("in_service", f"compartment {compartment_id} is in service")
+        move(tx, Kind.COMPARTMENT, compartment_id, row.state, "put_back")
+        door.put_back(tx, compartment_id)
+        tx.execute("UPDATE compartments SET service_reason = NULL WHERE id = ?",
+                   (compartment_id,))
+        tx.clear_alarm("door_jammed", compartment_id,
+                       f"compartment {compartment_id} back in service")
+    else:
+        if row.state is not CompartmentState.FREE:
+            raise Refused("not_empty", f"compartment {compartment_id} is"
+                                 f" {row.state.value} (order {row.order_id}); empty it first")
+        move(tx, Kind.COMPARTMENT, compartment_id, row.state, "take_out")
+        tx.execute("UPDATE compartments SET service_reason = ? WHERE id = ?",
+                   (reason, compartment_id))
+    tx.emit("compartment.in_service" if in_service else "compartment.out_of_service",
+            "door", compartment_id=compartment_id, actor=actor, reason=reason)
+
+
+def sync_with_config(tx: Tx, config: LockerConfig) -> None:
+    """Add compartments new in the config; refuse to drop one that still holds an order."""
+    wanted = {c.id: c for c in config.compartments}
+    known = {row.id: row for row in records.compartments(tx)}
+    for cid, row in known.items():
+        if cid in wanted:
+            continue
+        if row.order_id:
+            raise StoreError(
+                f"{config.path}: compartment {cid} holds order {row.order_id}"
+                " but is no longer in the config; put it back, or take the order out first"
+            )
+        tx.execute("DELETE FROM compartments WHERE id = ?", (cid,))
+        tx.emit("compartment.removed", "order", compartment_id=cid)
+    for cid, c in wanted.items():
+        existing = known.get(cid)
+        if existing is None:
+            tx.insert("compartments", {
+                "id": cid, "zone": c.zone.value, "size": c.size.value,
+                "state": CompartmentState.FREE.value, "door": DoorState.LOCKED.value,
+                "order_id": None, "door_changed_at": tx.now, "updated_at": tx.now,
+            })
+            tx.emit("compartment.added", "order", compartment_id=cid, zone=c.zone.value,
+                    size=c.size.value)
+        elif (existing.zone, existing.size) != (c.zone, c.size):
+            if existing.order_id:
+                raise StoreError(
+                    f"{config.path}: compartment {cid} changed zone or size while it"
+                    f" holds order {existing.order_id}"
+                )
+            tx.execute("UPDATE compartments SET zone = ?, size = ? WHERE id = ?",
+                       (c.zone.value, c.size.value, cid))
