@@ -26,12 +26,13 @@ from api.common import (
     set_in_service,
     staff_session,
 )
+from api.freshness import act_in_time, add_loop_watch
 from api.updater import add_update_agent
 from locker import __version__
 from locker.codes import BadCodeFormat
-from locker.courier import Refused
 from locker.daemon import Locker
-from locker.errors import LockerError, StoreError, UnknownCompartment
+from locker.deadline import StaleRequest
+from locker.errors import LockerError, Refused, StoreError, Unavailable, UnknownCompartment
 from locker.pickup import SCREEN_ID, PickupRefused, Throttled
 from locker.staff import LoginRefused, NotAllowed
 
@@ -61,6 +62,12 @@ async def errors_as_json(request: web.Request,
         return response
     except NotAllowed as exc:
         return problem(403 if exc.reason == "role" else 401, exc.reason, str(exc))
+    except Unavailable as exc:  # nothing was committed: the code, the session still work
+        response = problem(503, exc.reason, str(exc), compartments=list(exc.compartments))
+        response.headers["Retry-After"] = "60"
+        return response
+    except StaleRequest as exc:
+        return problem(408, exc.reason, str(exc))
     except Refused as exc:
         return problem(409, exc.reason, str(exc), **exc.detail)
     except UnknownCompartment as exc:
@@ -161,11 +168,15 @@ async def technician_service(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Ready: started (store open, doors reconciled) and every board answers; a board that has
+    not answered since the start, or stopped, is named in boards_offline."""
     locker = request.app[LOCKER]
+    offline = sorted(locker.monitor.offline_boards)
+    ready = locker.ready and not offline
     return web.json_response({
-        "locker": locker.config.locker_id, "ready": locker.ready, "version": __version__,
-        "boards_offline": sorted(locker.monitor.offline_boards),
-    }, status=200 if locker.ready else 503)
+        "locker": locker.config.locker_id, "ready": ready, "started": locker.ready,
+        "version": __version__, "boards_offline": offline,
+    }, status=200 if ready else 503)
 
 
 async def kiosk(request: web.Request) -> web.FileResponse:
@@ -181,9 +192,10 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
 
 def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application:
     """The app; with manage_locker the app starts and stops the locker (cleanup_ctx)."""
-    app = web.Application(middlewares=[errors_as_json],
+    app = web.Application(middlewares=[errors_as_json, act_in_time],
                           client_max_size=locker.config.http.max_body_bytes)
     app[LOCKER] = locker
+    add_loop_watch(app)
 
     async def run_locker(app: web.Application) -> AsyncIterator[None]:
         await app[LOCKER].start()
@@ -210,5 +222,5 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
     app.router.add_static("/static", STATIC)
     ops.add_routes(app)
     metrics.add_routes(app, locker)
-    locker.monitor.listeners.append(app[ops.LIVE].publish)
+    locker.store.listeners.append(app[ops.LIVE].publish)
     return app

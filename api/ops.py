@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -52,6 +53,9 @@ async def kiosk_info(request: web.Request) -> web.Response:
         "locker": locker.config.locker_id, "name": locker.config.name,
         "support_phone": locker.config.support_phone, "digits": locker.config.codes.digits,
         "idle_s": locker.config.http.screen_idle_s,
+        # the screens say when they asked, on this clock, and give up after request_timeout_s
+        # (past the locker's own deadline to act, so a request they gave up on did nothing)
+        "now": time.time(), "request_timeout_s": locker.config.http.stale_request_s + 5.0,
     })
 
 

@@ -190,6 +190,8 @@ class HttpConfig:
     port: int = 8080
     max_body_bytes: int = 4096
     screen_idle_s: float = 45.0  # the customer's screen goes back to the start after this
+    # a request the daemon could not start acting on this long after it arrived does nothing
+    stale_request_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -734,6 +736,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
             port=http_t.integer("port", 8080, lo=0, hi=65535),
             max_body_bytes=http_t.integer("max_body_bytes", 4096, lo=256, hi=1 << 20),
             screen_idle_s=http_t.number("screen_idle_s", 45.0, lo=1, hi=3600),
+            stale_request_s=http_t.number("stale_request_s", 5.0, lo=1, hi=60),
         )
         http_t.done()
 

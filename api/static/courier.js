@@ -4,10 +4,15 @@
 let token = null, watching = null;
 const $ = (id) => document.getElementById(id);
 
+const LATE = "The locker did not answer in time; nothing was done. Please try again.";
 async function call(method, path, body) {
-  const r = await fetch(path, {method, headers: {"Content-Type": "application/json",
-                                                 Authorization: `Bearer ${token}`},
-                               body: body === undefined ? undefined : JSON.stringify(body)});
+  let r;
+  try {
+    r = await Ask.send(method, path, body, {Authorization: `Bearer ${token}`});
+  } catch (e) {
+    if (e.name === "AbortError") return {ok: false, data: {message: LATE}};
+    throw e;
+  }
   const data = await r.json();
   if (r.status === 401) { loggedOut(data.message); throw new Error(data.message); }
   return {ok: r.ok, data};
@@ -77,8 +82,11 @@ function watch(order) {
 }
 $("login").addEventListener("submit", async (e) => {
   e.preventDefault();
-  const r = await fetch("/api/staff/login", {method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({staff: $("staff").value.trim(), code: $("totp").value.trim(), screen: "courier"})});
+  let r;
+  try {
+    r = await Ask.send("POST", "/api/staff/login",
+                       {staff: $("staff").value.trim(), code: $("totp").value.trim(), screen: "courier"});
+  } catch (e) { $("login-answer").textContent = LATE; return; }
   const data = await r.json();
   $("totp").value = "";
   if (!r.ok) { $("login-answer").textContent = data.message; return; }
@@ -88,3 +96,4 @@ $("login").addEventListener("submit", async (e) => {
   refresh();
 });
 $("logout").addEventListener("click", async () => { await call("POST", "/api/staff/logout"); loggedOut(); });
+Ask.learn().catch(() => {});

@@ -9,6 +9,9 @@ const TEXT = {
        wait: "Too many wrong codes. Try again in {s} s.",
        format: "A pickup code has {n} digits.", trouble: "Compartment {c} did not open. Please call {phone}.",
        starting: "The locker is starting. Try again in a moment.",
+       unavailable: "Your compartment cannot open right now. Nothing was opened and your code still works: please try again in a few minutes or call {phone}.",
+       late: "The locker did not answer in time. If no door opened, your code still works: please try again.",
+       not_ready: "This order is not ready for pickup. Please call {phone}.",
        error: "Something went wrong. Please call {phone}.",
        zones: {ambient: "ambient", fresh: "fresh", frozen: "frozen"},
        where: (loc) => loc},
@@ -19,6 +22,9 @@ const TEXT = {
        wait: "Trop de codes erronés. Réessayez dans {s} s.",
        format: "Un code de retrait a {n} chiffres.", trouble: "Le casier {c} ne s'est pas ouvert. Appelez le {phone}.",
        starting: "Le casier démarre. Réessayez dans un instant.",
+       unavailable: "Votre casier ne peut pas s'ouvrir pour le moment. Rien n'a été ouvert et votre code reste valable : réessayez dans quelques minutes ou appelez le {phone}.",
+       late: "Le casier n'a pas répondu à temps. Si aucune porte ne s'est ouverte, votre code reste valable : réessayez.",
+       not_ready: "Cette commande n'est pas prête. Appelez le {phone}.",
        error: "Une erreur est survenue. Appelez le {phone}.",
        zones: {ambient: "ambiant", fresh: "frais", frozen: "surgelé"},
        where: (loc) => loc.replace("column", "colonne").replace("level", "niveau")},
@@ -40,7 +46,15 @@ function reset() {
 }
 function touched() {
   clearTimeout(idleTimer);
-  idleTimer = setTimeout(() => { if (lang !== "en") setLang("en"); else reset(); }, info.idle_s * 1000);
+  idleTimer = setTimeout(() => {
+    learnClock();  // the locker's clock may have been corrected meanwhile
+    if (lang !== "en") setLang("en"); else reset();
+  }, info.idle_s * 1000);
+}
+function learnClock() {
+  return Ask.learn().then((data) => {
+    info = data; $("name").textContent = data.name; code.maxLength = data.digits + 6;
+  }).catch(() => {});
 }
 function say(text, cls) { answer.textContent = text; answer.className = cls; }
 function countdown(seconds) {
@@ -59,10 +73,12 @@ async function submit() {
   if (!typed) return;
   let r, body;
   try {
-    r = await fetch("/api/pickup", {method: "POST", headers: {"Content-Type": "application/json"},
-                                    body: JSON.stringify({code: typed, screen: "front"})});
+    r = await Ask.send("POST", "/api/pickup", {code: typed, screen: "front"});
     body = await r.json();
-  } catch (e) { say(t("error", {phone: info.support_phone}), "bad"); return; }
+  } catch (e) {
+    say(t(e.name === "AbortError" ? "late" : "error", {phone: info.support_phone}), "bad");
+    return;
+  }
   if (r.ok) {
     say(t("open"), "good");
     for (const d of body.opened) {
@@ -86,6 +102,13 @@ async function submit() {
     if (body.retry_after_s > 0) setTimeout(() => countdown(body.retry_after_s), 2500);
   } else if (body.error === "starting") {
     say(t("starting"), "bad");
+  } else if (body.error === "temporarily_unavailable") {
+    say(t("unavailable", {phone: info.support_phone}), "bad");
+  } else if (body.error === "stale_request") {
+    say(t("late"), "bad");
+    learnClock();
+  } else if (body.error === "not_ready") {
+    say(t("not_ready", {phone: info.support_phone}), "bad");
   } else {
     say(t("error", {phone: info.support_phone}), "bad");
   }
@@ -99,8 +122,6 @@ $("form").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
 $("lang-en").addEventListener("click", () => setLang("en"));
 $("lang-fr").addEventListener("click", () => setLang("fr"));
 ["click", "keydown", "touchstart"].forEach((ev) => document.addEventListener(ev, touched));
-fetch("/api/kiosk").then((r) => r.json()).then((data) => {
-  info = data; $("name").textContent = data.name; code.maxLength = data.digits + 6;
-}).catch(() => {});
+learnClock();
 setLang("en");
 touched();
