@@ -49,6 +49,7 @@ OUTBOX_BOUND_INTERVAL_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
 STANDALONE_OUTBOX_EVENTS = 50_000  # without central, the outbox is a journal of recent events
 ZONE_INTERVAL_S = 10.0
+LAST_STORE_OUTAGE = "store.last_outage"  # "since until": when the store last could not write
 STORE_OUTAGE_MIN_S = 60.0  # a store that could not write this long extends every ready window
 SETPOINT_KEY = "setpoint.{zone}"  # a setpoint set by central outlives a restart
 
@@ -199,10 +200,13 @@ class Locker:
         if since is None:
             return
         with self.store.transaction(now) as tx:
+            # a real write: only one that commits proves the store can write again
+            tx.set_meta(LAST_STORE_OUTAGE, f"{since!r} {now!r}")
             if now - since >= STORE_OUTAGE_MIN_S:
                 extend_for_outage(tx, since, f"the store could not write for {now - since:.0f} s",
                                   ended_only=False)
         self.store.unwritable_since = None
+        log.warning("the store writes again after %.0f s", now - since)
 
     def _count_door_openings(self, events: list[tuple[str, dict[str, object]]]) -> None:
         """Every door opened lets warm air into its zone: the HACCP record counts them."""

@@ -200,15 +200,8 @@ def accept_code(tx: Tx, config: LockerConfig, current: Order, reachable: Reachab
     offline, the bus is down): a grocery order is collected whole, and the code is not spent.
     """
     held = records.links(tx, current.id)
-    unreachable = [link.compartment_id for link in held if not reachable(link.compartment_id)]
-    if unreachable:
-        raise Unavailable(
-            "temporarily_unavailable",
-            f"compartment{'s' if len(unreachable) > 1 else ''} {', '.join(unreachable)} cannot"
-            " open right now; nothing was opened and your code still works. Please try again"
-            + (f" in a few minutes or call {config.support_phone}" if config.support_phone
-               else " in a few minutes"),
-            tuple(unreachable))
+    refuse_unreachable([link.compartment_id for link in held], reachable,
+                       customer_help=config.support_phone or "")
     move(tx, Kind.ORDER, current.id, current.state, "accept_code")
     tx.execute("UPDATE orders SET phase_since = ? WHERE id = ?", (tx.now, current.id))
     doors = [door.authorise(tx, config, link.compartment_id, current.id, "customer", "pickup")
@@ -471,15 +464,22 @@ def reclaim(tx: Tx, config: LockerConfig, order_id: str, actor: str,
     return compartments, doors
 
 
-def refuse_unreachable(compartments: Sequence[str], reachable: Reachable) -> None:
-    """Nothing is authorised when one of these doors cannot open now."""
-    unreachable = [cid for cid in compartments if not reachable(cid)]
-    if unreachable:
-        raise Unavailable("temporarily_unavailable",
-                          f"compartment{'s' if len(unreachable) > 1 else ''}"
-                          f" {', '.join(unreachable)} cannot open right now (its lock board does"
-                          " not answer); nothing was opened. Try again in a few minutes",
-                          tuple(unreachable))
+def refuse_unreachable(compartments: Sequence[str], reachable: Reachable, *,
+                       customer_help: str | None = None) -> None:
+    """Nothing is authorised when one of these doors cannot open now. `customer_help`: the
+    answer is for a customer (whose code still works), with this number to call."""
+    unreachable = tuple(cid for cid in compartments if not reachable(cid))
+    if not unreachable:
+        return
+    which = f"compartment{'s' if len(unreachable) > 1 else ''} {', '.join(unreachable)}"
+    if customer_help is None:
+        message = (f"{which} cannot open right now (its lock board does not answer); nothing"
+                   " was opened. Try again in a few minutes")
+    else:
+        message = (f"{which} cannot open right now; nothing was opened and your code still"
+                   " works. Please try again in a few minutes"
+                   + (f" or call {customer_help}" if customer_help else ""))
+    raise Unavailable("temporarily_unavailable", message, unreachable)
 
 
 def reallocate_after_jam(tx: Tx, config: LockerConfig, auth: Authorisation,
@@ -571,7 +571,7 @@ def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
         tx.emit(kind, "order", order_id=current.id, actor=last["actor"] if last else None)
         log.info("%s: %s", kind, current.id)
         return "all_closed"
-    since = _phase_since(tx, current)
+    since = current.phase_since
     if since is None:
         return None  # no phase under way (a reclaim that already ended unfinished)
     timeout_s = config.doors.open_timeout_s
@@ -610,11 +610,6 @@ def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
     log.warning("order %s: %s; its code opens %s again", current.id,
                 "partly collected" if done else "pickup interrupted", ", ".join(remaining))
     return event
-
-
-def _phase_since(tx: Tx, current: Order) -> float | None:
-    row = tx.one("SELECT phase_since FROM orders WHERE id = ?", (current.id,))
-    return None if row is None or row["phase_since"] is None else float(row["phase_since"])
 
 
 def _release_links(tx: Tx, order_id: str, links: Sequence[Link]) -> None:

@@ -25,6 +25,7 @@ class Order:
     accessible: bool
     held_since: float | None  # its doors could not open from then on (the window waits)
     held_for: str | None  # why
+    phase_since: float | None  # when the pickup or reclaim under way began
     created_at: float
     updated_at: float
 
@@ -33,7 +34,8 @@ class Order:
         return cls(row["id"], int(row["version"]), int(row["sequence"]),
                    OrderState(row["state"]), row["code_digest"], row["window_start"],
                    row["window_end"], float(row["window_s"] or 0.0), bool(row["accessible"]),
-                   row["held_since"], row["held_for"], row["created_at"], row["updated_at"])
+                   row["held_since"], row["held_for"], row["phase_since"], row["created_at"],
+                   row["updated_at"])
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@ loading an order, the ops grid following a door."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pyotp
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from locker.codes import load_secret
 from locker.orders import add_order_to_load, parse_bag
@@ -134,3 +135,43 @@ async def test_the_ops_page_charts_the_zone_record(page: Page, rig: Rig) -> None
     await expect(page.locator('polyline[data-zone="frozen"]')).to_have_count(1)
     await expect(page.locator('.zone-now[data-zone="frozen"]')).to_contain_text("°C")
     await shot(page, "ops-temperatures")
+
+
+async def test_the_kiosk_says_when_it_asked_and_gives_up_in_time(page: Page, rig: Rig) -> None:
+    order = rig.add("o1", "fresh:S")
+    asked: list[str | None] = []
+
+    async def faster(route: Route) -> None:  # a short wait, so the test need not sit 10 s
+        answer = await route.fetch()
+        body = await answer.json()
+        await route.fulfill(response=answer, json={**body, "request_timeout_s": 1.5})
+
+    async def lost(route: Route) -> None:  # the request never reaches the locker
+        asked.append(route.request.headers.get("x-asked-at"))
+
+    await page.route("**/api/kiosk", faster)
+    await page.route("**/api/pickup", lost)
+    await page.goto("/")
+    await page.locator("#code").fill(order.code)
+    await page.locator("#ok").click()
+    await expect(page.locator("#answer")).to_have_text(
+        "The locker did not answer in time. If no door opened, your code still works:"
+        " please try again.", timeout=5000)
+    assert asked and asked[0] is not None and abs(float(asked[0]) / 1000 - time.time()) < 5
+    await page.unroute("**/api/pickup")
+    await page.locator("#code").fill(order.code)
+    await page.locator("#ok").click()
+    await expect(page.locator("#doors")).to_contain_text(order.compartments[0][0])
+
+
+async def test_the_kiosk_says_a_code_still_works_when_its_door_cannot_open(
+        page: Page, rig: Rig) -> None:
+    order = rig.add("o1", "frozen:M")  # board 1
+    rig.boards.set_silent(1)
+    await rig.until(lambda: bool(rig.locker.monitor.offline_boards))
+    await page.goto("/")
+    await page.locator("#code").fill(order.code)
+    await page.locator("#ok").click()
+    await expect(page.locator("#answer")).to_contain_text("your code still works")
+    await shot(page, "customer-unavailable")
+    assert not rig.boards.received(command="unlock") and rig.order_state("o1") == "ready"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
-from locker.errors import BoardOffline
+from locker.errors import BoardOffline, BoardTimeout
 from locker.model import DoorSense
 from locker.ports import HardwareListener
 
@@ -16,6 +17,8 @@ class FakeDriver:
         self.doors = {cid: DoorSense.CLOSED for cid in compartments}
         self.unlocked: list[str] = []
         self.offline: set[str] = set()
+        self.lose_answers = False  # the lock pulses, the board's acknowledgement never comes
+        self.springs = False  # an unlocked door pops open a moment later
         self.listener: HardwareListener | None = None
 
     async def start(self, listener: HardwareListener) -> None:
@@ -28,6 +31,11 @@ class FakeDriver:
         if compartment_id in self.offline:
             raise BoardOffline(f"board of {compartment_id} is offline")
         self.unlocked.append(compartment_id)
+        if self.springs:
+            await asyncio.sleep(0)
+            self.open(compartment_id)
+        if self.lose_answers:
+            raise BoardTimeout(f"the board of {compartment_id} did not answer its unlock")
 
     async def read_doors(self) -> Mapping[str, DoorSense]:
         return dict(self.doors)

@@ -13,7 +13,7 @@ import pytest
 from locker.clock import SimClock
 from locker.config import LockerConfig
 from locker.daemon import Locker
-from locker.errors import BoardTimeout, Unavailable
+from locker.errors import StoreError, Unavailable
 from locker.lifecycle import records
 from locker.lifecycle.order import accept_code
 from locker.model import DoorSense
@@ -292,15 +292,7 @@ async def test_a_board_offline_refuses_before_anything_is_spent(rig) -> None:
 async def test_a_lost_acknowledgement_waits_for_the_door_and_counts_it_opened(rig) -> None:
     locker, driver, clock = rig
     code = add(locker, "o1", "fresh:S")
-    unlock = driver.unlock
-
-    async def pulse_then_lose_the_answer(compartment_id: str) -> None:
-        await unlock(compartment_id)
-        await asyncio.sleep(0)
-        driver.open(compartment_id)  # the spring pushes it open a moment later
-        raise BoardTimeout("board 0 did not answer its unlock request")
-
-    driver.unlock = pulse_then_lose_the_answer  # type: ignore[method-assign]
+    driver.lose_answers = driver.springs = True
     result = await collect_in_time(locker, clock, code)
     assert len(result.opened) == 1 and result.failed == []  # the door is the truth
     assert "door.unlock_failed" not in kinds(locker)
@@ -383,13 +375,7 @@ async def test_a_pickup_of_a_door_already_open_completes_when_it_closes(rig) -> 
 async def test_an_unconfirmed_unlock_that_opens_the_door_is_not_a_forced_door(rig) -> None:
     locker, driver, clock = rig
     code = add(locker, "o1", "fresh:S")
-    unlock = driver.unlock
-
-    async def pulse_then_lose_the_answer(compartment_id: str) -> None:
-        await unlock(compartment_id)
-        raise BoardTimeout("board 0 did not answer its unlock request")
-
-    driver.unlock = pulse_then_lose_the_answer  # type: ignore[method-assign]
+    driver.lose_answers = True
     result = await collect_in_time(locker, clock, code)
     [door] = result.failed  # not seen open within the wait
     assert "alarm.unlock_failed" in kinds(locker)
@@ -429,3 +415,40 @@ async def test_housekeeping_survives_a_failure(rig) -> None:
     locker.monitor.check_timeouts = fails_once  # type: ignore[method-assign]
     await clock.advance(10)
     assert calls > 1 and order_state(locker, "o1") == "expired"
+
+
+async def test_a_store_that_could_not_write_gives_every_ready_window_the_time_back(rig) -> None:
+    locker, _driver, clock = rig
+    code = add(locker, "o1", "ambient:S")
+    before = order_row(locker, "o1")["window_end"]
+    # the card remounted read-only after an error, as a worn SD card does
+    locker.store.db.execute("PRAGMA query_only = ON")
+    with pytest.raises(StoreError):
+        await locker.pickup.collect(code)
+    assert locker.store.unwritable_since is not None
+    await clock.advance(120)
+    locker.store.db.execute("PRAGMA query_only = OFF")  # writable again
+    await clock.advance(2)
+    assert locker.store.unwritable_since is None
+    assert order_row(locker, "o1")["window_end"] >= before + 120
+    [extended] = [e for e in locker.store.events() if e.kind == "order.window_extended"]
+    assert "the store could not write" in extended.payload["reason"]
+    assert (await locker.pickup.collect(code)).opened
+
+
+async def test_a_zone_out_of_its_limits_holds_the_window_of_the_orders_inside(rig) -> None:
+    locker, _driver, clock = rig
+    add(locker, "o1", "frozen:S")
+    add(locker, "o2", "ambient:S")
+    before = order_row(locker, "o1")["window_end"]
+    with locker.store.transaction(clock.now()) as tx:
+        tx.raise_alarm("zone_excursion", "frozen", "the frozen zone is at -9 °C")
+    await clock.advance(2)
+    assert [e.order_id for e in locker.store.events() if e.kind == "order.held"] == ["o1"]
+    await clock.advance(600)
+    with locker.store.transaction(clock.now()) as tx:
+        tx.clear_alarm("zone_excursion", "frozen", "back in limits")
+    await clock.advance(2)
+    assert order_row(locker, "o1")["window_end"] >= before + 600
+    assert order_row(locker, "o1")["held_since"] is None
+    assert order_row(locker, "o2")["held_since"] is None
