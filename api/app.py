@@ -168,14 +168,18 @@ async def technician_service(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Ready: started (store open, doors reconciled) and every board answers; a board that has
-    not answered since the start, or stopped, is named in boards_offline."""
+    """Ready: started (store open, doors reconciled), every board answers (a board that has not
+    answered since the start, or stopped, is named in boards_offline), and the store writes."""
     locker = request.app[LOCKER]
     offline = sorted(locker.monitor.offline_boards)
-    ready = locker.ready and not offline
+    store = locker.store
+    ready = locker.ready and not offline and store.unwritable_since is None
     return web.json_response({
         "locker": locker.config.locker_id, "ready": ready, "started": locker.ready,
         "version": __version__, "boards_offline": offline,
+        "store": "writes" if store.unwritable_since is None else
+                 f"cannot write since {store.unwritable_since:.0f}: {store.unwritable_reason}",
+        "clock": locker.time.trust().why or "trusted",
     }, status=200 if ready else 503)
 
 

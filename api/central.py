@@ -35,7 +35,14 @@ from locker.config import CentralConfig
 from locker.daemon import Locker
 from locker.errors import ConfigError
 from locker.feed import BadPayload, parse_feed
-from locker.sync import acknowledge, heartbeat, pending, reachable, unreachable
+from locker.sync import (
+    acknowledge,
+    central_saw,
+    heartbeat,
+    pending,
+    reachable,
+    unreachable,
+)
 from locker.sync import cursor as stored_cursor
 from locker.tasks import cancel_and_wait
 
@@ -114,7 +121,13 @@ class CentralLink:
         self.stats = {"feed_items": 0, "events_acked": 0, "heartbeats": 0, "failures": 0}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: ClientSession | None = None
-        locker.store.listeners.append(lambda events: self.outbox_changed.set())
+        locker.store.listeners.append(self._heard)
+
+    def _heard(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        self.outbox_changed.set()
+        for kind, fields in events:
+            if kind == "clock.stepped":  # the time of central's last answer moves with the clock
+                self.last_answer += float(fields["by_s"])
 
     async def start(self) -> None:
         self._session = ClientSession(
@@ -198,10 +211,13 @@ class CentralLink:
             try:
                 body = heartbeat(self.locker.store, version=__version__,
                                  ready=self.locker.ready, zones=self.locker.zone_state,
-                                 now=self.locker.clock.now())
+                                 now=self.locker.clock.now(),
+                                 live_alarms=self.locker.live_alarms())
                 answer = await self._call("POST", "/heartbeat", json_body=body,
                                           timeout_s=self.config.request_timeout_s)
-                server_time = _server_time(answer)
+                server_time, events_seq = _heartbeat_answer(answer)
+                if events_seq is not None:
+                    central_saw(self.locker.store, self.locker.clock.now(), events_seq)
                 self._good_answer()
                 self.stats["heartbeats"] += 1
                 if abs(server_time - time.time()) > CLOCK_SKEW_WARN_S:
@@ -286,13 +302,20 @@ def _acked(answer: Any) -> list[str]:
     return answer["acked"]
 
 
-def _server_time(answer: Any) -> float:
-    if (not isinstance(answer, dict) or set(answer) != {"server_time"}
+def _heartbeat_answer(answer: Any) -> tuple[float, int | None]:
+    """(server_time, events_seq or None)."""
+    if (not isinstance(answer, dict) or "server_time" not in answer
+            or not set(answer) <= {"server_time", "events_seq"}
             or isinstance(answer["server_time"], bool)
             or not isinstance(answer["server_time"], int | float)):
-        raise Garbled("heartbeat: the answer must be exactly {\"server_time\": number}")
+        raise Garbled("heartbeat: the answer must be {\"server_time\": number} and at most"
+                      " \"events_seq\"")
+    seq = answer.get("events_seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)
+                            or not 0 <= seq <= 2**53):
+        raise Garbled("heartbeat: events_seq must be an integer from 0 to 2^53")
     try:
-        return float(answer["server_time"])
+        return float(answer["server_time"]), seq
     except OverflowError:
         raise Garbled("heartbeat: server_time out of range") from None
 

@@ -38,9 +38,17 @@ from pathlib import Path
 from typing import Literal
 
 from api.central import load_token
+from locker.backup import rolling_backup
 from locker.codes import load_ops_token, load_secret
 from locker.commands import load_command_key
 from locker.config import BoardWiring, BusConfig, LockerConfig, ZoneLimits, load_config
+from locker.datadir import (
+    check_before_open,
+    identity_file,
+    outbox_seq,
+    read_marks,
+    stored_identity,
+)
 from locker.errors import ConfigError, LockerError
 from locker.model import DoorSense, Zone
 from locker.store import SCHEMA_VERSION, Store
@@ -136,8 +144,12 @@ def check_secrets(config: LockerConfig) -> list[Row]:
 
 
 def check_store(config: LockerConfig) -> Row:
-    """Schema, integrity and outbox, read without creating or migrating anything."""
+    """Identity, schema, full integrity and outbox, read without creating or migrating."""
     path = config.database
+    try:
+        expected = check_before_open(path)
+    except LockerError as exc:
+        return Row("store", "FAIL", str(exc))
     if not path.exists():
         return Row("store", "WARN", f"{path}: no store yet; `locker init` creates it (the daemon"
                                     " too, at its first start)")
@@ -146,7 +158,8 @@ def check_store(config: LockerConfig) -> Row:
         try:
             conn.execute("PRAGMA busy_timeout = 10000")
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+            # the whole check (the daemon's start runs the quick one, within a time budget)
+            problems = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)").fetchall()]
             has_outbox = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
             outbox = int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
@@ -157,7 +170,7 @@ def check_store(config: LockerConfig) -> Row:
         return Row("store", "FAIL", f"{path}: cannot read the store ({exc}); restore a backup"
                                     " or move it away and let `locker init` make a new one")
     if problems != ["ok"]:
-        return Row("store", "FAIL", f"{path}: PRAGMA quick_check found damage:"
+        return Row("store", "FAIL", f"{path}: PRAGMA integrity_check found damage:"
                                     f" {'; '.join(problems)}; restore a backup")
     if version > SCHEMA_VERSION:
         return Row("store", "FAIL", f"{path}: schema version {version} is newer than this"
@@ -169,10 +182,32 @@ def check_store(config: LockerConfig) -> Row:
                                     f" {SCHEMA_VERSION} (the daemon migrates it at its next"
                                     f" start); quick_check ok, {depth}")
     try:
-        Store(path).close()  # opens as the daemon does (WAL, pragmas); nothing to migrate
+        store = Store(path)  # opens as the daemon does (WAL, pragmas); nothing to migrate
+        try:
+            found = stored_identity(store.read())
+            seq = outbox_seq(store.read())
+        finally:
+            store.close()
     except LockerError as exc:
         return Row("store", "FAIL", str(exc))
-    detail = f"{path}: schema version {version}, quick_check ok, {depth}"
+    if expected is not None and (found is None or found.store_id != expected.store_id):
+        return Row("store", "FAIL", f"{path}: not the store {identity_file(path).name} names"
+                                    f" ({expected.store_id}); restore a backup of this locker")
+    if found is not None and found.locker_id != config.locker_id:
+        return Row("store", "FAIL", f"{path}: the store of locker {found.locker_id}, not"
+                                    f" {config.locker_id}")
+    marks = read_marks(path)
+    if seq < marks.outbox_seq:
+        return Row("store", "FAIL", f"{path}: events up to {seq}, but the marks beside it saw"
+                                    f" {marks.outbox_seq}: the store went back (docs/"
+                                    "operations.md, 'The store went back')")
+    backup = rolling_backup(path)
+    kept = "no rolling backup yet"
+    if backup.exists():
+        when = time.localtime(backup.stat().st_mtime)
+        kept = f"rolling backup {time.strftime('%Y-%m-%d %H:%M', when)}"
+    detail = (f"{path}: schema version {version}, integrity_check ok, {depth},"
+              f" store {found.store_id if found else '(no identity yet)'}, {kept}")
     bound = config.central.outbox_max_events if config.central is not None else None
     if bound is not None and outbox >= OUTBOX_WARN_SHARE * bound:
         return Row("store", "WARN", f"{detail}, near its bound of {bound}: is central reachable?")

@@ -125,7 +125,8 @@ def ops_state(locker: Locker, live: LiveFeed | None = None,
         "locker": locker.config.locker_id, "name": locker.config.name, "ready": locker.ready,
         "boards_offline": sorted(locker.monitor.offline_boards),
         "central": central_state(locker, link),
-        "compartments": compartments, "alarms": alarms, "events": events[::-1],
+        "compartments": compartments, "alarms": [*locker.live_alarms(), *alarms],
+        "events": events[::-1],
         # each zone's HACCP record over the last 24 hours, as [time, °C] (None: probe fault)
         "temperatures": {
             zone.value: [[at, celsius] for at, celsius in record]

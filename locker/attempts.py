@@ -18,13 +18,14 @@ def load(tx: Tx, scope: str, limits: Limits, now: float) -> Bucket:
     """A scope's bucket as stored (a fresh one if it was never spent)."""
     row = tx.one("SELECT * FROM throttle WHERE scope = ?", (scope,))
     return fresh(limits, now) if row is None else Bucket(
-        row["tokens"], row["updated_at"], row["lockouts"], row["locked_until"])
+        row["tokens"], row["updated_at"], row["lockouts"], row["locked_until"], row["lockout_s"])
 
 
 def save(tx: Tx, scope: str, bucket: Bucket) -> None:
     tx.execute("INSERT OR REPLACE INTO throttle (scope, tokens, updated_at, lockouts,"
-               " locked_until) VALUES (?, ?, ?, ?, ?)",
-               (scope, bucket.tokens, bucket.updated_at, bucket.lockouts, bucket.locked_until))
+               " locked_until, lockout_s) VALUES (?, ?, ?, ?, ?, ?)",
+               (scope, bucket.tokens, bucket.updated_at, bucket.lockouts, bucket.locked_until,
+                bucket.lockout_s))
 
 
 def bucket(tx: Tx, policy: ThrottlePolicy, scope: str, now: float) -> tuple[Bucket, Limits]:

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 import pyotp
 
 from locker import __version__, logs
+from locker.backup import restore, take
 from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
 from locker.coldchain import export_csv
 from locker.config import LockerConfig, load_config
 from locker.daemon import sync_compartments
+from locker.datadir import check_before_open, check_identity
 from locker.errors import LockerError
 from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
@@ -86,9 +88,10 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     from api.app import create_app
     from api.systemd import Notifier
     from api.updater import exit_code
+    from hardware.systemclock import KernelClockStatus
     from locker.daemon import Locker
 
-    locker = Locker(config, driver, zones=build_zones(config))
+    locker = Locker(config, driver, zones=build_zones(config), clock_status=KernelClockStatus())
     if redact is not None:
         redact.add(known_secrets(config))
     app = create_app(locker)
@@ -137,12 +140,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     made = create_secret(config.secret_file)
     token_made = create_private_file(config.ops_token_file, secrets.token_urlsafe(32))
+    expected = check_before_open(config.database)
     store = Store(config.database)
+    identity = check_identity(store, config.locker_id, expected, time.time())
     sync_compartments(store, config, time.time())
     store.close()
     print(f"secret: {config.secret_file} ({'created' if made else 'kept, it exists'})")
     print(f"ops token: {config.ops_token_file} ({'created' if token_made else 'kept, it exists'})")
-    print(f"store:  {config.database}")
+    print(f"store:  {config.database} (store {identity.store_id})")
     return 0
 
 
@@ -311,6 +316,24 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    copy = take(config.database, Path(args.to))
+    print(f"{copy.path}: store {copy.identity.store_id} of locker {copy.identity.locker_id},"
+          f" events up to {copy.outbox_seq}, {copy.size} bytes")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    copy = restore(config.database, config.locker_id, Path(args.from_), time.time())
+    taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(copy.taken_at))
+    print(f"{config.database}: restored from {copy.path} (its last event {taken}); the store it"
+          " replaced is kept beside it (locker.db.replaced-*). Start the daemon again: unanswered"
+          " unlocks in the copy are never pulsed, central sends again what came after it")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from api.demo import run_demo
 
@@ -408,6 +431,13 @@ def parser() -> argparse.ArgumentParser:
                 " serial port, boards, doors, GPIO, probes, clock, disk")
     p.add_argument("--serial-port", help="override bus.port")
     p.set_defaults(func=cmd_doctor)
+    p = command("backup", "copy the store, consistently, even while the daemon runs")
+    p.add_argument("--to", required=True, help="the copy (compressed when it ends in .gz)")
+    p.set_defaults(func=cmd_backup)
+    p = command("restore", "put a backup of this locker in place of its store (daemon stopped)")
+    p.add_argument("--from", dest="from_", required=True, help="a copy made by locker backup,"
+                   " or the rolling one in data_dir/backups")
+    p.set_defaults(func=cmd_restore)
     p = command("simulate", "run the locker against simulated boards, with demo orders")
     p.add_argument("--script", action="store_true",
                    help="type the demo codes automatically and exit when all are collected")

@@ -36,34 +36,45 @@ class RealClock:
 
 
 class SimClock:
-    """A clock that moves only when `advance()` is called; sleepers wake in deadline order."""
+    """A clock that moves only when `advance()` is called; sleepers wake in deadline order.
+
+    `step()` moves the wall clock alone, as NTP or a person setting the date does: durations
+    (monotonic time, the sleepers) do not move.
+    """
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self._now = start
-        self._start = start
+        self._mono = 0.0
+        self._offset = start  # wall = offset + monotonic
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
 
     def now(self) -> float:
-        return self._now
+        return self._offset + self._mono
 
     def monotonic(self) -> float:
-        return self._now - self._start
+        return self._mono
+
+    def step(self, seconds: float) -> None:
+        """The wall clock jumps by `seconds` (either way); monotonic time does not."""
+        self._offset += seconds
 
     async def sleep(self, seconds: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + max(0.0, seconds), next(self._counter), future))
+        heapq.heappush(self._sleepers, (self._mono + max(0.0, seconds), next(self._counter),
+                                        future))
         await future
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper at its own deadline, in order."""
-        target = self._now + seconds
+        for _ in range(3):  # tasks just created reach their first sleep
+            await asyncio.sleep(0)
+        target = self._mono + seconds
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, future = heapq.heappop(self._sleepers)
-            self._now = max(self._now, deadline)
+            self._mono = max(self._mono, deadline)
             if not future.done():
                 future.set_result(None)
             # let the woken task run (and perhaps sleep again) before the next deadline
             for _ in range(3):
                 await asyncio.sleep(0)
-        self._now = target
+        self._mono = target

@@ -42,6 +42,7 @@ ACTOR = "central"
 MAX_TTL_S = 86400.0  # a command valid longer than a day would make the nonce table unbounded
 CLOCK_SKEW_S = 60.0
 REMOTE_OPEN_SCOPE = "remote:open"
+ISSUED_MARK = "commands.issued_mark"  # the newest issued_at of a command accepted (datadir too)
 ARGS: dict[str, tuple[set[str], frozenset[str]]] = {  # action: (required args, optional args)
     "open_compartment": ({"compartment", "reason"}, frozenset()),
     "set_in_service": ({"compartment", "in_service", "reason"}, frozenset()),
@@ -177,6 +178,13 @@ class RemoteCommands:
         with self.store.transaction(now) as tx:
             if tx.one("SELECT nonce FROM command_nonces WHERE nonce = ?", (command.nonce,)):
                 raise CommandRefused("replayed", "this command's nonce was seen before")
+            # a clock set back must not revive a command whose nonce was forgotten on expiry:
+            # nothing issued well before the newest command accepted is taken
+            newest = float(tx.meta(ISSUED_MARK) or 0.0)
+            if command.issued_at < newest - CLOCK_SKEW_S:
+                raise CommandRefused("stale", f"issued {newest - command.issued_at:.0f} s before"
+                                     " a command already accepted")
+            tx.set_meta(ISSUED_MARK, repr(max(newest, command.issued_at)))
             tx.execute("DELETE FROM command_nonces WHERE expires_at < ?", (now,))
             tx.insert("command_nonces", {"nonce": command.nonce, "expires_at": command.expires_at})
             set_cursor(tx, cursor)
@@ -212,7 +220,7 @@ class RemoteCommands:
             tx.raise_alarm("remote_open_burst", "central",
                            "central asked for more remote openings than allowed; refused."
                            " If nobody in ops did this, central's signing key may be stolen.")
-        elif exc.reason in ("bad_signature", "wrong_locker", "replayed"):
+        elif exc.reason in ("bad_signature", "wrong_locker", "replayed", "stale"):
             tx.raise_alarm("command_forged", "central",
                            f"a command was refused ({exc.reason}): {exc}")
 

@@ -231,6 +231,22 @@ class UpdateConfig:
 
 
 @dataclass(frozen=True)
+class ClockPolicy:
+    """How far the wall clock is trusted (a Pi has no real-time clock)."""
+
+    unsynchronised_alarm_s: float = 600.0  # not synchronised this long: an alarm
+    trust_after_step_s: float = 3600.0  # after a forward step nothing expires this long,
+    # unless the clock is seen synchronised sooner
+
+
+@dataclass(frozen=True)
+class StorePolicy:
+    keep_finished_days: float = 30.0  # finished orders and cleared alarms, then forgotten
+    min_free_mb: float = 50.0  # less free space in data_dir than this: a warning alarm
+    backup_every_h: float = 24.0  # the rolling backup in data_dir/backups (0: none)
+
+
+@dataclass(frozen=True)
 class LockerConfig:
     path: Path
     locker_id: str
@@ -248,8 +264,13 @@ class LockerConfig:
     http: HttpConfig = HttpConfig()
     staff: StaffPolicy = StaffPolicy()
     central: CentralConfig | None = None  # None: orders come from the CLI only
-    keep_finished_days: float = 30.0  # finished orders and cleared alarms, then forgotten
+    store: StorePolicy = StorePolicy()
+    clock: ClockPolicy = ClockPolicy()
     update: UpdateConfig | None = None  # None: this locker is updated by hand
+
+    @property
+    def keep_finished_days(self) -> float:
+        return self.store.keep_finished_days
 
     @property
     def database(self) -> Path:
@@ -745,14 +766,28 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     central = _central(root.table("central"), data_dir, base)
     update = _update(root.table("update"), base, central)
     store_t = root.table("store")
-    keep_finished_days = 30.0
+    store = StorePolicy()
     if store_t is not None:
-        keep_finished_days = store_t.number("keep_finished_days", 30.0, lo=0.01, hi=3650)
+        store = StorePolicy(
+            keep_finished_days=store_t.number("keep_finished_days", 30.0, lo=0.01, hi=3650),
+            min_free_mb=store_t.number("min_free_mb", 50.0, lo=0, hi=1_000_000),
+            backup_every_h=store_t.number("backup_every_h", 24.0, lo=0, hi=24 * 365),
+        )
         store_t.done()
+    clock_t = root.table("clock")
+    clock = ClockPolicy()
+    if clock_t is not None:
+        clock = ClockPolicy(
+            unsynchronised_alarm_s=clock_t.number("unsynchronised_alarm_s", 600.0, lo=0,
+                                                  hi=7 * 86400),
+            trust_after_step_s=clock_t.number("trust_after_step_s", 3600.0, lo=0,
+                                              hi=7 * 86400),
+        )
+        clock_t.done()
     root.done()
     return LockerConfig(
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
         data_dir=data_dir, secret_file=secret_file, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
-        staff=staff, central=central, keep_finished_days=keep_finished_days, update=update,
+        staff=staff, central=central, store=store, clock=clock, update=update,
     )

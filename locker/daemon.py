@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import shutil
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from locker import __version__
+from locker.backup import restore, rolling_backup, take
 from locker.clock import Clock, RealClock
 from locker.codes import PickupCodes, load_ops_token, load_secret
 from locker.coldchain import ColdChain
@@ -26,20 +29,32 @@ from locker.commands import (
 )
 from locker.config import LockerConfig
 from locker.courier import CourierService
+from locker.datadir import (
+    DataDirLock,
+    StoreLost,
+    check_before_open,
+    check_identity,
+    compare_marks,
+    current_marks,
+    quick_check,
+    read_marks,
+    save_marks,
+)
 from locker.doors import DoorMonitor
-from locker.errors import ConfigError, HardwareError
+from locker.errors import ConfigError, HardwareError, StoreError
 from locker.inbox import Inbox
 from locker.lifecycle.compartment import sync_with_config
 from locker.lifecycle.order import extend_for_outage
 from locker.model import Zone
 from locker.orders import expire_orders
 from locker.pickup import PickupService
-from locker.ports import Compressor, LockDriver, RefrigerationController, ZoneProbe
+from locker.ports import ClockStatus, Compressor, LockDriver, RefrigerationController, ZoneProbe
 from locker.retention import prune
 from locker.staff import StaffDesk, load_staff_secrets
 from locker.store import CATEGORIES, Store
 from locker.sync import enforce_bound, outage_since
 from locker.tasks import cancel_and_wait
+from locker.timekeeping import TimeKeeper
 from locker.unlocking import pulse
 from locker.zones import Decision, ZoneControl, ZoneController
 
@@ -51,23 +66,37 @@ STANDALONE_OUTBOX_EVENTS = 50_000  # without central, the outbox is a journal of
 ZONE_INTERVAL_S = 10.0
 LAST_STORE_OUTAGE = "store.last_outage"  # "since until": when the store last could not write
 STORE_OUTAGE_MIN_S = 60.0  # a store that could not write this long extends every ready window
+STORE_ALARM_MIN_S = 5.0  # ... and is recorded as an alarm past this (not a moment's busy file)
+DISK_CHECK_S = 60.0
+MARKS_EVERY_S = 5.0  # the marks beside the store are written at most this often
+BACKUP_FIRST_S = 300.0  # the first rolling backup waits this long after a start
 SETPOINT_KEY = "setpoint.{zone}"  # a setpoint set by central outlives a restart
 
 
 class Locker:
     def __init__(self, config: LockerConfig, driver: LockDriver, clock: Clock | None = None,
                  on_events: Callable[[list[tuple[str, dict[str, object]]]], None] | None = None,
-                 zones: Mapping[Zone, tuple[ZoneProbe, Compressor]] | None = None) -> None:
+                 zones: Mapping[Zone, tuple[ZoneProbe, Compressor]] | None = None,
+                 clock_status: ClockStatus | None = None) -> None:
         self.config = config
         self.driver = driver
         self.clock: Clock = clock or RealClock()
         self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
         self.ops_token = load_ops_token(config.ops_token_file)
-        self.store = Store(config.database)
+        self.lock = DataDirLock(config.database)  # one daemon per data dir
+        self.lock.acquire()
+        try:
+            self.store = open_store(config, self.clock.now())
+        except BaseException:
+            self.lock.release()
+            raise
+        self._marks = current_marks(self.store.read())
         if on_events is not None:
             self.store.listeners.append(on_events)
         self.monitor = DoorMonitor(self.store, config, self.clock, self.codes, driver)
-        self.pickup = PickupService(self.store, config, self.codes, driver, self.clock)
+        self.time = TimeKeeper(self.store, self.clock, config.clock, clock_status)
+        self.pickup = PickupService(self.store, config, self.codes, driver, self.clock,
+                                    self.time.expiry_suspended)
         self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
         self.courier = CourierService(self.store, config, driver, self.clock)
         self.coldchain = ColdChain(self.store, config, self.clock)
@@ -94,11 +123,13 @@ class Locker:
         self.housekept_at: float | None = None  # monotonic time of the last housekeeping turn
         self.started_in_s: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._backups: asyncio.Task[None] | None = None
         self._ready_at = 0.0
         self._stopped = False
 
     async def start(self) -> None:
         began = self.clock.monotonic()
+        self.time.start()
         self._sync_compartments()
         await self.driver.start(self.monitor)
         readings = await self.driver.read_doors()
@@ -107,6 +138,7 @@ class Locker:
             tx.emit("locker.started", "telemetry", version=__version__,
                     locker_id=self.config.locker_id)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        self._backups = asyncio.create_task(self._rolling_backups(), name="rolling backup")
         for zone, (probe, compressor) in self.zone_hardware.items():
             compressor.switch(False)  # the safe value until the first decision
             self._zone_tasks.append(asyncio.create_task(
@@ -123,11 +155,14 @@ class Locker:
             return
         self._stopped = True
         self.ready = False
-        await cancel_and_wait([*self._zone_tasks, self._housekeeping])
+        await cancel_and_wait([*self._zone_tasks, self._housekeeping, self._backups])
         for _, compressor in self.zone_hardware.values():
             compressor.switch(False)
         await self.driver.stop()
+        self.time.stop()
+        self._save_marks(force=True)
         self.store.close()
+        self.lock.release()
 
     def alive(self, max_age_s: float) -> bool:
         """Ready, and the housekeeping loop turned within `max_age_s` (for systemd's watchdog)."""
@@ -164,27 +199,31 @@ class Locker:
         """Every second: jams (and the reallocations they cause), doors left open, the
         reconcile pass over every order under way and every held window, ended windows, the
         store's return after it could not write; the outbox's bound every minute."""
-        last_bound = last_prune = -PRUNE_INTERVAL_S
+        last_bound = last_prune = last_marks = last_disk = -PRUNE_INTERVAL_S
         while True:
             await self.clock.sleep(HOUSEKEEPING_INTERVAL_S)
             self.housekept_at = self.clock.monotonic()
             try:
+                self.time.check()  # first: a step is seen before anything is timed by it
                 now = self.clock.now()
                 self._store_back(now)
+                self.monitor.flush_waiting()
                 reallocated = self.monitor.check_timeouts()
                 self.monitor.reconcile()
-                central = self.config.central
-                if central is None:
-                    expire_orders(self.store, now)
-                else:
-                    expire_orders(self.store, now, held_since=outage_since(self.store),
-                                  hold_s=central.offline_hold_h * 3600.0)
+                self._expire(now)
                 if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
                     last_bound = now
+                    central = self.config.central
                     if central is not None:
                         enforce_bound(self.store, now, central.outbox_max_events)
                     else:  # nobody will collect it: a rolling local journal
                         enforce_bound(self.store, now, STANDALONE_OUTBOX_EVENTS, CATEGORIES)
+                if now - last_disk >= DISK_CHECK_S:
+                    last_disk = now
+                    self._check_free_space()
+                if self.clock.monotonic() - last_marks >= MARKS_EVERY_S:
+                    last_marks = self.clock.monotonic()
+                    self._save_marks()
                 if now - last_prune >= PRUNE_INTERVAL_S:
                     last_prune = now
                     prune(self.store, now, self.config.keep_finished_days)
@@ -193,20 +232,100 @@ class Locker:
             except Exception:  # a full disk, say: keep the loop alive, try again next second
                 log.exception("housekeeping failed; will retry")
 
+    async def _rolling_backups(self) -> None:
+        """Keep one compressed copy of the store on the card, replaced every backup_every_h: a
+        store lost (a card error, a deleted file) comes back from it by itself at start."""
+        every = self.config.store.backup_every_h * 3600.0
+        if every <= 0:
+            return
+        await self.clock.sleep(BACKUP_FIRST_S)
+        path = rolling_backup(self.config.database)
+        while True:
+            age = time.time() - path.stat().st_mtime if path.exists() else every
+            if age >= every * 0.95:
+                try:  # a thread: a copy of a few MB must not hold up the doors
+                    copy = await asyncio.to_thread(take, self.config.database, path)
+                    with self.store.transaction(self.clock.now(), durable=False) as tx:
+                        tx.emit("store.backed_up", "telemetry", path=str(path),
+                                bytes=copy.size, outbox_seq=copy.outbox_seq)
+                    age = 0.0
+                except Exception:  # a full disk: the next turn tries again
+                    log.exception("the rolling backup failed; will retry")
+                    age = every - 600.0
+            await self.clock.sleep(max(60.0, every - age))
+
+    def _save_marks(self, *, force: bool = False) -> None:
+        """The high-water marks beside the store, when they moved (every MARKS_EVERY_S)."""
+        marks = current_marks(self.store.read())
+        if marks != self._marks or force:
+            try:
+                save_marks(self.config.database, marks)
+                self._marks = marks
+            except OSError as exc:  # a full disk: said by the store's own alarm
+                log.warning("could not write the marks beside the store: %s", exc)
+
+    def _expire(self, now: float) -> None:
+        """Windows that ended, as far as the clock can be trusted (locker.timekeeping)."""
+        trust = self.time.trust()
+        if trust.expiry == "suspended":
+            return
+        central = self.config.central
+        provisional = trust.expiry == "provisional"
+        if central is None:
+            expire_orders(self.store, now, provisional=provisional)
+        else:
+            expire_orders(self.store, now, held_since=outage_since(self.store),
+                          hold_s=central.offline_hold_h * 3600.0, provisional=provisional)
+
     def _store_back(self, now: float) -> None:
-        """The store could not write for a while: nobody could collect meanwhile, so every ready
-        order gets that time back once it can (a few seconds of a busy file cost nothing)."""
+        """The store could not write for a while: once it can, that is recorded (an alarm
+        raised and cleared, for central and the ops page), and every ready order gets the time
+        back (nobody could collect meanwhile; a few seconds of a busy file cost nothing)."""
         since = self.store.unwritable_since
         if since is None:
             return
+        kind, reason = self._unwritable_kind(), self.store.unwritable_reason
         with self.store.transaction(now) as tx:
             # a real write: only one that commits proves the store can write again
             tx.set_meta(LAST_STORE_OUTAGE, f"{since!r} {now!r}")
+            if now - since >= STORE_ALARM_MIN_S:
+                tx.raise_alarm(kind, "store", f"the store could not write from"
+                               f" {time.strftime('%H:%M:%S', time.localtime(since))}: {reason}")
+                tx.clear_alarm(kind, "store", f"the store writes again after {now - since:.0f} s")
             if now - since >= STORE_OUTAGE_MIN_S:
                 extend_for_outage(tx, since, f"the store could not write for {now - since:.0f} s",
                                   ended_only=False)
         self.store.unwritable_since = None
         log.warning("the store writes again after %.0f s", now - since)
+
+    def _unwritable_kind(self) -> str:
+        return "disk_full" if self.store.full else "store_unwritable"
+
+    def live_alarms(self) -> list[dict[str, Any]]:
+        """Alarms the store cannot hold right now: it cannot write (the heartbeat and the ops
+        page show them; they are recorded once it writes again)."""
+        since = self.store.unwritable_since
+        if since is None:
+            return []
+        return [{"kind": self._unwritable_kind(), "subject": "store", "raised_at": since,
+                 "message": f"the store cannot write: {self.store.unwritable_reason}; pickups"
+                            " wait, door changes are kept in memory until it can"
+                            + (" (free some disk space)" if self.store.full else "")}]
+
+    def _check_free_space(self) -> None:
+        """A warning before the disk is full: store.min_free_mb."""
+        try:
+            free_mb = shutil.disk_usage(self.config.data_dir).free / 1e6
+        except OSError:
+            return
+        low = self.config.store.min_free_mb
+        with self.store.transaction(self.clock.now()) as tx:
+            if free_mb < low:
+                tx.raise_alarm("disk_low", "store", f"{free_mb:.0f} MB free in"
+                               f" {self.config.data_dir}, under store.min_free_mb ({low:g} MB):"
+                               " the store will stop writing when it is full")
+            elif free_mb > low * 1.25:
+                tx.clear_alarm("disk_low", "store", f"{free_mb:.0f} MB free again")
 
     def _count_door_openings(self, events: list[tuple[str, dict[str, object]]]) -> None:
         """Every door opened lets warm air into its zone: the HACCP record counts them."""
@@ -302,6 +421,50 @@ class Locker:
 
     def _sync_compartments(self) -> None:
         sync_compartments(self.store, self.config, self.clock.now())
+
+
+def open_store(config: LockerConfig, now: float) -> Store:
+    """The store, as the daemon may use it: the one this data dir had (not missing, empty or
+    foreign), undamaged, not rolled back behind the marks beside it (locker.datadir).
+
+    A store lost (missing, empty, damaged) comes back from the rolling backup by itself, with
+    `alarm.store_rolled_back` saying so: the locker serves again without anyone travelling to
+    it. Without a backup, or for a store replaced by another locker's, it refuses to start.
+    """
+    try:
+        return _open_checked(config, now)
+    except StoreLost as lost:
+        rolling = rolling_backup(config.database)
+        if not rolling.exists():
+            raise
+        log.error("%s; restoring the rolling backup %s", lost, rolling)
+        copy = restore(config.database, config.locker_id, rolling, now, locked=True)
+        store = _open_checked(config, now)
+        with store.transaction(now) as tx:
+            tx.raise_alarm("store_rolled_back", "store",
+                           f"the store was lost ({lost}) and restored from the rolling backup"
+                           f" of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(copy.taken_at))}"
+                           "; what happened since then is gone. See docs/operations.md, 'The"
+                           " store went back'")
+        return store
+
+
+def _open_checked(config: LockerConfig, now: float) -> Store:
+    expected = check_before_open(config.database)
+    try:
+        store = Store(config.database)
+    except StoreError as exc:
+        if any(word in str(exc) for word in ("not a database", "malformed", "disk image")):
+            raise StoreLost(f"{exc}; restore a backup (locker restore --from FILE)") from exc
+        raise
+    try:
+        quick_check(store)
+        check_identity(store, config.locker_id, expected, now)
+        compare_marks(store, read_marks(config.database), now)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def sync_compartments(store: Store, config: LockerConfig, now: float) -> None:

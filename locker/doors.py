@@ -11,11 +11,14 @@ looks again at every order under way and at every ready order whose doors cannot
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from locker.clock import Clock
 from locker.codes import PickupCodes
 from locker.config import LockerConfig
+from locker.errors import StoreError
 from locker.lifecycle import compartment as compartment_life
 from locker.lifecycle import door as door_life
 from locker.lifecycle import order as order_life
@@ -28,6 +31,16 @@ from locker.store import Store, Tx
 
 log = logging.getLogger("locker.doors")
 HOLD_RECHECK_S = 60.0  # the holds are looked at again this often even when nothing changed
+FACTS_MAX = 1000  # door changes kept while the store cannot write (hours of a busy locker)
+
+
+@dataclass(frozen=True)
+class DoorFact:
+    """A door change the store could not take yet (a full disk): kept, then written in order."""
+
+    compartment_id: str
+    sense: DoorSense
+    at: float
 
 
 class DoorMonitor:
@@ -38,6 +51,8 @@ class DoorMonitor:
         self.store, self.config, self.clock = store, config, clock
         self.codes, self.driver = codes, driver
         self.offline_boards: set[str] = set()
+        self.waiting: deque[DoorFact] = deque(maxlen=FACTS_MAX)
+        self.facts_dropped = 0
         self._holds_seen: tuple[object, ...] | None = None
         self._holds_at = -HOLD_RECHECK_S
 
@@ -46,8 +61,39 @@ class DoorMonitor:
     def door_sensed(self, compartment_id: str, sense: DoorSense) -> None:
         if sense is DoorSense.UNKNOWN:
             return  # keep the last known state; the board-offline alarm says why
-        with self.store.transaction(self.clock.now()) as tx:
-            self._apply(tx, compartment_id, sense)
+        fact = DoorFact(compartment_id, sense, self.clock.now())
+        if self.waiting:  # facts wait in the order they came
+            self._wait(fact)
+            return
+        try:
+            with self.store.transaction(fact.at) as tx:
+                self._apply(tx, compartment_id, sense)
+        except StoreError as exc:
+            log.warning("door %s %s kept until the store writes again: %s", compartment_id,
+                        sense.value, exc)
+            self._wait(fact)
+
+    def flush_waiting(self) -> None:
+        """The store writes again: what the doors did meanwhile is recorded, in order, each at
+        the time it happened. Stops at the first fact that still cannot be written."""
+        while self.waiting:
+            fact = self.waiting[0]
+            try:
+                with self.store.transaction(fact.at) as tx:
+                    self._apply(tx, fact.compartment_id, fact.sense)
+            except StoreError:
+                return
+            self.waiting.popleft()
+        if self.facts_dropped:
+            with self.store.transaction(self.clock.now()) as tx:
+                tx.emit("door.facts_dropped", "door", count=self.facts_dropped,
+                        reason="the store could not write for too long")
+            self.facts_dropped = 0
+
+    def _wait(self, fact: DoorFact) -> None:
+        if len(self.waiting) == FACTS_MAX:
+            self.facts_dropped += 1  # the oldest goes: the door's latest state matters most
+        self.waiting.append(fact)
 
     def board_offline(self, board: str, reason: str) -> None:
         self.offline_boards.add(board)

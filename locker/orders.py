@@ -76,7 +76,7 @@ def add_order_to_load(store: Store, config: LockerConfig, now: float, order_id: 
 
 
 def expire_orders(store: Store, now: float, *, held_since: float | None = None,
-                  hold_s: float = 0.0) -> list[str]:
+                  hold_s: float = 0.0, provisional: bool = False) -> list[str]:
     """Ready orders whose pickup window has ended stop accepting their code (see
     locker.lifecycle.order.expire_due for the windows that are held instead)."""
     due = store.read().one("SELECT 1 AS due FROM orders WHERE state = 'ready' AND window_end <= ?"
@@ -84,4 +84,4 @@ def expire_orders(store: Store, now: float, *, held_since: float | None = None,
     if due is None:
         return []
     with store.transaction(now) as tx:
-        return expire_due(tx, held_since=held_since, hold_s=hold_s)
+        return expire_due(tx, held_since=held_since, hold_s=hold_s, provisional=provisional)

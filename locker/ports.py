@@ -77,6 +77,13 @@ class RefrigerationController(Protocol):
     async def read_alarms(self) -> int: ...
 
 
+class ClockStatus(Protocol):
+    """Whether the system clock is synchronised (NTP), as the kernel or timesyncd tells it."""
+
+    def synchronised(self) -> bool | None:
+        """True or False; None when this system cannot tell. Cheap: asked every second."""
+
+
 class BoardCounts(NamedTuple):
     """One board's transactions since the driver started, by how they ended, and its state now."""
 

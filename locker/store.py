@@ -186,6 +186,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE orders SET phase_since = updated_at WHERE state IN ('collecting', 'reclaiming')",
         "UPDATE orders SET held_for = 'code_collision' WHERE state = 'loaded'",
     ),
+    (
+        # the length of a running lockout: a wall clock set back never makes it longer
+        "ALTER TABLE throttle ADD COLUMN lockout_s REAL NOT NULL DEFAULT 0",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -309,6 +313,7 @@ class Store:
         self.path = path
         self.listeners: list[Listener] = []
         self.unwritable_since: float | None = None
+        self.unwritable_reason = ""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # plain sqlite3: the store needs a handful of calls, and sqlite-utils (with click,
@@ -377,7 +382,7 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            self._failed(now)
+            self._failed(now, exc)
             raise StoreError(f"{self.path}: cannot start a transaction: {exc}") from exc
         tx = Tx(self.db, now)
         try:
@@ -385,7 +390,7 @@ class Store:
         except sqlite3.Error as exc:  # a full disk, a locked or corrupt file: say so, undo all
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._failed(now)
+            self._failed(now, exc)
             raise StoreError(f"{self.path}: {exc}; nothing was changed"
                              + (" (free some disk space)" if "full" in str(exc) else "")
                              ) from exc
@@ -398,13 +403,19 @@ class Store:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._failed(now)
+            self._failed(now, exc)
             raise StoreError(f"{self.path}: commit failed, nothing was changed: {exc}") from exc
         self._committed(tx)
 
-    def _failed(self, now: float) -> None:
+    def _failed(self, now: float, exc: sqlite3.Error) -> None:
         if self.unwritable_since is None:
             self.unwritable_since = now
+        self.unwritable_reason = str(exc)
+
+    @property
+    def full(self) -> bool:
+        """The last failure was a full disk (else: read-only, locked, damaged)."""
+        return "full" in self.unwritable_reason
 
     def _committed(self, tx: Tx) -> None:
         if tx.emitted:

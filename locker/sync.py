@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from locker.config import LockerConfig
+from locker.datadir import outbox_seq, raise_outbox_seq, report_rollback
 from locker.lifecycle.order import extend_for_outage
 from locker.model import OrderState
 from locker.store import Event, Store, Tx
@@ -131,8 +132,21 @@ def reachable(store: Store, now: float) -> Tx | None:
     return tx
 
 
+def central_saw(store: Store, now: float, events_seq: int) -> bool:
+    """Central holds events up to `events_seq`: a store behind that lost committed data. It is
+    said once (the sequence moves up, so that no number is used twice); True when it was."""
+    found = outbox_seq(store.read())
+    if events_seq <= found:
+        return False
+    with store.transaction(now) as tx:
+        raise_outbox_seq(tx, events_seq)
+        report_rollback(tx, found, events_seq, "central")
+    return True
+
+
 def heartbeat(store: Store, *, version: str, ready: bool,
-              zones: Mapping[str, Mapping[str, Any]], now: float | None = None) -> dict[str, Any]:
+              zones: Mapping[str, Mapping[str, Any]], now: float | None = None,
+              live_alarms: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """How the locker is, as docs/central.md's heartbeat describes it (reads only)."""
     read = store.read()
     compartments = {r["state"]: r["n"] for r in read.all(
@@ -144,6 +158,7 @@ def heartbeat(store: Store, *, version: str, ready: bool,
                "raised_at": r["raised_at"]}
               for r in read.all("SELECT kind, subject, message, raised_at FROM alarms"
                                 " WHERE cleared_at IS NULL ORDER BY raised_at LIMIT 100")]
+    alarms += live_alarms or []  # those the store cannot hold now (it cannot write)
     outbox = read.one("SELECT COUNT(*) AS depth, MIN(at) AS oldest_at FROM outbox")
     return {
         "at": time.time() if now is None else now,

@@ -22,6 +22,7 @@ class Bucket:
     updated_at: float
     lockouts: int = 0
     locked_until: float = 0.0
+    lockout_s: float = 0.0  # the length of the lockout running: a clock set back never adds
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,15 @@ def refilled(bucket: Bucket, limits: Limits, now: float) -> Bucket:
     elapsed = max(0.0, now - bucket.updated_at)
     tokens = min(float(limits.capacity), bucket.tokens + elapsed * limits.refill_per_s)
     lockouts = 0 if tokens >= limits.capacity else bucket.lockouts
-    return Bucket(tokens, now, lockouts, bucket.locked_until)
+    return Bucket(tokens, now, lockouts, bucket.locked_until, bucket.lockout_s)
 
 
 def wait_s(bucket: Bucket, limits: Limits, now: float) -> float:
     """Seconds before this scope may try a code again (0 when it may now)."""
     current = refilled(bucket, limits, now)
     lockout = max(0.0, current.locked_until - now)
+    if current.lockout_s > 0:  # the wall clock set back mid-lockout: never longer than it was
+        lockout = min(lockout, current.lockout_s)
     token = 0.0 if current.tokens >= 1.0 else (1.0 - current.tokens) / limits.refill_per_s
     return float(max(lockout, token))
 
@@ -62,9 +65,10 @@ def after_failure(bucket: Bucket, limits: Limits, policy: ThrottlePolicy, now: f
     current = refilled(bucket, limits, now)
     tokens = max(0.0, current.tokens - 1.0)
     if tokens >= 1.0:
-        return Bucket(tokens, now, current.lockouts, current.locked_until)
+        return Bucket(tokens, now, current.lockouts, current.locked_until, current.lockout_s)
     lockout = min(policy.lockout_max_s, policy.lockout_base_s * (2.0 ** current.lockouts))
-    return Bucket(tokens, now, current.lockouts + 1, max(current.locked_until, now + lockout))
+    until = max(current.locked_until, now + lockout)
+    return Bucket(tokens, now, current.lockouts + 1, until, until - now)
 
 
 def expected_years_to_guess(policy: ThrottlePolicy, digits: int, active_orders: int) -> float:

@@ -195,6 +195,12 @@ class Central:
                  or now - row["heartbeat_at"] > self.silent_after_s}
                 for row in self._all("SELECT * FROM lockers ORDER BY id")]
 
+    def events_seq(self, locker_id: str) -> int:
+        """The highest event sequence this locker ever sent (0 if none)."""
+        row = self.db.execute("SELECT MAX(seq) FROM events WHERE locker_id = ?",
+                              (locker_id,)).fetchone()
+        return int(row[0] or 0)
+
     def record_heartbeat(self, locker_id: str, heartbeat: dict[str, Any]) -> None:
         with self.db.atomic():
             self.db.execute("UPDATE lockers SET heartbeat_at = ?, heartbeat = ? WHERE id = ?",
@@ -568,7 +574,8 @@ async def post_heartbeat(request: web.Request) -> web.Response:
     central = request.app[CENTRAL]
     locker_id = _locker_of(request)
     central.record_heartbeat(locker_id, check_heartbeat(await _body(request)))
-    return web.json_response({"server_time": time.time()})
+    return web.json_response({"server_time": time.time(),
+                              "events_seq": central.events_seq(locker_id)})
 
 
 # ---- the admin calls -------------------------------------------------------------------------

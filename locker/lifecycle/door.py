@@ -189,6 +189,15 @@ def put_back(tx: Tx, cid: str) -> None:
         move(tx, Kind.DOOR, cid, row.door, "put_back")
 
 
+def shift_timers(tx: Tx, by_s: float) -> None:
+    """The wall clock stepped: the doors' running timers (an unlock waiting for its door, a door
+    open since) move with it and keep their length."""
+    tx.execute("UPDATE authorisations SET created_at = created_at + :by, sent_at = sent_at + :by,"
+               " acked_at = acked_at + :by WHERE outcome IS NULL", {"by": by_s})
+    tx.execute("UPDATE compartments SET door_changed_at = door_changed_at + ?"
+               " WHERE door != 'locked'", (by_s,))
+
+
 def settled_unopened(auth: Authorisation | None, now: float, open_timeout_s: float) -> bool:
     """This door will not open for this authorisation any more (unless it opens late)."""
     if auth is None:

@@ -211,13 +211,15 @@ def accept_code(tx: Tx, config: LockerConfig, current: Order, reachable: Reachab
     return doors
 
 
-def expire_due(tx: Tx, *, held_since: float | None = None, hold_s: float = 0.0) -> list[str]:
+def expire_due(tx: Tx, *, held_since: float | None = None, hold_s: float = 0.0,
+               provisional: bool = False) -> list[str]:
     """Ready orders whose pickup window has ended stop accepting their code.
 
     An order whose doors cannot open (held) does not expire: its window is extended once they
     can. While central is unreachable (since `held_since`), a window that ends is held open, for
     at most `hold_s`: the customer may not have been told anything, and the window is extended
-    by the outage's length once central answers again.
+    by the outage's length once central answers again. `provisional`: the clock is not trusted,
+    so each expiry is decided again once it is (redecide_expiries).
     """
     expired: list[str] = []
     for row in tx.all("SELECT id, window_end FROM orders WHERE state = ? AND window_end <= ?"
@@ -226,7 +228,12 @@ def expire_due(tx: Tx, *, held_since: float | None = None, hold_s: float = 0.0) 
         if held_since is not None and end > held_since and tx.now - end <= hold_s:
             continue
         move(tx, Kind.ORDER, row["id"], OrderState.READY, "expire")
-        tx.emit("order.expired", "order", order_id=row["id"])
+        if provisional:
+            tx.execute("UPDATE orders SET held_for = ? WHERE id = ?",
+                       (CLOCK_UNTRUSTED, row["id"]))
+            tx.emit("order.expired", "order", order_id=row["id"], provisional=True)
+        else:
+            tx.emit("order.expired", "order", order_id=row["id"])
         expired.append(row["id"])
     return expired
 
@@ -318,6 +325,36 @@ def update_holds(tx: Tx, blocked: Mapping[str, str]) -> None:
             tx.emit("order.window_extended", "order", order_id=current.id,
                     window_end=window_end, actor="locker",
                     reason=f"{current.held_for} for {held_s:.0f} s")
+
+
+def shift_timers(tx: Tx, by_s: float) -> None:
+    """The wall clock stepped: holds and phases under way keep their length (their windows, which
+    are dates, do not move)."""
+    tx.execute("UPDATE orders SET held_since = held_since + ? WHERE held_since IS NOT NULL"
+               " AND state = 'ready'", (by_s,))
+    tx.execute("UPDATE orders SET phase_since = phase_since + ? WHERE phase_since IS NOT NULL",
+               (by_s,))
+
+
+# -- the clock: expiry decided again --------------------------------------------------------------
+
+CLOCK_UNTRUSTED = "clock_untrusted"  # an expiry decided on a clock not trusted: decided again
+
+
+def redecide_expiries(tx: Tx, reason: str) -> list[str]:
+    """Expiries decided on a clock not trusted, or dated in what is now the future (a bogus
+    forward step undone): a window that is still open comes back `ready`; the others stand."""
+    back: list[str] = []
+    for row in tx.all("SELECT id, window_end FROM orders WHERE state = ? AND (held_for = ?"
+                      " OR updated_at > ?)", (OrderState.EXPIRED.value, CLOCK_UNTRUSTED,
+                                               tx.now)):
+        if row["window_end"] is not None and float(row["window_end"]) > tx.now:
+            move(tx, Kind.ORDER, row["id"], OrderState.EXPIRED, "clock_corrected")
+            tx.emit("order.expiry_undone", "order", order_id=row["id"],
+                    window_end=row["window_end"], reason=reason)
+            back.append(row["id"])
+        tx.execute("UPDATE orders SET held_for = NULL WHERE id = ?", (row["id"],))
+    return back
 
 
 # -- changes from central ------------------------------------------------------------------------

@@ -107,6 +107,8 @@ TABLE: tuple[Step, ...] = (
         (OS.READY, "hold", OS.READY, "locker"),
         (OS.READY, "release_hold", OS.READY, "locker"),
         (OS.RECLAIMING, "interrupt", OS.RECLAIMING, "locker"),  # the courier tries again
+        # expired on a clock not trusted (or stepped forward wrongly): its window is open
+        (OS.EXPIRED, "clock_corrected", OS.READY, "clock"),
     ], fault=True),
     # --- compartments ---------------------------------------------------------------------------
     *_steps(Kind.COMPARTMENT, [

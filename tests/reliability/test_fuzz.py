@@ -28,7 +28,7 @@ pseudo-terminal) is built once per test and driven example by example on its own
    raises, and afterwards the store holds its invariants: a reserved or loaded compartment
    belongs to an existing order, no two orders share a sequence, no two ready orders share a
    code digest, the stored cursor never goes back. (b) The answer readers of api/central.py,
-   `_acked` and `_server_time`, given any JSON value, raise nothing but `Garbled`.
+   `_acked` and `_heartbeat_answer`, given any JSON value, raise nothing but `Garbled`.
 3. The serial line, through the real pseudo-terminal and the real bus: the BoardLockDriver runs
    against the simulated boards while random byte strings are injected as noise (at once, and
    inside the reply window of the next requests) and replies are corrupted, with doors forced
@@ -67,7 +67,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from api.app import create_app
-from api.central import CentralLink, Garbled, _acked, _server_time
+from api.central import CentralLink, Garbled, _acked, _heartbeat_answer
 from hardware.boards import BoardLockDriver
 from hardware.codecs import get_codec
 from hardware.codecs.base import extract_frames
@@ -1043,7 +1043,7 @@ ANSWERS = (JSON
 def test_central_answer_readers_raise_only_garbled(answer: Any) -> None:
     COUNTS["central events/heartbeat answers"] += 1
     answer = json.loads(dumps(answer))
-    for read in (_acked, _server_time):
+    for read in (_acked, _heartbeat_answer):
         try:
             value = read(answer)
         except Garbled:
@@ -1285,7 +1285,7 @@ def test_huge_integers_in_central_json_are_a_bad_item() -> None:
 
 def test_huge_integers_in_central_json_are_garbled_heartbeats() -> None:
     with pytest.raises(Garbled):
-        _server_time(json.loads('{"server_time": 1' + "0" * 400 + "}"))
+        _heartbeat_answer(json.loads('{"server_time": 1' + "0" * 400 + "}"))
 
 
 def _signed_command(body: str) -> dict[str, Any]:

@@ -429,7 +429,7 @@ async def test_heartbeat_is_kept_and_silence_is_flagged(client: Client,
                                   "heartbeat": None, "silent": True}]
     beat = heartbeat()
     status, answer = await client.locker("POST", "L-0001", "heartbeat", locker["token"], body=beat)
-    assert status == 200 and set(answer) == {"server_time"}
+    assert status == 200 and set(answer) == {"server_time", "events_seq"}
     assert abs(answer["server_time"] - time.time()) < 5
     status, listed = await client.admin("GET", "/lockers")
     (row,) = listed["lockers"]
@@ -580,7 +580,7 @@ async def test_fault_unknown_fields_then_none(client: Client, locker: dict[str, 
                for call, (_, body, _) in (await _three_calls(client, locker["token"])).items()}
     assert answers["feed"] == {"cursor": 0, "items": [], "surprise": True}
     assert answers["events"]["surprise"] is True and len(answers["events"]["acked"]) == 1
-    assert set(answers["heartbeat"]) == {"server_time", "surprise"}
+    assert set(answers["heartbeat"]) == {"server_time", "events_seq", "surprise"}
     await _fault(client, "none")
     answers = {call: json.loads(body)
                for call, (_, body, _) in (await _three_calls(client, locker["token"])).items()}
