@@ -147,6 +147,8 @@ DEFAULT_ZONE_LIMITS: dict[Zone, ZoneLimits] = {
 class CodePolicy:
     digits: int = 8
     pickup_window_hours: float = 72.0
+    # a window held while the order's doors cannot open (the locker's fault) waits at most this
+    max_hold_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -719,6 +721,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         codes = CodePolicy(
             digits=codes_t.integer("digits", 8, lo=6, hi=10),
             pickup_window_hours=codes_t.number("pickup_window_hours", 72.0, lo=0.1, hi=24 * 30),
+            max_hold_hours=codes_t.number("max_hold_hours", 24.0, lo=0, hi=24 * 30),
         )
         codes_t.done()
 

@@ -209,6 +209,8 @@ class Locker:
                 self._store_back(now)
                 self.monitor.flush_waiting()
                 reallocated = self.monitor.check_timeouts()
+                if reallocated:  # committed: a jammed door's bags go to these doors, now
+                    await pulse(self.store, self.driver, self.clock, reallocated)
                 self.monitor.reconcile()
                 self._expire(now)
                 if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
@@ -227,8 +229,6 @@ class Locker:
                 if now - last_prune >= PRUNE_INTERVAL_S:
                     last_prune = now
                     prune(self.store, now, self.config.keep_finished_days)
-                if reallocated:  # committed above: a jammed door's bags go to these doors
-                    await pulse(self.store, self.driver, self.clock, reallocated)
             except Exception:  # a full disk, say: keep the loop alive, try again next second
                 log.exception("housekeeping failed; will retry")
 

@@ -31,6 +31,9 @@ from locker.store import Store, Tx
 
 log = logging.getLogger("locker.doors")
 HOLD_RECHECK_S = 60.0  # the holds are looked at again this often even when nothing changed
+# what decides the holds is looked at this often (a window held a few seconds late costs the
+# customer nothing; looking every second cost a Pi Zero a per-compartment pass each second)
+HOLD_FACTS_S = 5.0
 FACTS_MAX = 1000  # door changes kept while the store cannot write (hours of a busy locker)
 
 
@@ -55,6 +58,7 @@ class DoorMonitor:
         self.facts_dropped = 0
         self._holds_seen: tuple[object, ...] | None = None
         self._holds_at = -HOLD_RECHECK_S
+        self._facts_at = -HOLD_FACTS_S
 
     # -- HardwareListener -------------------------------------------------------------------
 
@@ -176,12 +180,16 @@ class DoorMonitor:
                          for order_id in under_way]
             if any(moved):
                 self._holds_seen = None
-        facts = self._hold_facts(read)
         now = self.clock.monotonic()
+        if self._holds_seen is not None and now - self._facts_at < HOLD_FACTS_S:
+            return
+        self._facts_at = now
+        facts = self._hold_facts(read)
         if facts == self._holds_seen and now - self._holds_at < HOLD_RECHECK_S:
             return
         with self.store.transaction(self.clock.now()) as tx:
-            order_life.update_holds(tx, order_life.ready_blockers(tx, self.driver.reachable))
+            order_life.update_holds(tx, order_life.ready_blockers(tx, self.driver.reachable),
+                                    self.config.codes.max_hold_hours * 3600.0)
         self._holds_seen, self._holds_at = facts, now
 
     # -- the rules ---------------------------------------------------------------------------
@@ -191,8 +199,13 @@ class DoorMonitor:
             log.error("a driver reported unknown compartment %r", compartment_id)
             return
         if sense is DoorSense.OPEN:
-            touched = [order_id] if (order_id := door_life.seen_open(
-                tx, self.config, compartment_id)) else []
+            opening = door_life.seen_open(tx, self.config, compartment_id)
+            auth = opening.authorisation if opening else None
+            touched = [auth.order_id] if auth is not None and auth.order_id else []
+            if opening is not None and opening.was is AuthState.JAMMED and (
+                    opening.authorisation.reason == "load"):
+                # the courier got the door open after all, its bags perhaps moved elsewhere
+                order_life.relink_after_late_opening(tx, opening.authorisation)
         else:
             was_open = records.compartment(tx, compartment_id)
             touched = door_life.seen_closed(tx, compartment_id)

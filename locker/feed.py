@@ -186,9 +186,9 @@ def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: Central
     if order.cancelled:
         if existing is None:
             return "unknown_cancelled"  # never had it: nothing to undo
-        order_life.cancel(tx, order.id, "central", "cancelled by central")
+        outcome = order_life.cancel(tx, order.id, "central", "cancelled by central")
         order_life.set_version(tx, order.id, order.version)
-        return "cancelled"
+        return outcome
     problem = unfit_bags(config, order.bags)
     if problem:
         raise OrderRejected(f"order {order.id}: {problem}")

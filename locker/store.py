@@ -178,6 +178,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE orders ADD COLUMN held_since REAL",
         "ALTER TABLE orders ADD COLUMN held_for TEXT",
         "ALTER TABLE orders ADD COLUMN phase_since REAL",
+        # central's cancel of an order whose pickup is under way: done if the pickup ends short
+        "ALTER TABLE orders ADD COLUMN cancel_pending TEXT",
         # a compartment given back (its goods are out) before the order ended
         "ALTER TABLE order_compartments ADD COLUMN released_at REAL",
         "UPDATE order_compartments SET released_at = (SELECT updated_at FROM orders o"

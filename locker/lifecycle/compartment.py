@@ -83,6 +83,15 @@ def door_works_again(tx: Tx, compartment_id: str) -> None:
                 actor="locker", reason="its door opened and closed again after the jam")
 
 
+def relink(tx: Tx, compartment_id: str, order_id: str) -> None:
+    """Out of service for a jam, its door opened late for the order: the order's again."""
+    row = get(tx, compartment_id)
+    move(tx, Kind.COMPARTMENT, compartment_id, row.state, "relink")
+    tx.execute("UPDATE compartments SET order_id = ?, service_reason = NULL WHERE id = ?",
+               (order_id, compartment_id))
+    tx.clear_alarm("door_jammed", compartment_id, f"compartment {compartment_id} opened late")
+
+
 def set_in_service(tx: Tx, compartment_id: str, in_service: bool, actor: str,
                    reason: str) -> None:
     """Take an empty compartment out of service, or put one back (a jam is forgotten)."""

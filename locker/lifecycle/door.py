@@ -128,9 +128,17 @@ def open_timeout(tx: Tx, auth: Authorisation) -> bool:
     return True
 
 
-def seen_open(tx: Tx, config: LockerConfig, cid: str) -> str | None:
-    """The sensor says open: an opening that answers an authorisation, or a forced door.
-    Returns the order the opening was for, if any."""
+@dataclass(frozen=True)
+class Opening:
+    """An opening seen, and the authorisation it answered (in the state it was in)."""
+
+    authorisation: Authorisation
+    was: AuthState
+
+
+def seen_open(tx: Tx, config: LockerConfig, cid: str) -> Opening | None:
+    """The sensor says open: an opening that answers an authorisation, or a forced door
+    (None)."""
     row = records.compartment(tx, cid)
     if row is None or row.door.value in OPEN_DOOR_STATES:
         return None
@@ -157,7 +165,7 @@ def seen_open(tx: Tx, config: LockerConfig, cid: str) -> str | None:
     if auth.order_id:
         _link_opened(tx, auth.order_id, cid, auth.reason)
     log.info("compartment %s opened (%s)", cid, auth.reason)
-    return auth.order_id
+    return Opening(auth, was)
 
 
 def seen_closed(tx: Tx, cid: str) -> list[str]:
@@ -212,12 +220,18 @@ def settled_unopened(auth: Authorisation | None, now: float, open_timeout_s: flo
 
 
 def _answered_by_opening(tx: Tx, config: LockerConfig, cid: str) -> Authorisation | None:
+    """The authorisation this opening answers: the door's newest one, if it still waits, or if
+    it may be answered late (unconfirmed, jammed, interrupted) within the grace. An opening
+    after a settled one (opened, superseded, failed) answers nothing: the door was forced."""
+    newest = records.latest_authorisation(tx, cid)
+    if newest is None:
+        return None
+    if newest.state in WAITING:
+        return newest
     since = tx.now - config.doors.open_timeout_s - LATE_OPEN_GRACE_S
-    late = ", ".join(f"'{s.value}'" for s in LATE_OPENING)
-    row = tx.one(
-        "SELECT * FROM authorisations WHERE compartment_id = ? AND (outcome IS NULL"
-        f" OR (outcome IN ({late}) AND created_at >= ?)) ORDER BY id DESC LIMIT 1", (cid, since))
-    return None if row is None else Authorisation.of(row)
+    if newest.state in LATE_OPENING and newest.created_at >= since:
+        return newest
+    return None
 
 
 def _link_opened(tx: Tx, order_id: str, cid: str, reason: str) -> None:

@@ -25,7 +25,7 @@ from locker.lifecycle import compartment, door, records
 from locker.lifecycle.door import Door
 from locker.lifecycle.records import Authorisation, Link, Order
 from locker.lifecycle.table import Kind, move
-from locker.model import OrderState
+from locker.model import CompartmentState, OrderState
 from locker.store import Tx
 
 log = logging.getLogger("locker.orders")
@@ -34,6 +34,7 @@ ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RECLAIMABLE = (OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED)
 # why a loaded order is not ready yet
 ZONE_HOLD = "zone_out_of_limits"
+HOLD_SPENT = "hold_spent"  # a ready order held to its limit: not held again for the same fault
 COLLISION_HOLD = "code_collision"
 Reachable = Callable[[str], bool]
 PRUNED_SEQUENCE = "sequence.pruned_up_to"
@@ -202,6 +203,8 @@ def accept_code(tx: Tx, config: LockerConfig, current: Order, reachable: Reachab
     held = records.links(tx, current.id)
     refuse_unreachable([link.compartment_id for link in held], reachable,
                        customer_help=config.support_phone or "")
+    if current.held_since is not None:  # its doors can open again: the hold ends here
+        release_hold(tx, current)
     move(tx, Kind.ORDER, current.id, current.state, "accept_code")
     tx.execute("UPDATE orders SET phase_since = ? WHERE id = ?", (tx.now, current.id))
     doors = [door.authorise(tx, config, link.compartment_id, current.id, "customer", "pickup")
@@ -272,7 +275,9 @@ def extend_for_outage(tx: Tx, since: float, reason: str, *, ended_only: bool) ->
     extended: list[str] = []
     if outage_s <= 0:
         return extended
-    sql = "SELECT id, window_end FROM orders WHERE state = ? AND window_end > ?"
+    # a held window gets its time back when the hold ends, not twice
+    sql = ("SELECT id, window_end FROM orders WHERE state = ? AND window_end > ?"
+           " AND held_since IS NULL")
     params: tuple[Any, ...] = (OrderState.READY.value, since)
     if ended_only:
         sql += " AND window_end <= ?"
@@ -306,25 +311,38 @@ def ready_blockers(tx: Tx, reachable: Reachable) -> dict[str, str]:
     return why
 
 
-def update_holds(tx: Tx, blocked: Mapping[str, str]) -> None:
+def update_holds(tx: Tx, blocked: Mapping[str, str], max_hold_s: float) -> None:
     """Hold the windows of the ready orders that cannot be collected; give the time back to
-    those whose doors can open again."""
+    those whose doors can open again. A hold ends after `max_hold_s` even if the fault stays
+    (a door jammed for good): the window then runs again, so the order still reaches a
+    courier's list; it is not held again until the fault has gone and come back."""
     for current in records.orders_in(tx, OrderState.READY):
         reason = blocked.get(current.id)
+        if current.held_for == HOLD_SPENT:
+            if reason is None:
+                tx.execute("UPDATE orders SET held_for = NULL WHERE id = ?", (current.id,))
+            continue
         if reason is not None and current.held_since is None:
             move(tx, Kind.ORDER, current.id, current.state, "hold")
             tx.execute("UPDATE orders SET held_since = ?, held_for = ? WHERE id = ?",
                        (tx.now, reason, current.id))
             tx.emit("order.held", "order", order_id=current.id, reason=reason)
-        elif reason is None and current.held_since is not None:
-            held_s = max(0.0, tx.now - current.held_since)
-            window_end = float(current.window_end or tx.now) + held_s
-            move(tx, Kind.ORDER, current.id, current.state, "release_hold")
-            tx.execute("UPDATE orders SET window_end = ?, held_since = NULL, held_for = NULL"
-                       " WHERE id = ?", (window_end, current.id))
-            tx.emit("order.window_extended", "order", order_id=current.id,
-                    window_end=window_end, actor="locker",
-                    reason=f"{current.held_for} for {held_s:.0f} s")
+        elif current.held_since is not None and (
+                reason is None or tx.now - current.held_since >= max_hold_s):
+            release_hold(tx, current, spent=reason is not None)
+
+
+def release_hold(tx: Tx, current: Order, *, spent: bool = False) -> None:
+    """The hold ends: the window gets the time back (at most the hold's limit when `spent`)."""
+    assert current.held_since is not None
+    held_s = max(0.0, tx.now - current.held_since)
+    window_end = float(current.window_end or tx.now) + held_s
+    move(tx, Kind.ORDER, current.id, current.state, "release_hold")
+    tx.execute("UPDATE orders SET window_end = ?, held_since = NULL, held_for = ? WHERE id = ?",
+               (window_end, HOLD_SPENT if spent else None, current.id))
+    tx.emit("order.window_extended", "order", order_id=current.id, window_end=window_end,
+            actor="locker", reason=f"{current.held_for} for {held_s:.0f} s"
+            + ("; the hold's limit is reached, the window runs again" if spent else ""))
 
 
 def shift_timers(tx: Tx, by_s: float) -> None:
@@ -345,10 +363,13 @@ def redecide_expiries(tx: Tx, reason: str) -> list[str]:
     """Expiries decided on a clock not trusted, or dated in what is now the future (a bogus
     forward step undone): a window that is still open comes back `ready`; the others stand."""
     back: list[str] = []
-    for row in tx.all("SELECT id, window_end FROM orders WHERE state = ? AND (held_for = ?"
-                      " OR updated_at > ?)", (OrderState.EXPIRED.value, CLOCK_UNTRUSTED,
-                                               tx.now)):
-        if row["window_end"] is not None and float(row["window_end"]) > tx.now:
+    for row in tx.all("SELECT id, window_end, code_digest FROM orders WHERE state = ? AND"
+                      " (held_for = ? OR updated_at > ?)",
+                      (OrderState.EXPIRED.value, CLOCK_UNTRUSTED, tx.now)):
+        clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ? AND state = ?",
+                       (row["code_digest"], row["id"], OrderState.READY.value))
+        if clash is None and row["window_end"] is not None and (
+                float(row["window_end"]) > tx.now):
             move(tx, Kind.ORDER, row["id"], OrderState.EXPIRED, "clock_corrected")
             tx.emit("order.expiry_undone", "order", order_id=row["id"],
                     window_end=row["window_end"], reason=reason)
@@ -390,6 +411,7 @@ def change(tx: Tx, codes: PickupCodes, current: Order, *, version: int, sequence
             tx.execute("UPDATE orders SET window_end = ? WHERE id = ?",
                        (window_end, current.id))
             if state is OrderState.EXPIRED and window_end > tx.now:
+                _no_clash(tx, current)  # its code may be another active order's by now
                 state = OrderState(move(tx, Kind.ORDER, current.id, state, "extend"))
             elif state is OrderState.READY and window_end <= tx.now:
                 state = OrderState(move(tx, Kind.ORDER, current.id, state, "expire"))
@@ -452,14 +474,24 @@ def release(tx: Tx, order_id: str) -> None:
     tx.execute("UPDATE order_bags SET compartment_id = NULL WHERE order_id = ?", (order_id,))
 
 
-def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> None:
-    """Cancel an order: its code stops working; goods inside wait for a courier to take back."""
+def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> str:
+    """Cancel an order: its code stops working; goods inside wait for a courier to take back.
+
+    During a pickup the cancel waits: if the customer takes the goods, it comes too late; if
+    the pickup ends short, it takes effect then instead of the code working again. Returns
+    "cancelled" or "cancel_pending".
+    """
     current = records.order(tx, order_id)
     if current is None:
         raise CannotCancel(f"no order {order_id}")
     state = current.state
-    if state in (OrderState.COLLECTING, OrderState.RECLAIMING):
-        raise CannotCancel(f"order {order_id} is {state.value}: its doors are open right now")
+    if state is OrderState.COLLECTING:
+        move(tx, Kind.ORDER, order_id, state, "cancel_later")
+        tx.execute("UPDATE orders SET cancel_pending = ? WHERE id = ?", (reason, order_id))
+        tx.emit("order.cancel_pending", "order", order_id=order_id, actor=actor, reason=reason)
+        return "cancel_pending"
+    if state is OrderState.RECLAIMING:
+        raise CannotCancel(f"order {order_id} is being taken back by a courier already")
     if state in (OrderState.COLLECTED, OrderState.RECLAIMED, OrderState.CANCELLED):
         raise CannotCancel(f"order {order_id} is {state.value} already")
     goods_inside = state is not OrderState.RECEIVED and not (
@@ -471,10 +503,11 @@ def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> None:
     else:
         release(tx, order_id)
     move(tx, Kind.ORDER, order_id, state, "cancel")
-    tx.execute("UPDATE orders SET code_digest = NULL, held_since = NULL, held_for = NULL"
-               " WHERE id = ?", (order_id,))
+    tx.execute("UPDATE orders SET code_digest = NULL, held_since = NULL, held_for = NULL,"
+               " cancel_pending = NULL, phase_since = NULL WHERE id = ?", (order_id,))
     tx.emit("order.cancelled", "order", order_id=order_id, actor=actor, reason=reason,
             goods_inside=goods_inside)
+    return "cancelled"
 
 
 # -- the courier: loading and taking back ---------------------------------------------------------
@@ -546,6 +579,27 @@ def reallocate_after_jam(tx: Tx, config: LockerConfig, auth: Authorisation,
     return [door.authorise(tx, config, new, order_id, auth.actor, "load") for new in moved]
 
 
+def relink_after_late_opening(tx: Tx, auth: Authorisation) -> None:
+    """A door that jammed while loading (its compartment out of service, its bags given another)
+    opened late for the courier after all: what went in must come out with the order. The
+    compartment is the order's again, beside the one its bags were moved to; the customer's
+    code opens both, and the empty one is freed at the pickup."""
+    cid, order_id = auth.compartment_id, auth.order_id
+    current = records.order(tx, order_id) if order_id else None
+    if current is None or current.state is not OrderState.ALLOCATED or any(
+            link.compartment_id == cid for link in records.links(tx, current.id)):
+        return
+    row = compartment.get(tx, cid)
+    if row.state is not CompartmentState.OUT_OF_SERVICE:
+        return
+    compartment.relink(tx, cid, current.id)
+    tx.insert("order_compartments", {"order_id": current.id, "compartment_id": cid,
+                                     "bag_zone": row.zone.value, "bag_size": row.size.value,
+                                     "opened_at": tx.now})
+    tx.emit("order.relinked", "order", order_id=current.id, compartment=cid,
+            reason="its door opened late, after its bags were moved")
+
+
 # -- the reconcile pass ---------------------------------------------------------------------------
 
 def settle(tx: Tx, config: LockerConfig, codes: PickupCodes, order_id: str) -> str | None:
@@ -603,6 +657,10 @@ def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
         move(tx, Kind.ORDER, current.id, current.state, "all_closed")
         tx.execute("UPDATE orders SET phase_since = NULL WHERE id = ?", (current.id,))
         kind = "order.collected" if pickup else "order.reclaimed"
+        if current.cancel_pending is not None:
+            tx.emit("order.cancel_too_late", "order", order_id=current.id,
+                    reason=current.cancel_pending)
+            tx.execute("UPDATE orders SET cancel_pending = NULL WHERE id = ?", (current.id,))
         last = tx.one("SELECT actor FROM authorisations WHERE order_id = ? ORDER BY id DESC"
                       " LIMIT 1", (current.id,))
         tx.emit(kind, "order", order_id=current.id, actor=last["actor"] if last else None)
@@ -632,6 +690,16 @@ def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
         tx.emit("order.reclaim_interrupted", "order", order_id=current.id,
                 taken_back=[link.compartment_id for link in done], remaining=remaining)
         return "interrupt"
+    if current.cancel_pending is not None:  # central cancelled it meanwhile: it is, now
+        tx.execute("UPDATE order_compartments SET opened_at = NULL, closed_at = NULL"
+                   " WHERE order_id = ? AND released_at IS NULL", (current.id,))
+        move(tx, Kind.ORDER, current.id, current.state, "cancel")
+        tx.execute("UPDATE orders SET code_digest = NULL, phase_since = NULL, held_since = NULL,"
+                   " held_for = NULL, cancel_pending = NULL WHERE id = ?", (current.id,))
+        tx.emit("order.cancelled", "order", order_id=current.id, actor="central",
+                reason=current.cancel_pending, goods_inside=True,
+                collected=[link.compartment_id for link in done])
+        return "cancel"
     event = "part_collect" if done else "interrupt"
     move(tx, Kind.ORDER, current.id, current.state, event)
     window_end = float(current.window_end or tx.now) + lost_s

@@ -26,6 +26,7 @@ class Order:
     held_since: float | None  # its doors could not open from then on (the window waits)
     held_for: str | None  # why
     phase_since: float | None  # when the pickup or reclaim under way began
+    cancel_pending: str | None  # central cancelled it during its pickup: the reason
     created_at: float
     updated_at: float
 
@@ -34,8 +35,8 @@ class Order:
         return cls(row["id"], int(row["version"]), int(row["sequence"]),
                    OrderState(row["state"]), row["code_digest"], row["window_start"],
                    row["window_end"], float(row["window_s"] or 0.0), bool(row["accessible"]),
-                   row["held_since"], row["held_for"], row["phase_since"], row["created_at"],
-                   row["updated_at"])
+                   row["held_since"], row["held_for"], row["phase_since"],
+                   row["cancel_pending"], row["created_at"], row["updated_at"])
 
 
 @dataclass(frozen=True)

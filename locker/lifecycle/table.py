@@ -93,6 +93,10 @@ TABLE: tuple[Step, ...] = (
         (OS.RECLAIMING, "reclaim", OS.RECLAIMING, "courier"),
         (OS.RECLAIMING, "all_closed", OS.RECLAIMED, "courier"),
         (OS.CANCELLED, "reclaim", OS.RECLAIMING, "courier"),  # goods were inside
+        # central cancelled it while its doors were being opened: the cancel waits for the
+        # pickup to end, and takes effect if it ended short
+        (OS.COLLECTING, "cancel_later", OS.COLLECTING, "central"),
+        (OS.COLLECTING, "cancel", OS.CANCELLED, "central"),
     ]),
     *_steps(Kind.ORDER, [
         # loaded, but a zone is out of its limits, or its code would open another order too
@@ -121,6 +125,8 @@ TABLE: tuple[Step, ...] = (
         (CS.OUT_OF_SERVICE, "put_back", CS.FREE, "ops"),
         # out of service for a jam, and its door was then seen to open and close: it works
         (CS.OUT_OF_SERVICE, "door_works", CS.FREE, "door"),
+        # ... or it opened late for the courier after all: the bags may be in it
+        (CS.OUT_OF_SERVICE, "relink", CS.RESERVED, "door"),
     ]),
     *_steps(Kind.COMPARTMENT, [
         (CS.RESERVED, "jam_while_loading", CS.OUT_OF_SERVICE, "door"),  # its bags go elsewhere
@@ -159,6 +165,7 @@ TABLE: tuple[Step, ...] = (
         (AU.SUPERSEDED, "ack", AU.SUPERSEDED, "board"),
         (AU.SUPERSEDED, "no_ack", AU.SUPERSEDED, "board"),
         (AU.SUPERSEDED, "never_sent", AU.SUPERSEDED, "board"),
+        (AU.OPENED, "never_sent", AU.OPENED, "board"),  # the door was open already
         (AU.INTERRUPTED, "ack", AU.INTERRUPTED, "board"),
         (AU.INTERRUPTED, "no_ack", AU.INTERRUPTED, "board"),
         (AU.INTERRUPTED, "never_sent", AU.INTERRUPTED, "board"),

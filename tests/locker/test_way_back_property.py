@@ -24,6 +24,7 @@ from locker.codes import create_secret
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.errors import BoardOffline, BoardTimeout, LockerError
+from locker.lifecycle.order import cancel
 from locker.lifecycle.table import HARBOURS
 from locker.model import DoorSense
 from locker.orders import add_ready_order, parse_bag
@@ -90,6 +91,7 @@ class Driver:
 ACTIONS = st.one_of(
     st.tuples(st.just("order"), st.sampled_from(list(ZONES.values()))),
     st.tuples(st.just("type"), st.integers(0, 7)),
+    st.tuples(st.just("cancel"), st.integers(0, 7)),  # central cancels, whatever the state
     st.tuples(st.sampled_from(["open", "close", "force", "jam", "unjam", "offline", "online"]),
               st.sampled_from(COMPARTMENTS)),
     st.tuples(st.just("lose_answer"), st.just(0)),
@@ -137,6 +139,14 @@ class Day:
         elif action == "type" and self.codes:
             assert isinstance(arg, int)
             await self.type(self.codes[arg % len(self.codes)][1])
+        elif action == "cancel" and self.codes:
+            assert isinstance(arg, int)
+            order_id = self.codes[arg % len(self.codes)][0]
+            try:
+                with locker.store.transaction(self.clock.now()) as tx:
+                    cancel(tx, order_id, "central", "cancelled by central")
+            except LockerError:
+                pass  # too late to cancel: collected, reclaimed, cancelled already
         elif action == "open":
             assert isinstance(arg, str)
             released = cabinet.released.get(arg)
