@@ -68,6 +68,7 @@ LAST_STORE_OUTAGE = "store.last_outage"  # "since until": when the store last co
 STORE_OUTAGE_MIN_S = 60.0  # a store that could not write this long extends every ready window
 STORE_ALARM_MIN_S = 5.0  # ... and is recorded as an alarm past this (not a moment's busy file)
 DISK_CHECK_S = 60.0
+INCIDENT_S = 86400.0  # an incident's alarm (the store went back) stays open this long
 MARKS_EVERY_S = 5.0  # the marks beside the store are written at most this often
 BACKUP_FIRST_S = 300.0  # the first rolling backup waits this long after a start
 SETPOINT_KEY = "setpoint.{zone}"  # a setpoint set by central outlives a restart
@@ -229,6 +230,7 @@ class Locker:
                 if now - last_prune >= PRUNE_INTERVAL_S:
                     last_prune = now
                     prune(self.store, now, self.config.keep_finished_days)
+                    self._close_old_incidents(now)
             except Exception:  # a full disk, say: keep the loop alive, try again next second
                 log.exception("housekeeping failed; will retry")
 
@@ -288,7 +290,7 @@ class Locker:
         with self.store.transaction(now) as tx:
             # a real write: only one that commits proves the store can write again
             tx.set_meta(LAST_STORE_OUTAGE, f"{since!r} {now!r}")
-            if now - since >= STORE_ALARM_MIN_S:
+            if now - since >= STORE_ALARM_MIN_S or self.store.full:
                 tx.raise_alarm(kind, "store", f"the store could not write from"
                                f" {time.strftime('%H:%M:%S', time.localtime(since))}: {reason}")
                 tx.clear_alarm(kind, "store", f"the store writes again after {now - since:.0f} s")
@@ -311,6 +313,16 @@ class Locker:
                  "message": f"the store cannot write: {self.store.unwritable_reason}; pickups"
                             " wait, door changes are kept in memory until it can"
                             + (" (free some disk space)" if self.store.full else "")}]
+
+    def _close_old_incidents(self, now: float) -> None:
+        """A store that went back is an incident, not a state: its alarm stays a day for ops to
+        see (central has its event), then clears."""
+        if self.store.read().one("SELECT 1 AS open FROM alarms WHERE kind = 'store_rolled_back'"
+                                 " AND cleared_at IS NULL AND raised_at < ?",
+                                 (now - INCIDENT_S,)):
+            with self.store.transaction(now) as tx:
+                tx.clear_alarm("store_rolled_back", "store", "a day has passed since the store"
+                               " went back")
 
     def _check_free_space(self) -> None:
         """A warning before the disk is full: store.min_free_mb."""

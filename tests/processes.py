@@ -17,18 +17,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class LockerProcess:
-    def __init__(self, config: Path, serial: str, port: int, database: Path) -> None:
+    def __init__(self, config: Path, serial: str, port: int, database: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.config_path, self.serial, self.port = config, serial, port
         self.database = database
+        self.env = env or {}  # added to the environment (libfaketime's, say)
         self.process: asyncio.subprocess.Process | None = None
         self.url = f"http://127.0.0.1:{port}"
 
-    async def start(self, session: ClientSession, timeout_s: float = 20.0) -> None:
-        """Start it and wait for /api/health to say ready (store open, doors reconciled)."""
-        self.process = await asyncio.create_subprocess_exec(
+    async def _spawn(self, stderr: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "locker.cli", "run", "--config", str(self.config_path),
             "--serial-port", self.serial, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            stderr=stderr, env={**os.environ, "PYTHONPATH": str(ROOT), **self.env})
+
+    async def refused(self, timeout_s: float = 20.0) -> tuple[int, str]:
+        """Start it expecting it to refuse: its exit code and what it said."""
+        process = await self._spawn(asyncio.subprocess.PIPE)
+        async with asyncio.timeout(timeout_s):
+            _, err = await process.communicate()
+        return process.returncode if process.returncode is not None else -1, err.decode()
+
+    async def start(self, session: ClientSession, timeout_s: float = 20.0) -> None:
+        """Start it and wait for /api/health to say ready (store open, doors reconciled)."""
+        self.process = await self._spawn(asyncio.subprocess.DEVNULL)
         async with asyncio.timeout(timeout_s):
             while True:
                 try:
