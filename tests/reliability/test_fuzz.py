@@ -1035,7 +1035,8 @@ def test_central_feed_answers_never_break_the_store(tmp_path: Path) -> None:
 ANSWERS = (JSON
            | st.fixed_dictionaries({"acked": JSON | st.lists(TEXT | SCALARS, max_size=5)},
                                    optional={"extra": JSON})
-           | st.fixed_dictionaries({"server_time": SCALARS | JSON}, optional={"extra": JSON}))
+           | st.fixed_dictionaries({"server_time": SCALARS | JSON},
+                                   optional={"events_seq": SCALARS | JSON, "extra": JSON}))
 
 
 @settings(max_examples=300, **FAST)
@@ -1051,7 +1052,9 @@ def test_central_answer_readers_raise_only_garbled(answer: Any) -> None:
         if read is _acked:
             assert isinstance(value, list) and all(isinstance(i, str) for i in value)
         else:
-            assert isinstance(value, float)
+            server_time, events_seq = value
+            assert isinstance(server_time, float)
+            assert events_seq is None or (type(events_seq) is int and 0 <= events_seq <= 2**53)
 
 
 # == 3. the serial line ======================================================================

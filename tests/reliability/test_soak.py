@@ -15,6 +15,7 @@ the events the locker made. Prints its figures; docs/reliability.md records them
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -35,7 +36,7 @@ from locker.ports import HardwareListener
 from simulator.central import start_central
 from tests.integration.test_central_sync import LOG_EVERY_EVENT, prepare_log
 
-DAYS = 7.0
+DAYS = float(os.environ.get("SOAK_DAYS", "7"))
 ARRIVALS_END_DAY = DAYS - 2  # then two days for the last orders to be collected or taken back
 ORDERS_PER_DAY = 110
 # orders placed per hour of the day (relative), with the evening rush
