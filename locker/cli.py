@@ -432,7 +432,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--serial-port", help="override bus.port")
     p.set_defaults(func=cmd_doctor)
     p = command("backup", "copy the store, consistently, even while the daemon runs")
-    p.add_argument("--to", required=True, help="the copy (compressed when it ends in .gz)")
+    p.add_argument("--to", required=True, help="the copy (compressed when it ends in .xz or .gz)")
     p.set_defaults(func=cmd_backup)
     p = command("restore", "put a backup of this locker in place of its store (daemon stopped)")
     p.add_argument("--from", dest="from_", required=True, help="a copy made by locker backup,"
