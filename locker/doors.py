@@ -31,9 +31,6 @@ from locker.store import Store, Tx
 
 log = logging.getLogger("locker.doors")
 HOLD_RECHECK_S = 60.0  # the holds are looked at again this often even when nothing changed
-# what decides the holds is looked at this often (a window held a few seconds late costs the
-# customer nothing; looking every second cost a Pi Zero a per-compartment pass each second)
-HOLD_FACTS_S = 5.0
 FACTS_MAX = 1000  # door changes kept while the store cannot write (hours of a busy locker)
 
 
@@ -58,7 +55,6 @@ class DoorMonitor:
         self.facts_dropped = 0
         self._holds_seen: tuple[object, ...] | None = None
         self._holds_at = -HOLD_RECHECK_S
-        self._facts_at = -HOLD_FACTS_S
 
     # -- HardwareListener -------------------------------------------------------------------
 
@@ -180,11 +176,8 @@ class DoorMonitor:
                          for order_id in under_way]
             if any(moved):
                 self._holds_seen = None
-        now = self.clock.monotonic()
-        if self._holds_seen is not None and now - self._facts_at < HOLD_FACTS_S:
-            return
-        self._facts_at = now
         facts = self._hold_facts(read)
+        now = self.clock.monotonic()
         if facts == self._holds_seen and now - self._holds_at < HOLD_RECHECK_S:
             return
         with self.store.transaction(self.clock.now()) as tx:
