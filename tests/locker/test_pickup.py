@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,16 +19,6 @@ from locker.model import DoorSense
 from locker.orders import OrderRejected, add_ready_order, parse_bag
 from locker.pickup import PickupRefused, PickupResult, Throttled
 from tests.locker.fakes import FakeDriver
-
-
-@pytest.fixture
-async def rig(config: LockerConfig) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
-    clock = SimClock()
-    driver = FakeDriver([c.id for c in config.compartments])
-    locker = Locker(config, driver, clock)
-    await locker.start()
-    yield locker, driver, clock
-    await locker.stop()
 
 
 def add(locker: Locker, order_id: str, *bags: str, hours: float | None = None) -> str:

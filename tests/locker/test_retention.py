@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from locker.clock import SimClock
-from locker.config import LockerConfig
 from locker.daemon import STANDALONE_OUTBOX_EVENTS, Locker
 from locker.feed import CentralOrder, apply_order
 from locker.orders import OrderRejected, add_ready_order, parse_bag
@@ -15,16 +11,6 @@ from locker.retention import prune
 from locker.store import CATEGORIES
 from locker.sync import enforce_bound
 from tests.locker.fakes import FakeDriver
-
-
-@pytest.fixture
-async def rig(config: LockerConfig) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
-    clock = SimClock()
-    driver = FakeDriver([c.id for c in config.compartments])
-    locker = Locker(config, driver, clock)
-    await locker.start()
-    yield locker, driver, clock
-    await locker.stop()
 
 
 async def collect(locker: Locker, driver: FakeDriver, order_id: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,16 +22,6 @@ from locker.model import Size, Zone
 from locker.orders import AddedOrder, add_order_to_load, add_ready_order, parse_bag
 from locker.pickup import PickupRefused, PickupResult
 from tests.locker.fakes import FakeDriver
-
-
-@pytest.fixture
-async def rig(config: LockerConfig) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
-    clock = SimClock()
-    driver = FakeDriver([c.id for c in config.compartments])
-    locker = Locker(config, driver, clock)
-    await locker.start()
-    yield locker, driver, clock
-    await locker.stop()
 
 
 def add(locker: Locker, order_id: str, *bags: str, hours: float | None = None) -> AddedOrder:

@@ -1,0 +1,22 @@
+"""The domain's usual rig: a started Locker on a simulated clock with a stand-in driver."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from locker.clock import SimClock
+from locker.config import LockerConfig
+from locker.daemon import Locker
+from tests.locker.fakes import FakeDriver
+
+
+@pytest.fixture
+async def rig(config: LockerConfig) -> AsyncIterator[tuple[Locker, FakeDriver, SimClock]]:
+    clock = SimClock()
+    driver = FakeDriver([c.id for c in config.compartments])
+    locker = Locker(config, driver, clock)
+    await locker.start()
+    yield locker, driver, clock
+    await locker.stop()
