@@ -49,7 +49,7 @@ async def errors_as_json(request: web.Request,
     except BadRequest as exc:
         return problem(400, "bad_request", str(exc), field=exc.field)
     except BadCodeFormat as exc:
-        return problem(400, "bad_code_format", str(exc), field="code")
+        return problem(400, exc.reason, str(exc), field="code")
     except Throttled as exc:
         response = problem(429, exc.reason, str(exc), retry_after_s=round(exc.retry_after_s))
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))

@@ -3,7 +3,8 @@
 Starts the simulated boards (their own process, on a pseudo-terminal), the reference central (an
 HTTP server with its own SQLite file), and the daemon on the other end of that pseudo-terminal
 with its real driver, its HTTP app and its link to central. Central provisions the locker (its
-token, its pickup-code secret, its command key) and takes three demo orders; they reach the
+token and command key; the locker gives it the key codes are sealed to) and takes three demo
+orders, each with a random code sealed for the locker; they reach the
 locker through the feed, a simulated courier logs in and loads them, and then a person types the
 codes central gave (or the demo types them itself with --script). Every call is real HTTP, as
 from the touchscreen, the courier's screen and central.
@@ -25,10 +26,11 @@ import pyotp
 from aiohttp import ClientSession, ClientTimeout, web
 
 from api.app import create_app
-from locker.codes import create_private_file, create_secret, load_secret
+from locker.codes import box_public_key, create_keys, create_private_file, grouped, load_box_key
 from locker.config import CentralConfig, LockerConfig, load_config
 from locker.daemon import Locker
 from locker.model import Zone
+from locker.staff import create_secret, load_secret
 from simulator.central import RunningCentral, start_central
 from simulator.control import spawn
 from simulator.thermal import ThermalRig, ZoneModel
@@ -69,22 +71,21 @@ def demo_config(path: Path, data_dir: Path, port: str, http_port: int | None,
     central = CentralConfig(url=central_url, token_file=data_dir / "central.token",
                             command_key_file=data_dir / "central-commands.pub",
                             heartbeat_s=10.0, backoff_min_s=0.5, backoff_max_s=10.0)
-    return dataclasses.replace(config, data_dir=data_dir,
-                               secret_file=data_dir / config.secret_file.name, http=http,
-                               central=central)
+    return dataclasses.replace(config, data_dir=data_dir, http=http, central=central)
 
 
 async def enrol(session: ClientSession, central: RunningCentral, config: LockerConfig) -> None:
-    """Register the locker with central and keep what central issues in the locker's files:
-    its token, the pickup-code secret they share, and central's public command key."""
+    """Register the locker with central (giving it the key codes are sealed to) and keep what
+    central issues in the locker's files: its token and central's public command key."""
     assert config.central is not None
+    create_keys(config)
+    box_key = box_public_key(load_box_key(config.box_key_file))
     async with session.post(f"{central.url}/admin/lockers",
-                            json={"id": config.locker_id, "digits": config.codes.digits},
+                            json={"id": config.locker_id, "box_key": box_key},
                             headers={"X-Admin-Token": central.admin_token}) as answer:
         issued = await answer.json()
         if answer.status != 201:
             raise RuntimeError(f"central refused to provision {config.locker_id}: {issued}")
-    create_private_file(config.secret_file, issued["secret"])
     create_private_file(config.central.token_file, issued["token"])
     config.central.command_key_file.write_text(issued["command_public_key"])
 
@@ -175,7 +176,8 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
         central = await start_central(folder / "central")
         say(f"reference central: {central.url} (its store: {folder / 'central'})")
         config = demo_config(path, folder / "locker", boards.port, http_port, central.api_url)
-        if not config.secret_file.exists():
+        assert config.central is not None
+        if not config.central.token_file.exists():
             async with ClientSession(timeout=ClientTimeout(total=10)) as session:
                 await enrol(session, central, config)
         create_private_file(config.ops_token_file, secrets.token_urlsafe(24))
@@ -217,7 +219,7 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
                       for order_id, bags in DEMO_ORDERS]
             for order in orders:
                 say(f"central took order {order['id']} (sequence {order['sequence']}):"
-                    f" pickup code {order['code']}")
+                    f" pickup code {grouped(order['code'])}")
             await load_as_courier(locker, session, url, orders, auto_close_s)
             if script:
                 status = await play(locker, session, url, orders, auto_close_s)
@@ -239,8 +241,8 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
 async def play(locker: Locker, session: ClientSession, url: str, orders: list[dict[str, Any]],
                auto_close_s: float) -> int:
     """Type a wrong code, then every demo code, and wait for each order to be collected."""
-    say("typing a wrong code: 00000000")
-    await type_code(session, url, "00000000")
+    say("typing a wrong code: 000 0000 0000")
+    await type_code(session, url, "00000000000")
     collected = 0
     for order in orders:
         say(f"typing the code of {order['id']}")

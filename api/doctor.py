@@ -39,7 +39,7 @@ from typing import Literal
 
 from api.central import load_token
 from locker.backup import rolling_backup
-from locker.codes import load_ops_token, load_secret
+from locker.codes import load_box_key, load_digest_key, load_ops_token
 from locker.commands import load_command_key
 from locker.config import BoardWiring, BusConfig, LockerConfig, ZoneLimits, load_config
 from locker.datadir import (
@@ -51,6 +51,7 @@ from locker.datadir import (
 )
 from locker.errors import ConfigError, LockerError
 from locker.model import DoorSense, Zone
+from locker.staff import load_secret
 from locker.store import SCHEMA_VERSION, Store
 
 Result = Literal["OK", "WARN", "FAIL", "SKIP"]
@@ -94,11 +95,13 @@ class _Quiet:
 def check_secrets(config: LockerConfig) -> list[Row]:
     rows: list[Row] = []
     try:
-        load_secret(config.secret_file)
+        load_digest_key(config.digest_key_file)
+        load_box_key(config.box_key_file)
     except ConfigError as exc:
-        rows.append(Row("locker secret", "FAIL", str(exc)))
+        rows.append(Row("code keys", "FAIL", str(exc)))
     else:
-        rows.append(Row("locker secret", "OK", f"{config.secret_file} (mode 600)"))
+        rows.append(Row("code keys", "OK", f"{config.digest_key_file}, {config.box_key_file}"
+                                           " (mode 600)"))
 
     path = config.ops_token_file
     try:

@@ -19,6 +19,7 @@ from aiohttp import web
 from api.central import CENTRAL, CentralLink
 from api.common import LOCKER, open_compartment, set_in_service, staff_session
 from api.live import LiveFeed
+from locker.codes import CODE_DIGITS
 from locker.config import BoardWiring
 from locker.daemon import Locker
 from locker.model import Zone
@@ -51,7 +52,7 @@ async def kiosk_info(request: web.Request) -> web.Response:
     locker = _locker(request)
     return web.json_response({
         "locker": locker.config.locker_id, "name": locker.config.name,
-        "support_phone": locker.config.support_phone, "digits": locker.config.codes.digits,
+        "support_phone": locker.config.support_phone, "digits": CODE_DIGITS,
         "idle_s": locker.config.http.screen_idle_s,
         # the screens say when they asked, on this clock, and give up after request_timeout_s
         # (past the locker's own deadline to act, so a request they gave up on did nothing)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from hardware.probes import DS18B20Probe  # noqa: E402
 from locker.clock import SimClock  # noqa: E402
-from locker.codes import create_secret  # noqa: E402
+from locker.codes import create_keys  # noqa: E402
 from locker.coldchain import RECORD_INTERVAL_S  # noqa: E402
 from locker.config import load_config  # noqa: E402
 from locker.daemon import Locker  # noqa: E402
@@ -116,7 +116,7 @@ async def day_of_zone_loops(folder: Path, w1: Path) -> None:
     path = folder / "locker.toml"
     path.write_text(CONFIG)
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     clock = SimClock()
     fresh, frozen = ZoneModel.fresh(), ZoneModel.frozen()
     fresh.temp_c, frozen.temp_c = 3.0, -21.0

@@ -81,10 +81,11 @@ from bench.processes import (  # noqa: E402
     until,
     write_bytes,
 )
-from locker.codes import PickupCodes, create_secret, load_secret  # noqa: E402
+from locker.codes import PickupCodes, load_codes  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from locker.daemon import sync_compartments  # noqa: E402
 from locker.orders import activate, allocate_order, parse_bag, receive  # noqa: E402
+from locker.staff import create_secret  # noqa: E402
 from locker.store import PAGE_SIZE, Store  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 from simulator.thermal import ThermalRig, ZoneModel  # noqa: E402
@@ -447,7 +448,7 @@ async def main() -> None:
             # -- provisioning (as api/demo.py's enrol), 300 ready orders, the processes --------
             await central.start()
             await central.enrol(session, config)
-            codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+            codes = load_codes(config)
             active = add_active_orders(config, codes, free)
             database = config.database
             boards = await spawn(path, auto_close_s=args.auto_close_s)

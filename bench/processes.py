@@ -26,8 +26,9 @@ from typing import Any
 import pyotp
 from aiohttp import ClientSession
 
-from locker.codes import create_private_file, load_secret
+from locker.codes import create_private_file
 from locker.config import LockerConfig
+from locker.staff import load_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(

@@ -51,8 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.processes import Central, Daemon, free_port, mount_of, read_only  # noqa: E402
 from bench.processes import until as poll_until  # noqa: E402
-from locker.codes import create_secret  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
+from locker.staff import create_secret  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "locker.toml"

@@ -33,7 +33,7 @@ from aiohttp import ClientSession
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from locker.codes import PickupCodes, create_secret, load_secret  # noqa: E402
+from locker.codes import create_keys, load_codes  # noqa: E402
 from locker.config import load_config  # noqa: E402
 from locker.orders import add_ready_order, parse_bag  # noqa: E402
 from locker.store import Store  # noqa: E402
@@ -110,8 +110,8 @@ async def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-unlock-"))
     path = write_config(folder, args.protocol, args.boards, args.channels, baud, args.http_port)
     config = load_config(path)
-    create_secret(config.secret_file)
-    codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+    create_keys(config)
+    codes = load_codes(config)
     orders = args.orders or len(config.compartments)
     store = Store(config.database)
     boards = await spawn(path, auto_close_s=0.3)

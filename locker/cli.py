@@ -22,14 +22,23 @@ import pyotp
 
 from locker import __version__, logs
 from locker.backup import restore, take
-from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
+from locker.codes import (
+    PickupCodes,
+    box_public_key,
+    create_keys,
+    create_private_file,
+    grouped,
+    load_box_key,
+)
 from locker.coldchain import export_csv
 from locker.config import LockerConfig, load_config
 from locker.daemon import sync_compartments
-from locker.datadir import check_before_open, check_identity
+from locker.datadir import DataDirLock, check_before_open, check_identity
 from locker.errors import LockerError
+from locker.keys import rotate_keys, settle_key_files
 from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.staff import create_secret, load_secret
 from locker.store import Store
 
 if TYPE_CHECKING:
@@ -124,7 +133,8 @@ def known_secrets(config: LockerConfig) -> list[str]:
     from locker.codes import load_ops_token
 
     found: list[str] = []
-    paths = [config.secret_file, *(config.staff_secret_file(m.id) for m in config.staff.members)]
+    paths = [config.digest_key_file, config.box_key_file,
+             *(config.staff_secret_file(m.id) for m in config.staff.members)]
     if config.central is not None:
         paths.append(config.central.token_file)
     for path in paths:
@@ -138,14 +148,16 @@ def known_secrets(config: LockerConfig) -> list[str]:
 
 def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    made = create_secret(config.secret_file)
+    made = create_keys(config)
     token_made = create_private_file(config.ops_token_file, secrets.token_urlsafe(32))
     expected = check_before_open(config.database)
     store = Store(config.database)
     identity = check_identity(store, config.locker_id, expected, time.time())
     sync_compartments(store, config, time.time())
     store.close()
-    print(f"secret: {config.secret_file} ({'created' if made else 'kept, it exists'})")
+    print(f"code keys: {config.digest_key_file}, {config.box_key_file}"
+          f" ({'created' if made else 'kept, they exist'})")
+    print(f"box key for central: {box_public_key(load_box_key(config.box_key_file))}")
     print(f"ops token: {config.ops_token_file} ({'created' if token_made else 'kept, it exists'})")
     print(f"store:  {config.database} (store {identity.store_id})")
     return 0
@@ -226,23 +238,22 @@ def cmd_install_slot(args: argparse.Namespace) -> int:
 def cmd_order_add(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config.central is not None:
-        # central numbers the orders (their sequence is the code's counter); one added here
-        # could take a number central will use too
+        # central draws the codes and tells the customers; one added here would be unknown
+        # to central (its events would name an order it never had)
         raise LockerError(f"{config.path}: this locker takes its orders from central"
                           f" ({config.central.url}); add the order there")
-    codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
     store = Store(config.database)
-    sync_compartments(store, config, time.time())  # the daemon may not have run yet
-    if args.to_load:
-        try:
-            add_order_to_load(store, config, time.time(), args.id,
-                              [parse_bag(b) for b in args.bag], window_hours=args.window_hours,
-                              accessible=args.accessible)
-        finally:
-            store.close()
-        print(f"order {args.id} waiting for a courier to load it")
-        return 0
     try:
+        codes = PickupCodes(settle_key_files(config, store, time.time()),
+                            load_box_key(config.box_key_file))
+        sync_compartments(store, config, time.time())  # the daemon may not have run yet
+        if args.to_load:
+            code = add_order_to_load(store, config, codes, time.time(), args.id,
+                                     [parse_bag(b) for b in args.bag],
+                                     window_hours=args.window_hours, accessible=args.accessible)
+            print(f"order {args.id} waiting for a courier to load it")
+            print(f"pickup code: {grouped(code)} (shown once: tell the customer)")
+            return 0
         added = add_ready_order(store, config, codes, time.time(), args.id,
                                 [parse_bag(b) for b in args.bag],
                                 window_hours=args.window_hours, accessible=args.accessible)
@@ -251,7 +262,24 @@ def cmd_order_add(args: argparse.Namespace) -> int:
     where = ", ".join(f"{cid} ({loc})" for cid, loc in added.compartments)
     print(f"order {added.order_id} ready in {where}")
     # the code is shown to whoever added the order, as central would message the customer
-    print(f"pickup code: {added.code}")
+    print(f"pickup code: {grouped(added.code)} (shown once: tell the customer)")
+    return 0
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    """A new code digest key, the open orders re-keyed; the daemon must be stopped."""
+    config = load_config(args.config)
+    lock = DataDirLock(config.database)
+    lock.acquire()  # refuses while the daemon runs: it holds the old key
+    try:
+        store = Store(config.database)
+        try:
+            count = rotate_keys(config, store, time.time())
+        finally:
+            store.close()
+    finally:
+        lock.release()
+    print(f"{config.digest_key_file}: new key; {count} open orders re-keyed; the box key is kept")
     return 0
 
 
@@ -388,6 +416,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--to-load", action="store_true",
                    help="wait for a courier to load it instead of making it ready now")
     p.set_defaults(func=cmd_order_add)
+    p = command("rotate-keys", "a new code digest key, every open order re-keyed (daemon stopped)")
+    p.set_defaults(func=cmd_rotate_keys)
     p = command("staff-secret", "create a courier's or technician's TOTP secret")
     p.add_argument("--id", required=True, help="the member's id in [[staff.members]]")
     p.set_defaults(func=cmd_staff_secret)

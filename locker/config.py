@@ -145,7 +145,6 @@ DEFAULT_ZONE_LIMITS: dict[Zone, ZoneLimits] = {
 
 @dataclass(frozen=True)
 class CodePolicy:
-    digits: int = 8
     pickup_window_hours: float = 72.0
     # a window held while the order's doors cannot open (the locker's fault) waits at most this
     max_hold_hours: float = 24.0
@@ -255,7 +254,6 @@ class LockerConfig:
     name: str
     support_phone: str
     data_dir: Path
-    secret_file: Path
     compartments: tuple[CompartmentConfig, ...]
     bus: BusConfig | None
     gpio: GpioConfig | None
@@ -277,6 +275,16 @@ class LockerConfig:
     @property
     def database(self) -> Path:
         return self.data_dir / "locker.db"
+
+    @property
+    def digest_key_file(self) -> Path:
+        """The key the store's code digests are made with (rotated by `locker rotate-keys`)."""
+        return self.data_dir / "code-digest.key"
+
+    @property
+    def box_key_file(self) -> Path:
+        """The private half of the key central seals each order's code to."""
+        return self.data_dir / "code-box.key"
 
     @property
     def ops_token_file(self) -> Path:
@@ -371,6 +379,11 @@ class _Table:
                 raise ConfigError(f"{self.file}: {where}: must be a table, not {item!r}")
             tables.append(_Table(self.file, where, item))
         return tables
+
+    def retired(self, name: str, why: str) -> None:
+        """A key an older version read: refused with what replaced it, never silently kept."""
+        if name in self.data:
+            raise self.error(name, f"no longer used: {why}; remove it")
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -688,7 +701,9 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     if not all(ch.isalnum() or ch in "-_." for ch in locker_id):
         raise locker.error("id", "use letters, digits, '-', '_' and '.' only")
     data_dir = (base / locker.text("data_dir", "var")).resolve()
-    secret_file = data_dir / locker.text("secret_file", "locker.secret")
+    locker.retired("secret_file", "pickup codes are random now and no code generator is kept"
+                   " (docs/adr/0008); the code keys are data_dir/code-digest.key and"
+                   " code-box.key, made by `locker init`")
     name = locker.text("name", locker_id)
     support_phone = locker.text("support_phone", "the number on the locker")
     locker.done()
@@ -718,8 +733,9 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     codes_t = root.table("codes")
     codes = CodePolicy()
     if codes_t is not None:
+        codes_t.retired("digits", "every code has 10 random digits and a check digit"
+                                  " (docs/adr/0008)")
         codes = CodePolicy(
-            digits=codes_t.integer("digits", 8, lo=6, hi=10),
             pickup_window_hours=codes_t.number("pickup_window_hours", 72.0, lo=0.1, hi=24 * 30),
             max_hold_hours=codes_t.number("max_hold_hours", 24.0, lo=0, hi=24 * 30),
         )
@@ -790,7 +806,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     root.done()
     return LockerConfig(
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
-        data_dir=data_dir, secret_file=secret_file, compartments=tuple(compartments),
+        data_dir=data_dir, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
         staff=staff, central=central, store=store, clock=clock, update=update,
     )

@@ -18,7 +18,7 @@ from typing import Any
 from locker import __version__
 from locker.backup import restore, rolling_backup, take
 from locker.clock import Clock, RealClock
-from locker.codes import PickupCodes, load_ops_token, load_secret
+from locker.codes import PickupCodes, load_box_key, load_ops_token
 from locker.coldchain import ColdChain
 from locker.commands import (
     CommandRefused,
@@ -43,6 +43,7 @@ from locker.datadir import (
 from locker.doors import DoorMonitor
 from locker.errors import ConfigError, HardwareError, StoreError
 from locker.inbox import Inbox
+from locker.keys import settle_key_files
 from locker.lifecycle.compartment import sync_with_config
 from locker.lifecycle.order import extend_for_outage
 from locker.model import Zone
@@ -82,7 +83,7 @@ class Locker:
         self.config = config
         self.driver = driver
         self.clock: Clock = clock or RealClock()
-        self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+        box_key = load_box_key(config.box_key_file)
         self.ops_token = load_ops_token(config.ops_token_file)
         self.lock = DataDirLock(config.database)  # one daemon per data dir
         self.lock.acquire()
@@ -91,10 +92,17 @@ class Locker:
         except BaseException:
             self.lock.release()
             raise
+        try:
+            self.codes = PickupCodes(settle_key_files(config, self.store, self.clock.now()),
+                                     box_key)
+        except BaseException:
+            self.store.close()
+            self.lock.release()
+            raise
         self._marks = current_marks(self.store.read())
         if on_events is not None:
             self.store.listeners.append(on_events)
-        self.monitor = DoorMonitor(self.store, config, self.clock, self.codes, driver)
+        self.monitor = DoorMonitor(self.store, config, self.clock, driver)
         self.time = TimeKeeper(self.store, self.clock, config.clock, clock_status)
         self.pickup = PickupService(self.store, config, self.codes, driver, self.clock,
                                     self.time.expiry_suspended)

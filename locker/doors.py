@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from locker.clock import Clock
-from locker.codes import PickupCodes
 from locker.config import LockerConfig
 from locker.errors import StoreError
 from locker.lifecycle import compartment as compartment_life
@@ -46,10 +45,10 @@ class DoorFact:
 class DoorMonitor:
     """Implements locker.ports.HardwareListener for the daemon."""
 
-    def __init__(self, store: Store, config: LockerConfig, clock: Clock, codes: PickupCodes,
+    def __init__(self, store: Store, config: LockerConfig, clock: Clock,
                  driver: LockDriver) -> None:
         self.store, self.config, self.clock = store, config, clock
-        self.codes, self.driver = codes, driver
+        self.driver = driver
         self.offline_boards: set[str] = set()
         self.waiting: deque[DoorFact] = deque(maxlen=FACTS_MAX)
         self.facts_dropped = 0
@@ -158,7 +157,7 @@ class DoorMonitor:
                     to_pulse += order_life.reallocate_after_jam(tx, self.config, auth,
                                                                 self.driver.reachable)
                 if auth.order_id:
-                    order_life.settle(tx, self.config, self.codes, auth.order_id)
+                    order_life.settle(tx, self.config, auth.order_id)
             for row in left_open:
                 tx.raise_alarm("door_left_open", row["id"],
                                f"compartment {row['id']} has been open for over"
@@ -172,7 +171,7 @@ class DoorMonitor:
         under_way = order_life.under_way(read)
         if under_way:
             with self.store.transaction(self.clock.now()) as tx:
-                moved = [order_life.settle(tx, self.config, self.codes, order_id)
+                moved = [order_life.settle(tx, self.config, order_id)
                          for order_id in under_way]
             if any(moved):
                 self._holds_seen = None
@@ -205,11 +204,11 @@ class DoorMonitor:
             if was_open is not None and was_open.door is DoorState.OPEN:
                 compartment_life.door_works_again(tx, compartment_id)
         for touched_id in touched:
-            order_life.settle(tx, self.config, self.codes, touched_id)
+            order_life.settle(tx, self.config, touched_id)
 
     def _settle_all(self, tx: Tx) -> None:
         for order_id in order_life.under_way(tx, loading=True):
-            order_life.settle(tx, self.config, self.codes, order_id)
+            order_life.settle(tx, self.config, order_id)
 
     def _hold_facts(self, read: Tx) -> tuple[object, ...]:
         """What decides the holds, cheaply: a change in any of it means a full look."""

@@ -4,8 +4,8 @@ Central's answers are parsed strictly here, as plain data, before anything is wr
 do not know, a wrong type or an impossible value is refused with a message that names it, so a
 confused or hostile central changes nothing. An order is applied idempotently: a version the
 locker already holds is ignored, a higher one replaces what can still change (the steps are
-locker.lifecycle.order's). The sequence number is the order's HOTP counter, so one is never used
-for two orders.
+locker.lifecycle.order's). An active order carries its pickup code sealed to this locker's box
+key (docs/adr/0008): it is opened here, digested, and forgotten.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from locker.allocation import Bag
-from locker.codes import PickupCodes
+from locker.codes import PickupCodes, SealedCodeInvalid
 from locker.config import LockerConfig
 from locker.errors import LockerError
 from locker.lifecycle import order as order_life
 from locker.lifecycle import records
-from locker.lifecycle.order import ORDER_ID, OrderRejected, pruned_up_to, receive
+from locker.lifecycle.order import ORDER_ID, OrderRejected, receive
 from locker.model import Size, Zone
 from locker.store import Tx
 
@@ -28,6 +28,7 @@ MAX_ITEMS = 100
 MAX_BAGS = 32
 MAX_WINDOW_HOURS = 720.0
 MAX_SEQUENCE = 2**53  # JSON numbers beyond this are not exact integers
+MAX_SEALED = 200  # base64 of a sealed 11-digit code is 80 characters
 
 
 class BadPayload(LockerError, ValueError):
@@ -38,7 +39,7 @@ class BadPayload(LockerError, ValueError):
 class CentralOrder:
     id: str
     version: int
-    sequence: int
+    sealed_code: str | None  # None only on a cancellation
     cancelled: bool
     window_hours: float
     accessible: bool
@@ -130,17 +131,23 @@ def parse_item(item: object, index: int) -> FeedItem:
 
 
 def parse_order(obj: object, where: str = "order") -> CentralOrder:
-    order = _exact_keys(obj, where, {"id", "version", "sequence", "state", "window_hours",
-                                     "accessible", "bags"})
+    order = _exact_keys(obj, where, {"id", "version", "state", "window_hours", "accessible",
+                                     "bags"}, frozenset({"code"}))
     order_id = order["id"]
-    if not isinstance(order_id, str) or not ORDER_ID.match(order_id):
+    if not isinstance(order_id, str) or not ORDER_ID.fullmatch(order_id):
         raise BadPayload(f"{where}.id: 1-64 letters, digits, '.', '_' or '-', not"
                          f" {order_id!r:.80}")
     version = _integer(order["version"], f"{where}.version", 1, MAX_SEQUENCE)
-    sequence = _integer(order["sequence"], f"{where}.sequence", 1, MAX_SEQUENCE)
     if order["state"] not in ("active", "cancelled"):
         raise BadPayload(f"{where}.state: must be 'active' or 'cancelled', not"
                          f" {order['state']!r:.40}")
+    sealed = order.get("code")
+    if sealed is None and order["state"] == "active":
+        raise BadPayload(f"{where}.code: an active order carries its code, sealed to this"
+                         " locker's box key")
+    if sealed is not None and (not isinstance(sealed, str) or not 1 <= len(sealed) <= MAX_SEALED):
+        raise BadPayload(f"{where}.code: must be base64 of the sealed code, at most"
+                         f" {MAX_SEALED} characters")
     hours = _number(order["window_hours"], f"{where}.window_hours")
     if not 0 < hours <= MAX_WINDOW_HOURS:
         raise BadPayload(f"{where}.window_hours: must be above 0 and at most"
@@ -159,7 +166,7 @@ def parse_order(obj: object, where: str = "order") -> CentralOrder:
             raise BadPayload(f"{where}.bags[{number}]: zone must be ambient, fresh or frozen and"
                              f" size S, M or L, not {bag['zone']!r:.20}:{bag['size']!r:.20}"
                              ) from None
-    return CentralOrder(order_id, version, sequence, order["state"] == "cancelled", hours,
+    return CentralOrder(order_id, version, sealed, order["state"] == "cancelled", hours,
                         order["accessible"], tuple(parsed))
 
 
@@ -174,8 +181,7 @@ def unfit_bags(config: LockerConfig, bags: tuple[Bag, ...]) -> str | None:
     return None
 
 
-def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: CentralOrder,
-                *, local_reissue: bool = False) -> str:
+def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: CentralOrder) -> str:
     """Take a new order, a new version or a cancellation in; returns what was done.
 
     Raises OrderRejected (nothing written) when the order cannot be taken as sent.
@@ -192,20 +198,16 @@ def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: Central
     problem = unfit_bags(config, order.bags)
     if problem:
         raise OrderRejected(f"order {order.id}: {problem}")
-    reused = tx.one("SELECT id FROM orders WHERE sequence = ? AND id != ?",
-                    (order.sequence, order.id))
-    if reused is not None:
-        raise OrderRejected(f"order {order.id}: sequence {order.sequence} is order"
-                            f" {reused['id']}'s; a sequence is never used twice")
-    if (existing is None or existing.sequence != order.sequence) and (
-            order.sequence <= pruned_up_to(tx)):
-        raise OrderRejected(f"order {order.id}: sequence {order.sequence} belongs to an order"
-                            " finished and forgotten; a sequence is never used twice")
+    assert order.sealed_code is not None  # parse_order: an active order carries one
+    try:
+        digest = codes.digest(codes.open_sealed(order.sealed_code))
+    except SealedCodeInvalid as exc:
+        raise OrderRejected(f"order {order.id}: code: {exc}") from None
     if existing is None:
-        receive(tx, config, order.id, order.bags, window_hours=order.window_hours,
-                accessible=order.accessible, sequence=order.sequence, version=order.version)
+        receive(tx, config, order.id, order.bags, code_digest=digest,
+                window_hours=order.window_hours, accessible=order.accessible,
+                version=order.version)
         return "received"
-    return order_life.change(tx, codes, existing, version=order.version,
-                             sequence=order.sequence, window_hours=order.window_hours,
-                             accessible=order.accessible, bags=order.bags,
-                             local_reissue=local_reissue)
+    return order_life.change(tx, existing, version=order.version, code_digest=digest,
+                             window_hours=order.window_hours, accessible=order.accessible,
+                             bags=order.bags)

@@ -18,7 +18,7 @@ from locker.commands import RemoteCommands
 from locker.config import LockerConfig
 from locker.errors import StoreError
 from locker.feed import FeedItem, apply_order
-from locker.lifecycle.order import OrderRejected
+from locker.lifecycle.order import CodeInUse, OrderRejected
 from locker.store import Store
 from locker.sync import cursor as stored_cursor
 from locker.sync import set_cursor
@@ -75,6 +75,11 @@ class Inbox:
             with self.store.transaction(self.clock.now()) as tx:
                 outcome = apply_order(tx, self.config, self.codes, order)
                 set_cursor(tx, item.cursor)
+        except CodeInUse as exc:
+            log.warning("order from central refused: %s", exc)
+            self._skip(item, "security.code_collision", order_id=order.id, version=order.version,
+                       message=str(exc))
+            return "rejected"
         except OrderRejected as exc:
             log.warning("order from central refused: %s", exc)
             self._skip(item, "order.rejected", order_id=order.id, version=order.version,

@@ -18,6 +18,7 @@ from locker.lifecycle.order import (
     ORDER_ID,
     OrderRejected,
     activate,
+    draw_code,
     expire_due,
     receive,
 )
@@ -32,8 +33,7 @@ __all__ = ["ORDER_ID", "AddedOrder", "OrderRejected", "activate", "add_order_to_
 @dataclass(frozen=True)
 class AddedOrder:
     order_id: str
-    sequence: int
-    code: str  # for the operator who added it (central's job later); never stored or logged
+    code: str  # for the operator who added it, to tell the customer; never stored or logged
     compartments: tuple[tuple[str, str], ...]  # (compartment id, location)
     window_end: float
 
@@ -55,24 +55,28 @@ def add_ready_order(store: Store, config: LockerConfig, codes: PickupCodes, now:
                     accessible: bool = False) -> AddedOrder:
     """Receive, allocate and activate at once: an order loaded by someone off-screen."""
     with store.transaction(now) as tx:
-        receive(tx, config, order_id, bags, window_hours=window_hours, accessible=accessible)
+        code, digest = draw_code(tx, codes, order_id)
+        receive(tx, config, order_id, bags, code_digest=digest, window_hours=window_hours,
+                accessible=accessible)
         compartments = allocate_order(tx, config, order_id)
-        activated = activate(tx, codes, order_id)
-        assert activated is not None  # a local order takes a fresh sequence on a collision
-        sequence, code, window_end = activated
+        window_end = activate(tx, order_id)
     return AddedOrder(
-        order_id=order_id, sequence=sequence, code=code,
+        order_id=order_id, code=code,
         compartments=tuple((cid, config.compartment(cid).location) for cid in compartments),
         window_end=window_end,
     )
 
 
-def add_order_to_load(store: Store, config: LockerConfig, now: float, order_id: str,
-                      bags: Sequence[Bag], *, window_hours: float | None = None,
-                      accessible: bool = False) -> None:
-    """An order for a courier to load (until central sync brings them)."""
+def add_order_to_load(store: Store, config: LockerConfig, codes: PickupCodes, now: float,
+                      order_id: str, bags: Sequence[Bag], *, window_hours: float | None = None,
+                      accessible: bool = False) -> str:
+    """An order for a courier to load (a locker without central); returns its code, the only
+    time it is known, for whoever tells the customer."""
     with store.transaction(now) as tx:
-        receive(tx, config, order_id, bags, window_hours=window_hours, accessible=accessible)
+        code, digest = draw_code(tx, codes, order_id)
+        receive(tx, config, order_id, bags, code_digest=digest, window_hours=window_hours,
+                accessible=accessible)
+    return code
 
 
 def expire_orders(store: Store, now: float, *, held_since: float | None = None,

@@ -79,13 +79,18 @@ class PickupService:
                     " ORDER BY state = 'ready' DESC, window_end DESC LIMIT 1", (digest,))
                 order = None if row is None else Order.of(row)
                 refusal = self._refusal(order, now)
+                if order is None and tx.one("SELECT 1 AS used FROM orders WHERE used_tag = ?"
+                                            " LIMIT 1", (digest[:4],)) is not None:
+                    # a collected order keeps only 16 bits of its digest: most likely this
+                    # code, perhaps a guess that shares them, so it still counts as one
+                    refusal = PickupRefused("used", "this code has already been used")
                 if refusal is None and order is not None:
                     doors = order_life.accept_code(tx, self.config, order, self.driver.reachable)
         except Unavailable as exc:
             self._unavailable(now, order, exc)
             raise
         if refusal is not None:
-            self._refused(now, screen, refusal)
+            self._refused(now, screen, refusal, guess=order is None)
             raise refusal
         assert order is not None
         opened, failed = await pulse(self.store, self.driver, self.clock, doors)
@@ -123,11 +128,11 @@ class PickupService:
             tx.emit("order.pickup_unavailable", "order", order_id=order.id if order else None,
                     compartments=list(exc.compartments))
 
-    def _refused(self, now: float, screen: str, refusal: PickupRefused) -> None:
+    def _refused(self, now: float, screen: str, refusal: PickupRefused, *, guess: bool) -> None:
         """Count a wrong code against the screen and the locker; alarm on a burst."""
         with self.store.transaction(now) as tx:
             tx.emit("security.code_refused", "security", screen=screen, reason=refusal.reason)
-            if refusal.reason == "wrong_code":
+            if guess:
                 attempts.failed(tx, self.config.throttle, self._scopes(screen), now, screen,
                                 ("code_guessing", "pickup codes"))
         refusal.retry_after_s = self._wait(now, screen)

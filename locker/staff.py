@@ -17,9 +17,9 @@ import pyotp
 
 from locker import attempts, deadline
 from locker.clock import Clock
-from locker.codes import load_secret
+from locker.codes import create_private_file, read_private_file
 from locker.config import LockerConfig, StaffMember
-from locker.errors import LockerError
+from locker.errors import ConfigError, LockerError
 from locker.store import Store
 from locker.throttle import LOGIN_GLOBAL_SCOPE
 
@@ -52,6 +52,25 @@ class Session:
     @property
     def actor(self) -> str:
         return f"{self.member.role}:{self.member.id}"
+
+
+def load_secret(path: Path) -> str:
+    """A member's base32 TOTP secret, refusing a file that other users can read."""
+    text = read_private_file(path, "staff secret")
+    if text is None:
+        raise ConfigError(f"{path}: no staff secret; create one with `locker staff-secret`")
+    try:
+        pyotp.TOTP(text).at(0)
+    except Exception:  # pyotp raises binascii.Error or ValueError on a bad secret
+        raise ConfigError(f"{path}: not a base32 secret") from None
+    if len(text) < 26:
+        raise ConfigError(f"{path}: secret too short ({len(text)} base32 characters, want 32)")
+    return text
+
+
+def create_secret(path: Path) -> bool:
+    """Write a new random TOTP secret with mode 0600; False if one exists (never overwrite)."""
+    return create_private_file(path, pyotp.random_base32(32))
 
 
 def load_staff_secrets(config: LockerConfig) -> dict[str, str]:

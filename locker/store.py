@@ -192,6 +192,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the length of a running lockout: a wall clock set back never makes it longer
         "ALTER TABLE throttle ADD COLUMN lockout_s REAL NOT NULL DEFAULT 0",
     ),
+    (
+        # random codes (docs/adr/0008): finished orders keep no digest, collected ones a tag
+        "ALTER TABLE orders ADD COLUMN used_tag TEXT",
+        "UPDATE orders SET used_tag = substr(code_digest, 1, 4) WHERE state = 'collected'",
+        "CREATE INDEX orders_by_used_tag ON orders (used_tag) WHERE used_tag IS NOT NULL",
+        "UPDATE orders SET code_digest = NULL"
+        " WHERE state IN ('collected', 'reclaimed', 'cancelled')",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyotp
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.public import PublicKey, SealedBox
 from sqlite_utils import Database
 
 API_PREFIX = "/v1"
@@ -63,9 +63,8 @@ WRONG_TYPES: dict[str, dict[str, Any]] = {"feed": {"cursor": "x", "items": {}},
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS lockers (
-        id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, secret TEXT NOT NULL,
-        digits INTEGER NOT NULL, next_sequence INTEGER NOT NULL, created_at REAL NOT NULL,
-        heartbeat_at REAL, heartbeat TEXT)""",
+        id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, box_key TEXT NOT NULL,
+        created_at REAL NOT NULL, heartbeat_at REAL, heartbeat TEXT)""",
     # AUTOINCREMENT: a cursor is never reused, even after the newest item is deleted
     """CREATE TABLE IF NOT EXISTS feed (
         cursor INTEGER PRIMARY KEY AUTOINCREMENT, locker_id TEXT NOT NULL, item TEXT NOT NULL,
@@ -73,7 +72,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS feed_by_locker ON feed (locker_id, cursor)",
     """CREATE TABLE IF NOT EXISTS orders (
         locker_id TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
-        sequence INTEGER NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL,
+        state TEXT NOT NULL, body TEXT NOT NULL,
         PRIMARY KEY (locker_id, id))""",
     """CREATE TABLE IF NOT EXISTS events (
         arrival INTEGER PRIMARY KEY AUTOINCREMENT, locker_id TEXT NOT NULL, id TEXT NOT NULL,
@@ -114,6 +113,9 @@ class Central:
         self.admin_token = admin_token
         self.silent_after_s = silent_after_s
         self.faults = Faults()
+        # codes for customers that no admin call answered (a collision's new code): the stand-in
+        # for the SMS gateway, in memory only, drained by GET /admin/lockers/{id}/messages
+        self.messages: dict[str, list[dict[str, str]]] = {}
         self.closing = False
         self._db: Database | None = None
         self._key: Ed25519PrivateKey | None = None
@@ -164,14 +166,14 @@ class Central:
 
     # ---- lockers ----
 
-    def provision(self, locker_id: str, digits: int, secret: str) -> str:
-        """Register a locker; answer its bearer token, of which only the SHA-256 is kept."""
+    def provision(self, locker_id: str, box_key: str) -> str:
+        """Register a locker with the public key its codes are sealed to; answer its bearer
+        token, of which only the SHA-256 is kept."""
         token = secrets.token_urlsafe(32)
         with self.db.atomic():
             self.db.execute(
-                "INSERT INTO lockers (id, token_sha256, secret, digits, next_sequence, created_at)"
-                " VALUES (?, ?, ?, ?, 1, ?)",
-                (locker_id, _sha256(token), secret, digits, time.time()))
+                "INSERT INTO lockers (id, token_sha256, box_key, created_at) VALUES (?, ?, ?, ?)",
+                (locker_id, _sha256(token), box_key, time.time()))
         return token
 
     def locker(self, locker_id: str) -> dict[str, Any]:
@@ -189,7 +191,7 @@ class Central:
 
     def lockers(self) -> list[dict[str, Any]]:
         now = time.time()
-        return [{"id": row["id"], "digits": row["digits"], "last_heartbeat_at": row["heartbeat_at"],
+        return [{"id": row["id"], "last_heartbeat_at": row["heartbeat_at"],
                  "heartbeat": None if row["heartbeat"] is None else json.loads(row["heartbeat"]),
                  "silent": row["heartbeat_at"] is None
                  or now - row["heartbeat_at"] > self.silent_after_s}
@@ -241,12 +243,11 @@ class Central:
 
     # ---- orders ----
 
-    def _take_sequence(self, locker_id: str) -> int:
-        """The next HOTP counter of a locker: unique for ever, so never handed out twice."""
-        sequence = int(self.locker(locker_id)["next_sequence"])
-        self.db.execute("UPDATE lockers SET next_sequence = ? WHERE id = ?",
-                        (sequence + 1, locker_id))
-        return sequence
+    def _sealed_new_code(self, locker_id: str) -> tuple[str, str]:
+        """A new code and the same sealed to the locker: only the sealed one is ever stored, the
+        other goes to the customer channel and is forgotten."""
+        code = new_code()
+        return code, seal(self.locker(locker_id)["box_key"], code)
 
     def create_order(self, locker_id: str, order_id: str, bags: list[dict[str, str]],
                      window_hours: float, accessible: bool) -> dict[str, Any]:
@@ -254,21 +255,20 @@ class Central:
         if self._one("SELECT id FROM orders WHERE locker_id = ? AND id = ?", (locker_id, order_id)):
             raise Problem(409, f"order {order_id!r} exists already")
         with self.db.atomic():
-            order = {"id": order_id, "version": 1, "sequence": self._take_sequence(locker_id),
-                     "state": "active", "window_hours": window_hours, "accessible": accessible,
-                     "bags": bags}
+            code, sealed = self._sealed_new_code(locker_id)
+            order = {"id": order_id, "version": 1, "code": sealed, "state": "active",
+                     "window_hours": window_hours, "accessible": accessible, "bags": bags}
             self._save_order(locker_id, order, insert=True)
         self.queue(locker_id, {"type": "order", "order": order})
-        return self.order_view(locker_id, order_id)
+        return {**self.order_view(locker_id, order_id), "code": code}
 
     def _save_order(self, locker_id: str, order: dict[str, Any], *, insert: bool = False) -> None:
-        values = (order["version"], order["sequence"], order["state"], json.dumps(order),
-                  locker_id, order["id"])
+        values = (order["version"], order["state"], json.dumps(order), locker_id, order["id"])
         if insert:
-            self.db.execute("INSERT INTO orders (version, sequence, state, body, locker_id, id)"
-                            " VALUES (?, ?, ?, ?, ?, ?)", values)
+            self.db.execute("INSERT INTO orders (version, state, body, locker_id, id)"
+                            " VALUES (?, ?, ?, ?, ?)", values)
         else:
-            self.db.execute("UPDATE orders SET version = ?, sequence = ?, state = ?, body = ?"
+            self.db.execute("UPDATE orders SET version = ?, state = ?, body = ?"
                             " WHERE locker_id = ? AND id = ?", values)
 
     def _order(self, locker_id: str, order_id: str) -> dict[str, Any]:
@@ -281,16 +281,14 @@ class Central:
         return order
 
     def order_view(self, locker_id: str, order_id: str) -> dict[str, Any]:
-        """The order as it is now, with the code the customer would be told."""
+        """The order as it is now (its code is central's no more: only the locker can open it)."""
         order = self._order(locker_id, order_id)
-        locker = self.locker(locker_id)
-        code = pyotp.HOTP(locker["secret"], digits=locker["digits"]).at(order["sequence"])
-        return {"id": order["id"], "version": order["version"], "sequence": order["sequence"],
-                "code": code, "window_hours": order["window_hours"], "bags": order["bags"],
+        return {"id": order["id"], "version": order["version"],
+                "window_hours": order["window_hours"], "bags": order["bags"],
                 "accessible": order["accessible"], "state": order["state"]}
 
     def new_version(self, locker_id: str, order_id: str, *, cancel: bool = False,
-                    new_sequence: bool = False) -> dict[str, Any]:
+                    new_code: bool = False) -> dict[str, Any]:
         """Issue the next version of an order on the feed: cancelled, or with a fresh code."""
         order = self._order(locker_id, order_id)
         if order["state"] == "cancelled":
@@ -299,11 +297,13 @@ class Central:
             order["version"] += 1
             if cancel:
                 order["state"] = "cancelled"
-            if new_sequence:
-                order["sequence"] = self._take_sequence(locker_id)
+            code = None
+            if new_code:
+                code, order["code"] = self._sealed_new_code(locker_id)
             self._save_order(locker_id, order)
         self.queue(locker_id, {"type": "order", "order": order})
-        return self.order_view(locker_id, order_id)
+        view = self.order_view(locker_id, order_id)
+        return view if code is None else {**view, "code": code}
 
     # ---- events ----
 
@@ -332,10 +332,9 @@ class Central:
         return [{**json.loads(row.pop("body")), **row} for row in rows]
 
     def on_code_collision(self, locker_id: str, event: dict[str, Any]) -> None:
-        """The locker found the order's code already in use: give the order a fresh sequence.
+        """The locker found the order's code already in use: give the order a fresh code.
 
-        Only once per reported sequence: a report naming a sequence the order no longer has
-        is about a version already replaced.
+        Only once per reported version: a report about a version already replaced is old news.
         """
         order_id = event["order_id"]
         if order_id is None:
@@ -344,10 +343,11 @@ class Central:
             order = self._order(locker_id, order_id)
         except Problem:
             return
-        reported = event["payload"].get("sequence")
-        if order["state"] == "cancelled" or (_is_int(reported) and reported != order["sequence"]):
+        reported = event["payload"].get("version")
+        if order["state"] == "cancelled" or (_is_int(reported) and reported != order["version"]):
             return
-        self.new_version(locker_id, order_id, new_sequence=True)
+        code = self.new_version(locker_id, order_id, new_code=True)["code"]
+        self.messages.setdefault(locker_id, []).append({"order_id": order_id, "code": code})
 
     # ---- commands ----
 
@@ -370,6 +370,36 @@ class Central:
 
 
 CENTRAL = web.AppKey("central", Central)
+
+
+# Damm's quasigroup: the check digit every code ends with (docs/central.md, "Pickup codes")
+_DAMM = ((0, 3, 1, 7, 5, 9, 8, 6, 4, 2), (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
+         (4, 2, 0, 6, 8, 7, 1, 3, 5, 9), (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
+         (6, 1, 2, 3, 0, 4, 5, 9, 7, 8), (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
+         (5, 8, 6, 9, 7, 2, 0, 1, 3, 4), (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
+         (9, 4, 3, 8, 6, 1, 7, 2, 0, 5), (2, 5, 8, 1, 4, 3, 6, 7, 9, 0))
+
+
+def new_code() -> str:
+    """10 random digits and their Damm check digit."""
+    body = f"{secrets.randbelow(10 ** 10):010d}"
+    interim = 0
+    for digit in body:
+        interim = _DAMM[interim][int(digit)]
+    return body + str(interim)
+
+
+def seal(box_key: str, code: str) -> str:
+    """The code as only the locker holding the box key's private half can read it."""
+    box = SealedBox(PublicKey(base64.b64decode(box_key)))
+    return base64.b64encode(box.encrypt(code.encode("ascii"))).decode("ascii")
+
+
+def _is_box_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except ValueError:
+        return False
 
 
 def _sha256(text: str) -> str:
@@ -584,19 +614,17 @@ async def post_heartbeat(request: web.Request) -> web.Response:
 async def post_locker(request: web.Request) -> web.Response:
     central = request.app[CENTRAL]
     data = await _body(request)
-    _keys(data, "body", ("id",), ("digits", "secret"))
+    _keys(data, "body", ("id", "box_key"))
     locker_id = data["id"]
     _require(isinstance(locker_id, str) and ID_PATTERN.fullmatch(locker_id) is not None,
              "id must be 1-64 ASCII letters, digits, '.', '_' or '-', not starting with '.'")
-    digits = data.get("digits", 8)
-    _require(_is_int(digits) and 6 <= digits <= 10, "digits must be an integer from 6 to 10")
-    secret = data.get("secret") or pyotp.random_base32(32)
-    _require(isinstance(secret, str) and re.fullmatch(r"[A-Z2-7]{16,128}", secret) is not None,
-             "secret must be base32 (A-Z, 2-7), 16-128 characters")
+    box_key = data["box_key"]
+    _require(isinstance(box_key, str) and _is_box_key(box_key),
+             "box_key must be base64 of the locker's 32-byte X25519 public key")
     if central.has_locker(locker_id):
         raise Problem(409, f"locker {locker_id!r} exists already")
-    token = central.provision(locker_id, digits, secret)
-    return web.json_response({"id": locker_id, "token": token, "secret": secret, "digits": digits,
+    token = central.provision(locker_id, box_key)
+    return web.json_response({"id": locker_id, "token": token,
                               "command_public_key": central.public_key_pem.decode("ascii")},
                              status=201)
 
@@ -664,6 +692,14 @@ async def get_events(request: web.Request) -> web.Response:
     locker_id = central.locker(request.match_info["locker_id"])["id"]
     after = int(_query_number(request, "after", 0, 0, 2**63 - 1))
     return web.json_response({"events": central.events_after(locker_id, after)})
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    """The codes for customers central drew without an admin call to answer (after a code
+    collision): handed over once, then forgotten, as an SMS gateway would take them."""
+    central = request.app[CENTRAL]
+    locker_id = central.locker(request.match_info["locker_id"])["id"]
+    return web.json_response({"messages": central.messages.pop(locker_id, [])})
 
 
 async def post_faults(request: web.Request) -> web.Response:
@@ -767,6 +803,7 @@ def create_central_app(data_dir: Path, *, admin_token: str, silent_after_s: floa
     app.router.add_post("/admin/lockers/{locker_id}/commands", post_command)
     app.router.add_post("/admin/lockers/{locker_id}/raw", post_raw)
     app.router.add_get("/admin/lockers/{locker_id}/events", get_events)
+    app.router.add_get("/admin/lockers/{locker_id}/messages", get_messages)
     app.router.add_post("/admin/faults", post_faults)
     if updates_dir is not None:
         # the update repository (TUF: metadata/ and targets/, made by `locker release`), as

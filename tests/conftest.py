@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.codes import create_secret
+from locker.codes import check_digit, create_keys
 from locker.config import LockerConfig, load_config
 
 SMALL_CONFIG = """
@@ -80,10 +80,16 @@ def write_config(folder: Path, text: str = SMALL_CONFIG) -> Path:
 def config_path(tmp_path: Path) -> Path:
     path = write_config(tmp_path)
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     return path
 
 
 @pytest.fixture
 def config(config_path: Path) -> LockerConfig:
     return load_config(config_path)
+
+
+def code_no(n: int) -> str:
+    """A valid pickup code for tests: n in 10 digits and the check digit."""
+    body = f"{n:010d}"
+    return body + check_digit(body)

@@ -7,7 +7,8 @@ const TEXT = {
        wrong: "This code is not valid.", used: "This code has already been used.",
        expired: "This code's pickup window has ended. Please call {phone}.",
        wait: "Too many wrong codes. Try again in {s} s.",
-       format: "A pickup code has {n} digits.", trouble: "Compartment {c} did not open. Please call {phone}.",
+       format: "A pickup code has {n} digits.",
+       check: "Please check the code: one digit looks mistyped or two are swapped.", trouble: "Compartment {c} did not open. Please call {phone}.",
        starting: "The locker is starting. Try again in a moment.",
        unavailable: "Your compartment cannot open right now. Nothing was opened and your code still works: please try again in a few minutes or call {phone}.",
        late: "The locker did not answer in time. If no door opened, your code still works: please try again.",
@@ -20,7 +21,8 @@ const TEXT = {
        wrong: "Ce code n'est pas valable.", used: "Ce code a déjà été utilisé.",
        expired: "Le délai de retrait de ce code est dépassé. Appelez le {phone}.",
        wait: "Trop de codes erronés. Réessayez dans {s} s.",
-       format: "Un code de retrait a {n} chiffres.", trouble: "Le casier {c} ne s'est pas ouvert. Appelez le {phone}.",
+       format: "Un code de retrait a {n} chiffres.",
+       check: "Vérifiez le code : un chiffre semble erroné ou deux sont inversés.", trouble: "Le casier {c} ne s'est pas ouvert. Appelez le {phone}.",
        starting: "Le casier démarre. Réessayez dans un instant.",
        unavailable: "Votre casier ne peut pas s'ouvrir pour le moment. Rien n'a été ouvert et votre code reste valable : réessayez dans quelques minutes ou appelez le {phone}.",
        late: "Le casier n'a pas répondu à temps. Si aucune porte ne s'est ouverte, votre code reste valable : réessayez.",
@@ -29,7 +31,7 @@ const TEXT = {
        zones: {ambient: "ambiant", fresh: "frais", frozen: "surgelé"},
        where: (loc) => loc.replace("column", "colonne").replace("level", "niveau")},
 };
-let lang = "en", info = {support_phone: "", digits: 8, idle_s: 45}, idleTimer = null, waitTimer = null;
+let lang = "en", info = {support_phone: "", digits: 11, idle_s: 45}, idleTimer = null, waitTimer = null;
 const $ = (id) => document.getElementById(id);
 const code = $("code"), answer = $("answer"), doors = $("doors");
 const t = (key, vars = {}) => TEXT[lang][key].replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
@@ -96,6 +98,8 @@ async function submit() {
     countdown(body.retry_after_s);
   } else if (body.error === "bad_code_format") {
     say(t("format", {n: info.digits}), "bad");
+  } else if (body.error === "check_the_code") {
+    say(t("check"), "bad");
   } else if (["wrong_code", "used", "expired"].includes(body.error)) {
     const text = body.error === "wrong_code" ? "wrong" : body.error;
     say(t(text, {phone: info.support_phone}), "bad");

@@ -35,13 +35,17 @@ RECLAIMABLE = (OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED)
 # why a loaded order is not ready yet
 ZONE_HOLD = "zone_out_of_limits"
 HOLD_SPENT = "hold_spent"  # a ready order held to its limit: not held again for the same fault
-COLLISION_HOLD = "code_collision"
 Reachable = Callable[[str], bool]
 PRUNED_SEQUENCE = "sequence.pruned_up_to"
 
 
 class OrderRejected(LockerError, ValueError):
     """An order that cannot be taken as given; nothing was stored."""
+
+
+class CodeInUse(OrderRejected):
+    """The order's code is another open order's: typing it would open both, so it is refused and
+    central draws a new one (a 300-in-10^10 chance, but never left to chance)."""
 
 
 class CannotCancel(OrderRejected):
@@ -58,13 +62,10 @@ def get(tx: Tx, order_id: str) -> Order:
 # -- in: received, allocated, loaded, ready -----------------------------------------------------
 
 def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[NewBag], *,
-            window_hours: float | None = None, accessible: bool = False,
-            sequence: int | None = None, version: int = 1) -> None:
-    """Take an order in, waiting for a courier to load it.
-
-    Central gives the sequence (the HOTP counter it derives the customer's code from); an order
-    added at the locker itself takes the next free one.
-    """
+            code_digest: str, window_hours: float | None = None, accessible: bool = False,
+            version: int = 1) -> None:
+    """Take an order in, waiting for a courier to load it, with the digest of its code (the code
+    opens nothing before the order is ready, and nothing after it is finished)."""
     if not ORDER_ID.match(order_id):
         raise OrderRejected(f"order id {order_id!r}: 1-64 letters, digits, '.', '_' or '-'")
     if not bags:
@@ -74,10 +75,10 @@ def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[NewBag],
         raise OrderRejected(f"order {order_id}: pickup window must be 0-720 hours, not {hours}")
     if records.order(tx, order_id) is not None:
         raise OrderRejected(f"order {order_id} exists already")
+    code_free(tx, order_id, code_digest)
     tx.insert("orders", {
-        "id": order_id, "version": version,
-        "sequence": next_sequence(tx) if sequence is None else sequence,
-        "state": OrderState.RECEIVED.value, "code_digest": None, "window_start": None,
+        "id": order_id, "version": version, "sequence": next_sequence(tx),
+        "state": OrderState.RECEIVED.value, "code_digest": code_digest, "window_start": None,
         "window_end": None, "window_s": hours * 3600.0,
         "accessible": int(accessible), "created_at": tx.now, "updated_at": tx.now,
     })
@@ -86,15 +87,45 @@ def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[NewBag],
             bags=[f"{b.zone.value}:{b.size.value}" for b in bags])
 
 
+def code_free(tx: Tx, order_id: str, digest: str) -> None:
+    """CodeInUse if another order still holding a code holds this one (finished orders hold
+    none: their digests are erased as they finish)."""
+    clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ?", (digest, order_id))
+    if clash is not None:
+        raise CodeInUse(f"order {order_id}: its code is an open order's already; send a new"
+                        " version with a new code")
+
+
+def draw_code(tx: Tx, codes: PickupCodes, order_id: str) -> tuple[str, str]:
+    """A fresh code for an order made at the locker, and its digest: drawn again on a clash."""
+    while True:
+        code = codes.new_code()
+        digest = codes.digest(code)
+        try:
+            code_free(tx, order_id, digest)
+        except CodeInUse:
+            continue
+        return code, digest
+
+
+def rekey_codes(tx: Tx, rekeyed: Callable[[str], str]) -> int:
+    """Every order still holding a code gets its digest under a new key; returns how many."""
+    rows = tx.all("SELECT id, code_digest FROM orders WHERE code_digest IS NOT NULL")
+    for row in rows:
+        tx.execute("UPDATE orders SET code_digest = ? WHERE id = ?",
+                   (rekeyed(row["code_digest"]), row["id"]))
+    return len(rows)
+
+
 def pruned_up_to(tx: Tx) -> int:
-    """The highest sequence of an order already forgotten (0 if none): a pickup code is the HOTP
-    of its order's sequence, so no order at or below it is ever taken again."""
+    """The highest sequence of an order already forgotten (0 if none): sequences number the
+    locker's orders once and for ever, so none is taken twice."""
     value = tx.meta(PRUNED_SEQUENCE)
     return 0 if value is None else int(value)
 
 
 def next_sequence(tx: Tx) -> int:
-    """Above every sequence in use and every one forgotten: a code never comes back."""
+    """Above every sequence in use and every one forgotten."""
     row = tx.one("SELECT MAX(sequence) AS top FROM orders")
     top = 0 if row is None or row["top"] is None else int(row["top"])
     return max(top, pruned_up_to(tx)) + 1
@@ -142,48 +173,31 @@ def blocked_zones(tx: Tx) -> set[str]:
         "SELECT subject FROM alarms WHERE kind = 'zone_excursion' AND cleared_at IS NULL")}
 
 
-def activate(tx: Tx, codes: PickupCodes, order_id: str, *,
-             local_reissue: bool = True) -> tuple[int, str, float] | None:
-    """The goods are in: compartments loaded, a pickup code made active, the window started.
+def activate(tx: Tx, order_id: str) -> float:
+    """The goods are in: compartments loaded, the order's code made active, the window started.
 
-    Returns (sequence, code, window end). A code equal to an active order's would open both, so
-    it is never activated: it is reported, and either a fresh local sequence is taken (orders
-    added at the locker) or the order waits, loaded, for central's new version with a new
-    sequence (returns None), since central must know the code it tells the customer.
+    Returns the window's end.
     """
     current = get(tx, order_id)
-    sequence = current.sequence
-    while True:
-        code = codes.code_for(sequence)
-        digest = codes.digest(code)
-        clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND state = ?",
-                       (digest, OrderState.READY.value))
-        if clash is None:
-            break
-        tx.emit("security.code_collision", "security", order_id=order_id, sequence=sequence,
-                active_order=clash["id"])
-        if not local_reissue:
-            _hold_loaded(tx, current, COLLISION_HOLD)
-            return None
-        sequence = next_sequence(tx)
-        tx.execute("UPDATE orders SET sequence = ? WHERE id = ?", (sequence, order_id))
+    if current.code_digest is None:  # receive() always gives one; never open with no code
+        raise OrderRejected(f"order {order_id} has no code")
     window_end = tx.now + current.window_s
     move(tx, Kind.ORDER, order_id, current.state, "activate")
-    tx.execute("UPDATE orders SET sequence = ?, code_digest = ?, window_start = ?,"
-               " window_end = ?, held_since = NULL, held_for = NULL, phase_since = NULL"
-               " WHERE id = ?", (sequence, digest, tx.now, window_end, order_id))
+    tx.execute("UPDATE orders SET window_start = ?, window_end = ?, held_since = NULL,"
+               " held_for = NULL, phase_since = NULL WHERE id = ?",
+               (tx.now, window_end, order_id))
     # the doors' progress is counted again for the customer
     tx.execute("UPDATE order_compartments SET opened_at = NULL, closed_at = NULL"
                " WHERE order_id = ? AND released_at IS NULL", (order_id,))
     compartment.load(tx, order_id)
-    tx.emit("order.ready", "order", order_id=order_id, sequence=sequence, window_end=window_end,
+    tx.emit("order.ready", "order", order_id=order_id, window_end=window_end,
             compartments=sorted(link.compartment_id for link in records.links(tx, order_id)))
     log.info("order %s loaded and ready", order_id)
-    return sequence, code, window_end
+    return window_end
 
 
 def _hold_loaded(tx: Tx, current: Order, why: str) -> None:
-    """Loaded but not ready: a zone out of its limits, or a code that would open another order."""
+    """Loaded but not ready: a zone out of its limits."""
     if current.state is OrderState.ALLOCATED:
         move(tx, Kind.ORDER, current.id, current.state, "hold_loaded")
     tx.execute("UPDATE orders SET held_for = ?, held_since = ? WHERE id = ?",
@@ -249,22 +263,12 @@ def extend_window(tx: Tx, order_id: str, seconds: float, actor: str, reason: str
     if current.state not in (OrderState.READY, OrderState.EXPIRED):
         raise OrderRejected(f"order {order_id} is {current.state.value}: only a ready or"
                             " expired order's window can be extended")
-    if current.state is OrderState.EXPIRED:
-        _no_clash(tx, current)
     window_end = max(float(current.window_end or tx.now), tx.now) + seconds
     move(tx, Kind.ORDER, order_id, current.state, "extend")
     tx.execute("UPDATE orders SET window_end = ? WHERE id = ?", (window_end, order_id))
     tx.emit("order.window_extended", "order", order_id=order_id, window_end=window_end,
             actor=actor, reason=reason)
     return window_end
-
-
-def _no_clash(tx: Tx, current: Order) -> None:
-    clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ? AND state = ?",
-                   (current.code_digest, current.id, OrderState.READY.value))
-    if clash is not None:
-        raise OrderRejected(f"order {current.id}'s code is now active order {clash['id']}'s;"
-                            " send a new version with a new sequence")
 
 
 def extend_for_outage(tx: Tx, since: float, reason: str, *, ended_only: bool) -> list[str]:
@@ -380,9 +384,8 @@ def redecide_expiries(tx: Tx, reason: str) -> list[str]:
 
 # -- changes from central ------------------------------------------------------------------------
 
-def change(tx: Tx, codes: PickupCodes, current: Order, *, version: int, sequence: int,
-           window_hours: float, accessible: bool, bags: Sequence[NewBag],
-           local_reissue: bool) -> str:
+def change(tx: Tx, current: Order, *, version: int, code_digest: str, window_hours: float,
+           accessible: bool, bags: Sequence[NewBag]) -> str:
     """A higher version of an order central sent before: what can still change, changes."""
     state = current.state
     if state in (OrderState.COLLECTING, OrderState.COLLECTED, OrderState.RECLAIMING,
@@ -411,7 +414,6 @@ def change(tx: Tx, codes: PickupCodes, current: Order, *, version: int, sequence
             tx.execute("UPDATE orders SET window_end = ? WHERE id = ?",
                        (window_end, current.id))
             if state is OrderState.EXPIRED and window_end > tx.now:
-                _no_clash(tx, current)  # its code may be another active order's by now
                 state = OrderState(move(tx, Kind.ORDER, current.id, state, "extend"))
             elif state is OrderState.READY and window_end <= tx.now:
                 state = OrderState(move(tx, Kind.ORDER, current.id, state, "expire"))
@@ -419,17 +421,13 @@ def change(tx: Tx, codes: PickupCodes, current: Order, *, version: int, sequence
     if current.accessible != accessible:
         changed.append("accessible")
         tx.execute("UPDATE orders SET accessible = ? WHERE id = ?", (int(accessible), current.id))
-    if sequence != current.sequence:
-        changed.append("sequence")
-        tx.execute("UPDATE orders SET sequence = ? WHERE id = ?", (sequence, current.id))
-        if current.code_digest is not None:  # a new code replaces the active one
-            _rekey(tx, codes, current.id, sequence)
+    if code_digest != current.code_digest:  # a new code replaces the old one at once
+        code_free(tx, current.id, code_digest)
+        changed.append("code")
+        tx.execute("UPDATE orders SET code_digest = ? WHERE id = ?", (code_digest, current.id))
     move(tx, Kind.ORDER, current.id, state, "change")
     tx.execute("UPDATE orders SET version = ? WHERE id = ?", (version, current.id))
     tx.emit("order.changed", "order", order_id=current.id, version=version, changed=changed)
-    if state is OrderState.LOADED and "sequence" in changed:
-        # held back by a code collision: the new sequence gives it a code of its own
-        activate(tx, codes, current.id, local_reissue=local_reissue)
     return "changed"
 
 
@@ -441,16 +439,6 @@ def _insert_bags(tx: Tx, order_id: str, bags: Sequence[NewBag]) -> None:
 
 def set_version(tx: Tx, order_id: str, version: int) -> None:
     tx.execute("UPDATE orders SET version = ? WHERE id = ?", (version, order_id))
-
-
-def _rekey(tx: Tx, codes: PickupCodes, order_id: str, sequence: int) -> None:
-    digest = codes.digest(codes.code_for(sequence))
-    clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ? AND state = ?",
-                   (digest, order_id, OrderState.READY.value))
-    if clash is not None:
-        raise OrderRejected(f"order {order_id}: sequence {sequence} gives the code of active"
-                            f" order {clash['id']}")
-    tx.execute("UPDATE orders SET code_digest = ? WHERE id = ?", (digest, order_id))
 
 
 def may_rebag(tx: Tx, current: Order) -> bool:
@@ -602,18 +590,18 @@ def relink_after_late_opening(tx: Tx, auth: Authorisation) -> None:
 
 # -- the reconcile pass ---------------------------------------------------------------------------
 
-def settle(tx: Tx, config: LockerConfig, codes: PickupCodes, order_id: str) -> str | None:
+def settle(tx: Tx, config: LockerConfig, order_id: str) -> str | None:
     """Move the order one step toward ready, collected or a courier's list, from what its doors
     and authorisations say now. Idempotent; returns the event taken, if any."""
     current = records.order(tx, order_id)
     if current is None:
         return None
     if current.state is OrderState.ALLOCATED:
-        return _settle_loading(tx, config, codes, current)
+        return _settle_loading(tx, config, current)
     if current.state is OrderState.LOADED and current.held_for == ZONE_HOLD:
         zones = {b.zone.value for b in records.bags(tx, order_id)}
         if not zones & blocked_zones(tx):
-            activate(tx, codes, order_id, local_reissue=config.central is None)
+            activate(tx, order_id)
             return "activate"
         return None
     if current.state is OrderState.READY:
@@ -629,7 +617,7 @@ def settle(tx: Tx, config: LockerConfig, codes: PickupCodes, order_id: str) -> s
     return None
 
 
-def _settle_loading(tx: Tx, config: LockerConfig, codes: PickupCodes, current: Order
+def _settle_loading(tx: Tx, config: LockerConfig, current: Order
                     ) -> str | None:
     held = records.links(tx, current.id)
     if not held or any(link.closed_at is None for link in held):
@@ -643,7 +631,7 @@ def _settle_loading(tx: Tx, config: LockerConfig, codes: PickupCodes, current: O
                 zones=sorted(blocked))
         _hold_loaded(tx, current, ZONE_HOLD)
         return "hold_loaded"
-    activate(tx, codes, current.id, local_reissue=config.central is None)
+    activate(tx, current.id)
     return "activate"
 
 

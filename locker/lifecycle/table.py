@@ -242,6 +242,11 @@ def move(tx: Tx, kind: Kind, subject: str | int, state: str, event: str) -> str:
     target = next_state(kind, state, event)
     table, column = _COLUMN[kind]
     extra = ", door_changed_at = :now" if kind is Kind.DOOR and target != state else ""
+    if kind is Kind.ORDER and target in FINAL[kind]:
+        # a finished order's code opens nothing, so the card keeps nothing of it but, for a
+        # collected one, 16 bits to answer "already used" (10^10 / 2^16 codes share a tag)
+        extra = (", used_tag = CASE WHEN :target = 'collected' THEN substr(code_digest, 1, 4)"
+                 " END, code_digest = NULL")
     changed = tx.execute(
         f"UPDATE {table} SET {column} = :target, updated_at = :now{extra}"
         f" WHERE id = :id AND {column} = :state",

@@ -19,7 +19,7 @@ from prometheus_client.registry import CollectorRegistry
 from api.app import create_app
 from api.metrics import ACTOR_KINDS, METRICS, EventCounts, LockerCollector
 from locker.clock import SimClock
-from locker.codes import create_secret
+from locker.codes import create_keys
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.errors import BoardOffline, Unavailable
@@ -283,7 +283,7 @@ async def test_central_reachability_and_the_time_since_its_last_answer(tmp_path:
     path = write_config(tmp_path, SMALL_CONFIG + '\n[central]\nurl = "http://127.0.0.1:9/v1"\n'
                         "outage_alarm_s = 60\n")
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     assert config.central is not None
     config.central.command_key_file.write_bytes(
         Ed25519PrivateKey.generate().public_key().public_bytes(

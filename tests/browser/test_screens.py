@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import pyotp
 from playwright.async_api import Browser, Page, Route, expect
 
-from locker.codes import load_secret
 from locker.orders import add_order_to_load, parse_bag
+from locker.staff import load_secret
 from tests.browser.conftest import shot
 from tests.integration.conftest import OPS_TOKEN, Rig
 
@@ -45,7 +45,7 @@ async def test_a_wrong_code_in_french(page: Page, rig: Rig) -> None:
     await page.goto("/")
     await page.get_by_role("button", name="Français").click()
     await expect(page.locator("#prompt")).to_have_text("Tapez ou scannez votre code de retrait")
-    await page.locator("#code").fill("12345678")
+    await page.locator("#code").fill("12345678906")
     await page.locator("#ok").click()
     await expect(page.locator("#answer")).to_have_text("Ce code n'est pas valable.")
     await shot(page, "customer-wrong-code")
@@ -96,7 +96,7 @@ async def test_the_customer_screen_returns_to_the_start_when_idle(
         page = await context.new_page()
         await page.goto("/")
         await page.get_by_role("button", name="Français").click()
-        await page.locator("#code").fill("99999999")
+        await page.locator("#code").fill("99999999992")
         await page.locator("#ok").click()
         await expect(page.locator("#answer")).not_to_be_empty()
         # nobody touches it: back to an empty screen in English

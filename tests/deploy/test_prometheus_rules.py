@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from locker.clock import SimClock
-from locker.codes import create_secret
+from locker.codes import create_keys
 from locker.config import load_config
 from locker.daemon import Locker
 from locker.model import Zone
@@ -147,7 +147,7 @@ async def served_metrics(tmp_path: Path) -> set[str]:
     path = write_config(tmp_path, SMALL_CONFIG + '\n[central]\nurl = "http://127.0.0.1:9/v1"\n')
     config = load_config(path)
     assert config.central is not None
-    create_secret(config.secret_file)
+    create_keys(config)
     token = os.open(config.central.token_file, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(token, b"a-locker-token-of-32-characters!\n")
     os.close(token)

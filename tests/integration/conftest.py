@@ -14,10 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from hardware.boards import BoardLockDriver
-from locker.codes import create_private_file, create_secret
+from locker.codes import create_keys, create_private_file
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.orders import AddedOrder, add_ready_order, parse_bag
+from locker.staff import create_secret
 from simulator.boards import SimulatedBoards
 from tests.conftest import SMALL_CONFIG
 
@@ -80,7 +81,7 @@ def make_rig(tmp_path: Path) -> Callable[..., AsyncIterator[Rig]]:
         path = tmp_path / f"{protocol}.toml"
         path.write_text(edit(config_text(protocol)))
         base = load_config(path)
-        create_secret(base.secret_file)
+        create_keys(base)
         for member in base.staff.members:
             create_secret(base.staff_secret_file(member.id))
         create_private_file(base.ops_token_file, OPS_TOKEN)

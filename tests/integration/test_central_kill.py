@@ -13,8 +13,8 @@ import pytest
 from aiohttp import ClientSession, ClientTimeout
 
 from api.demo import central_order, enrol
-from locker.codes import create_secret, load_secret
 from locker.config import load_config
+from locker.staff import create_secret, load_secret
 from simulator.central import start_central
 from simulator.control import spawn
 from tests.integration.conftest import config_text

@@ -22,8 +22,8 @@ import pytest
 from aiohttp import ClientSession
 
 from api.demo import enrol
-from locker.codes import load_secret
 from locker.config import load_config
+from locker.staff import load_secret
 from simulator.central import RunningCentral, start_central
 from tests.integration.conftest import OPS_TOKEN, Rig, config_text
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyotp
 import pytest
 
-from locker.codes import load_secret
 from locker.orders import add_order_to_load, parse_bag
+from locker.staff import load_secret
 from tests.integration.conftest import Rig
 
 pytestmark = pytest.mark.asyncio

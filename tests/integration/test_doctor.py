@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import serial  # type: ignore[import-untyped]
 
-from locker.codes import create_private_file, create_secret
+from locker.codes import create_keys, create_private_file
 from locker.config import load_config
+from locker.staff import create_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
 from tests.conftest import SMALL_CONFIG, write_config
@@ -29,7 +30,7 @@ def prepare(folder: Path, text: str = SMALL_CONFIG) -> Path:
     """A config with everything `locker init` and `locker staff-secret` would have made."""
     path = write_config(folder, text)
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     create_private_file(config.ops_token_file, "ops-token-0123456789abcdef")
     for member in config.staff.members:
         create_secret(config.staff_secret_file(member.id))

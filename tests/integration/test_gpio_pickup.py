@@ -11,7 +11,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from api.app import create_app
 from hardware.gpio import GpioLockDriver
-from locker.codes import create_secret
+from locker.codes import create_keys
 from locker.config import load_config
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
@@ -35,7 +35,7 @@ async def test_a_pickup_on_a_gpio_locker(tmp_path: Path) -> None:
     path.write_text(text.replace('data_dir = "../var/kiosk-gpio-4"', 'data_dir = "data"'))
     config = load_config(path)
     assert config.gpio is not None
-    create_secret(config.secret_file)
+    create_keys(config)
     pins = MockFactory(pin_class=ReedPin)  # every door starts closed
     locker = Locker(config, GpioLockDriver(config.gpio, config.compartments, pin_factory=pins))
     async with TestClient(TestServer(create_app(locker))) as http:

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from api.systemd import Notifier
-from locker.codes import create_private_file, create_secret, load_secret
+from locker.codes import create_keys, create_private_file
 from locker.config import load_config
+from locker.staff import create_secret, load_secret
 from simulator.control import spawn
 from tests.integration.conftest import OPS_TOKEN, config_text
 from tests.integration.test_demo import ROOT, free_port
@@ -48,7 +49,7 @@ async def test_ready_watchdog_and_a_clean_stop_under_systemd(tmp_path: Path) -> 
     http_port = free_port()
     path.write_text(config_text("kerong") + f"\n[http]\nport = {http_port}\n")
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     create_private_file(config.ops_token_file, OPS_TOKEN)
     for member in config.staff.members:
         create_secret(config.staff_secret_file(member.id))
@@ -73,7 +74,7 @@ async def test_ready_watchdog_and_a_clean_stop_under_systemd(tmp_path: Path) -> 
         pings = receive(sock, "WATCHDOG=1", 3) + receive(sock, "WATCHDOG=1", 3)
         assert pings.count("WATCHDOG=1") >= 2
         wrong = subprocess.run(  # curl-like calls through the standard library, from a thread
-            [sys.executable, "-c", PICKUP, str(http_port), "00000000"], capture_output=True,
+            [sys.executable, "-c", PICKUP, str(http_port), "00000000000"], capture_output=True,
             text=True)
         assert wrong.stdout.strip() == "403"
         right = subprocess.run([sys.executable, "-c", PICKUP, str(http_port), code],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
+from locker.codes import create_keys, create_private_file, load_codes
 from locker.config import load_config
 from locker.daemon import sync_compartments
 from locker.orders import add_ready_order, parse_bag
@@ -136,7 +136,7 @@ async def test_a_pickup_sent_to_a_frozen_daemon_does_nothing_when_it_wakes(
     path = tmp_path / "locker.toml"
     path.write_text(SMALL_CONFIG + f"\n[http]\nport = {http_port}\nstale_request_s = 2\n")
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     create_private_file(config.ops_token_file, OPS_TOKEN)
     store = Store(config.database)
     sync_compartments(store, config, time.time())
@@ -145,7 +145,7 @@ async def test_a_pickup_sent_to_a_frozen_daemon_does_nothing_when_it_wakes(
     try:
         async with ClientSession() as session:
             await daemon.start(session)
-            codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+            codes = load_codes(config)
             added = add_ready_order(store, config, codes, time.time(), "o1",
                                     [parse_bag("ambient:M")])
             assert daemon.process is not None

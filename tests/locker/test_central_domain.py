@@ -22,14 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from locker.clock import SimClock
-from locker.codes import create_secret
+from nacl.public import PrivateKey
+
+from locker.codes import CODE_DIGITS, box_public_key, create_keys, seal
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.feed import BadPayload, FeedItem, parse_feed, parse_order
 from locker.model import Zone
 from locker.sync import acknowledge, enforce_bound, outage_since, reachable, unreachable
 from locker.sync import cursor as stored_cursor
-from tests.conftest import SMALL_CONFIG, write_config
+from tests.conftest import SMALL_CONFIG, code_no, write_config
 from tests.locker.fakes import FakeDriver
 
 CENTRAL = """
@@ -47,7 +49,7 @@ KEY = Ed25519PrivateKey.generate()
 def central_config(folder: Path, text: str = SMALL_CONFIG + CENTRAL) -> LockerConfig:
     """A locker config with a [central] table, its secret, and central's test command key."""
     config = load_config(write_config(folder, text))
-    create_secret(config.secret_file)
+    create_keys(config)
     assert config.central is not None
     config.central.command_key_file.write_bytes(KEY.public_key().public_bytes(
         Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
@@ -65,17 +67,28 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[Locker, FakeDriver, SimCloc
     await locker.stop()
 
 
-def order(order_id: str = "A-1", version: int = 1, sequence: int = 1, *, state: str = "active",
+def order(order_id: str = "A-1", version: int = 1, code: int = 1, *, state: str = "active",
           bags: list[dict[str, str]] | None = None, hours: float = 48) -> dict[str, Any]:
-    return {"id": order_id, "version": version, "sequence": sequence, "state": state,
+    """An order as central sends it; feed() seals code_no(code) to the locker's box key."""
+    return {"id": order_id, "version": version, "code": code_no(code), "state": state,
             "window_hours": hours, "accessible": False,
             "bags": bags or [{"zone": "frozen", "size": "M"}, {"zone": "ambient", "size": "S"}]}
+
+
+def _sealed(locker: Locker, item: dict[str, Any]) -> dict[str, Any]:
+    if item.get("type") != "order" or not isinstance(item["order"].get("code"), str):
+        return item
+    code = item["order"]["code"]
+    if len(code) == CODE_DIGITS:  # a test's plain code: sealed as central would
+        code = seal(locker.codes.box_public, code)
+    return {**item, "order": {**item["order"], "code": code}}
 
 
 async def feed(locker: Locker, *items: dict[str, Any]) -> dict[str, int]:
     """Number the items after the stored cursor and apply them as one feed answer."""
     assert locker.inbox is not None
     after = stored_cursor(locker.store)
+    items = tuple(_sealed(locker, item) for item in items)
     numbered = [{"cursor": after + n, **item} for n, item in enumerate(items, start=1)]
     cursor, parsed = parse_feed({"cursor": after + len(items), "items": numbered}, after)
     return (await locker.inbox.apply(cursor, parsed)).outcomes
@@ -91,10 +104,9 @@ def signed(action: str, args: dict[str, Any], *, now: float, locker_id: str = "t
         "body": body, "signature": base64.b64encode(key.sign(body.encode())).decode()}}
 
 
-def state_of(locker: Locker, order_id: str) -> str:
+def state_of(locker: Locker, order_id: str) -> str | None:
     row = locker.store.read().one("SELECT state FROM orders WHERE id = ?", (order_id,))
-    assert row is not None
-    return str(row["state"])
+    return None if row is None else str(row["state"])
 
 
 def kinds(locker: Locker) -> list[str]:
@@ -127,7 +139,9 @@ def test_a_feed_answer_with_a_wrong_frame_is_refused_whole(body: Any, why: str) 
 
 @pytest.mark.parametrize("change, why", [
     ({"version": 0}, "version"),
-    ({"sequence": True}, "sequence: must be an integer"),
+    ({"code": 12345678901}, "code: must be base64 of the sealed code"),
+    ({"code": None}, "code: an active order carries its code"),
+    ({"sequence": 1}, "unknown field 'sequence'"),
     ({"state": "lost"}, "state"),
     ({"window_hours": 0}, "window_hours"),
     ({"window_hours": float("nan")}, "finite"),
@@ -165,8 +179,8 @@ async def test_an_order_is_applied_once_by_id_and_version(rig) -> None:
     assert kinds(locker).count("order.received") == 1
     await load(locker, driver, "A-1")
     assert state_of(locker, "A-1") == "ready"
-    # the code is central's: HOTP of the sequence it sent
-    result = await locker.pickup.collect(locker.codes.code_for(1))
+    # the code is central's: the one it sealed for this locker
+    result = await locker.pickup.collect(code_no(1))
     assert result.order_id == "A-1"
 
 
@@ -189,33 +203,36 @@ async def test_a_new_version_replaces_the_bags_until_goods_are_in(rig) -> None:
 
 async def test_orders_the_locker_cannot_take_are_reported_and_change_nothing(rig) -> None:
     locker, _, _ = rig
-    await feed(locker, {"type": "order", "order": order("A-1", sequence=5)})
+    await feed(locker, {"type": "order", "order": order("A-1", code=5)})
     before = locker.store.read().all("SELECT * FROM orders")
+    other_locker = seal(box_public_key(PrivateKey.generate()), code_no(8))
     outcomes = await feed(
         locker,
-        {"type": "order", "order": order("A-2", sequence=6,
-                                         bags=[{"zone": "fresh", "size": "L"}])},
-        {"type": "order", "order": order("A-3", sequence=5)},
+        {"type": "order", "order": order("A-2", code=6, bags=[{"zone": "fresh", "size": "L"}])},
+        {"type": "order", "order": order("A-3", code=5)},
         {"type": "parcel", "parcel": {}},
-        {"type": "order", "order": order("A-4", sequence=7)},
+        {"type": "order", "order": {**order("A-5"), "code": other_locker}},
+        {"type": "order", "order": order("A-4", code=7)},
     )
-    assert outcomes == {"rejected": 3, "received": 1}
+    assert outcomes == {"rejected": 4, "received": 1}
     messages = [e.payload.get("message", "") for e in locker.store.events()
-                if e.kind in ("order.rejected", "central.item_rejected")]
+                if e.kind in ("order.rejected", "central.item_rejected",
+                              "security.code_collision")]
     assert "no fresh compartment of size L" in messages[0]
-    assert "sequence 5 is order A-1's" in messages[1]
+    assert "its code is an open order's already" in messages[1]
     assert "must be 'order' or 'command'" in messages[2]
+    assert "cannot be opened with this locker's box key" in messages[3]
     assert locker.store.read().all("SELECT * FROM orders WHERE id != 'A-4'") == before
-    assert stored_cursor(locker.store) == 5  # stepped over, never stuck
+    assert stored_cursor(locker.store) == 6  # stepped over, never stuck
 
 
 async def test_a_cancelled_order_frees_empty_compartments_and_waits_for_goods_to_go(rig) -> None:
     locker, driver, _ = rig
-    await feed(locker, {"type": "order", "order": order("A-1", sequence=1)},
-               {"type": "order", "order": order("A-2", sequence=2,
+    await feed(locker, {"type": "order", "order": order("A-1", code=1)},
+               {"type": "order", "order": order("A-2", code=2,
                                                 bags=[{"zone": "fresh", "size": "S"}])})
     await load(locker, driver, "A-2")
-    code = locker.codes.code_for(2)
+    code = code_no(2)
     await feed(locker, {"type": "order", "order": order("A-1", 2, 1, state="cancelled")},
                {"type": "order", "order": order("A-2", 2, 2, state="cancelled",
                                                 bags=[{"zone": "fresh", "size": "S"}])})
@@ -232,24 +249,31 @@ async def test_a_cancelled_order_frees_empty_compartments_and_waits_for_goods_to
     assert not locker.store.read().all("SELECT id FROM compartments WHERE state != 'free'")
 
 
-async def test_a_code_collision_waits_for_central_to_send_a_new_sequence(rig) -> None:
+async def test_a_code_already_open_is_refused_and_central_sends_a_new_one(rig) -> None:
     locker, driver, _ = rig
-    await feed(locker, {"type": "order", "order": order("A-1", sequence=1)})
+    await feed(locker, {"type": "order", "order": order("A-1", code=9)})
     await load(locker, driver, "A-1")
-    # a second order whose code equals the active one's (central's sequence space is its own)
-    digest = locker.codes.digest(locker.codes.code_for(9))
-    with locker.store.transaction(locker.clock.now()) as tx:
-        tx.execute("UPDATE orders SET code_digest = ? WHERE id = 'A-1'", (digest,))
-    await feed(locker, {"type": "order", "order": order("A-2", sequence=9,
-                                                        bags=[{"zone": "fresh", "size": "S"}])})
+    # central drew, by a one-in-33-million chance, a code an open order holds
+    fresh = [{"zone": "fresh", "size": "S"}]
+    assert await feed(locker, {"type": "order", "order": order("A-2", code=9, bags=fresh)}
+                      ) == {"rejected": 1}
+    collision = [e for e in locker.store.events() if e.kind == "security.code_collision"]
+    assert collision[-1].order_id == "A-2" and collision[-1].payload["version"] == 1
+    assert state_of(locker, "A-2") is None
+    await feed(locker, {"type": "order", "order": order("A-2", 2, 10, bags=fresh)})
     await load(locker, driver, "A-2")
-    assert state_of(locker, "A-2") == "loaded"
-    assert "security.code_collision" in kinds(locker)
-    await feed(locker, {"type": "order", "order": order("A-2", 2, 10,
-                                                        bags=[{"zone": "fresh", "size": "S"}])})
-    assert state_of(locker, "A-2") == "ready"
-    result = await locker.pickup.collect(locker.codes.code_for(10))
-    assert result.order_id == "A-2"
+    assert (await locker.pickup.collect(code_no(10))).order_id == "A-2"
+    assert (await locker.pickup.collect(code_no(9))).order_id == "A-1"
+
+
+async def test_a_new_version_with_a_new_code_replaces_the_old_one_at_once(rig) -> None:
+    locker, driver, _ = rig
+    await feed(locker, {"type": "order", "order": order("A-1", code=3)})
+    await load(locker, driver, "A-1")
+    assert await feed(locker, {"type": "order", "order": order("A-1", 2, 4)}) == {"changed": 1}
+    with pytest.raises(Exception, match="not valid"):
+        await locker.pickup.collect(code_no(3))
+    assert (await locker.pickup.collect(code_no(4))).order_id == "A-1"
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -317,7 +341,7 @@ async def test_a_burst_of_remote_openings_is_refused_and_alarmed(rig) -> None:
 
 async def test_commands_change_service_windows_orders_and_setpoints(rig) -> None:
     locker, driver, clock = rig
-    await feed(locker, {"type": "order", "order": order("A-1", sequence=1, hours=1)})
+    await feed(locker, {"type": "order", "order": order("A-1", code=1, hours=1)})
     await load(locker, driver, "A-1")
     end = locker.store.read().one("SELECT window_end FROM orders")["window_end"]
     n = iter(range(100))
@@ -376,8 +400,8 @@ async def test_the_outbox_bound_drops_old_telemetry_and_never_an_order_event(rig
 async def test_windows_that_end_offline_are_held_then_extended_by_the_outage(rig) -> None:
     locker, driver, clock = rig
     config = locker.config
-    await feed(locker, {"type": "order", "order": order("A-1", sequence=1, hours=1)},
-               {"type": "order", "order": order("A-2", sequence=2, hours=5,
+    await feed(locker, {"type": "order", "order": order("A-1", code=1, hours=1)},
+               {"type": "order", "order": order("A-2", code=2, hours=5,
                                                 bags=[{"zone": "fresh", "size": "S"}])})
     await load(locker, driver, "A-1")
     await load(locker, driver, "A-2")

@@ -11,12 +11,11 @@ import pyotp
 import pytest
 
 from locker.clock import SimClock
-from locker.codes import create_secret, load_secret
 from locker.config import LockerConfig
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
 from locker.pickup import Throttled
-from locker.staff import LoginRefused
+from locker.staff import LoginRefused, create_secret, load_secret
 from tests.locker.fakes import FakeDriver
 from tests.locker.test_central_domain import central_config, feed, signed
 
@@ -133,15 +132,15 @@ async def test_a_step_back_never_turns_a_lockout_into_hours(rig) -> None:
     add(locker, "o1")
     for _ in range(3):  # screen_capacity = 3: the third wrong code locks the screen out
         with pytest.raises(Exception):  # noqa: B017 (wrong codes, then the lockout)
-            await locker.pickup.collect("00000000")
+            await locker.pickup.collect("00000000000")
     with pytest.raises(Throttled) as locked:
-        await locker.pickup.collect("00000000")
+        await locker.pickup.collect("00000000000")
     before = locked.value.retry_after_s  # the lockout, or the next token (120 s at 30 an hour)
     assert 0 < before <= 120
     clock.step(-3600)
     await clock.advance(2)
     with pytest.raises(Throttled) as after:
-        await locker.pickup.collect("00000000")
+        await locker.pickup.collect("00000000000")
     assert after.value.retry_after_s <= before
 
 
@@ -149,13 +148,13 @@ async def test_a_lockout_stays_short_even_when_the_step_was_not_seen(rig) -> Non
     locker, _driver, clock, _status = rig
     for _ in range(3):
         with pytest.raises(Exception):  # noqa: B017
-            await locker.pickup.collect("00000000")
+            await locker.pickup.collect("00000000000")
     await locker.stop()  # the clock is set back while the daemon is down
     clock.step(-3600)
     again, _, _ = await start(locker.config, Status(True), clock)
     try:
         with pytest.raises(Throttled) as after:
-            await again.pickup.collect("00000000")
+            await again.pickup.collect("00000000000")
         assert after.value.retry_after_s <= 120  # not the hour the clock went back
         assert [e["when"] for e in events(again, "clock.stepped")] == [
             "while the locker was stopped"]

@@ -11,7 +11,7 @@ import pytest
 
 from locker.backup import BackupRefused, restore, rolling_backup, take
 from locker.clock import SimClock
-from locker.codes import create_secret
+from locker.codes import create_keys
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.datadir import (
@@ -90,7 +90,7 @@ async def test_another_lockers_store_copied_in_is_refused(tmp_path: Path) -> Non
     theirs = load_config(write_config(tmp_path / "theirs",
                                       SMALL_CONFIG.replace('"test-locker"', '"other-locker"')))
     for config in (ours, theirs):
-        create_secret(config.secret_file)
+        create_keys(config)
         await with_orders(config, "o1")
     shutil.copyfile(theirs.database, ours.database)
     with pytest.raises(StoreError, match="other-locker") as refused:

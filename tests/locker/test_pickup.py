@@ -18,6 +18,7 @@ from locker.lifecycle.order import accept_code
 from locker.model import DoorSense
 from locker.orders import OrderRejected, add_ready_order, parse_bag
 from locker.pickup import PickupRefused, PickupResult, Throttled
+from tests.conftest import code_no
 from tests.locker.fakes import FakeDriver
 
 
@@ -102,7 +103,7 @@ async def test_codes_never_appear_in_events_or_logs(rig, caplog: pytest.LogCaptu
     caplog.set_level(logging.DEBUG)
     code = add(locker, "o1", "ambient:S")
     with pytest.raises(PickupRefused):
-        await locker.pickup.collect("00000000" if code != "00000000" else "11111111")
+        await locker.pickup.collect("00000000000" if code != "00000000000" else "11111111113")
     await locker.pickup.collect(code)
     dump = locker.store.db.execute("SELECT group_concat(payload) FROM outbox").fetchone()[0]
     assert code not in dump
@@ -113,7 +114,7 @@ async def test_codes_never_appear_in_events_or_logs(rig, caplog: pytest.LogCaptu
 async def test_a_wrong_code_opens_nothing(rig) -> None:
     locker, driver, _ = rig
     code = add(locker, "o1", "ambient:S")
-    wrong = f"{(int(code) + 1) % 10**8:08d}"
+    wrong = code_no((int(code[:10]) + 1) % 10**10)
     with pytest.raises(PickupRefused) as refused:
         await locker.pickup.collect(wrong)
     assert refused.value.reason == "wrong_code"
@@ -143,7 +144,7 @@ async def test_an_expired_code_is_refused(rig) -> None:
 async def test_wrong_codes_are_throttled_and_the_wait_survives_a_restart(rig) -> None:
     locker, driver, clock = rig
     code = add(locker, "o1", "ambient:S")
-    wrong = f"{(int(code) + 1) % 10**8:08d}"
+    wrong = code_no((int(code[:10]) + 1) % 10**10)
     for _ in range(3):  # screen_capacity = 3
         with pytest.raises(PickupRefused):
             await locker.pickup.collect(wrong, screen="front")
@@ -172,7 +173,7 @@ async def test_the_lockout_grows_with_each_lockout(rig) -> None:
     for _ in range(4):
         while True:
             try:
-                await locker.pickup.collect("99999999", screen="front")
+                await locker.pickup.collect("99999999992", screen="front")
             except Throttled as exc:
                 waits.append(exc.retry_after_s)
                 await clock.advance(exc.retry_after_s + 0.01)
@@ -188,10 +189,10 @@ async def test_a_burst_of_wrong_codes_raises_an_alarm(rig) -> None:
     screens = ["s1", "s2", "s3", "s4", "s5"]
     for screen in screens:  # alarm_failures = 5, spread over screens
         with pytest.raises(PickupRefused):
-            await locker.pickup.collect("99999999", screen=screen)
+            await locker.pickup.collect("99999999992", screen=screen)
     assert "alarm.code_guessing" in kinds(locker)
     alarm = [e for e in locker.store.events() if e.kind == "alarm.code_guessing"]
-    assert len(alarm) == 1 and "99999999" not in str(alarm[0].payload)
+    assert len(alarm) == 1 and "99999999992" not in str(alarm[0].payload)
 
 
 async def test_a_forced_door_raises_an_alarm(rig) -> None:

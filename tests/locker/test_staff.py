@@ -8,10 +8,9 @@ import pyotp
 import pytest
 
 from locker.clock import SimClock
-from locker.codes import create_secret, load_secret
 from locker.config import LockerConfig
 from locker.daemon import Locker
-from locker.staff import LoginRefused, NotAllowed
+from locker.staff import LoginRefused, NotAllowed, create_secret, load_secret
 from tests.locker.fakes import FakeDriver
 
 

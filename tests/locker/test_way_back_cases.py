@@ -102,7 +102,7 @@ async def test_central_cancelling_during_a_pickup_that_ends_short_cancels_it(rig
     locker, _driver, clock = rig
     added = add(locker, "o1", "fresh:S", "ambient:S")
     await locker.pickup.collect(added.code)  # the doors unlock; nobody opens them (yet)
-    cancel = CentralOrder("o1", 2, row(locker, "o1")["sequence"], True, 48.0, False,
+    cancel = CentralOrder("o1", 2, None, True, 48.0, False,
                           (Bag(Zone.FRESH, Size.S), Bag(Zone.AMBIENT, Size.S)))
     with locker.store.transaction(clock.now()) as tx:
         assert apply_order(tx, locker.config, locker.codes, cancel) == "cancel_pending"
@@ -117,7 +117,7 @@ async def test_central_cancelling_a_pickup_that_completes_comes_too_late(rig) ->
     locker, driver, clock = rig
     added = add(locker, "o1", "fresh:S")
     result = await locker.pickup.collect(added.code)
-    cancel = CentralOrder("o1", 2, row(locker, "o1")["sequence"], True, 48.0, False,
+    cancel = CentralOrder("o1", 2, None, True, 48.0, False,
                           (Bag(Zone.FRESH, Size.S),))
     with locker.store.transaction(clock.now()) as tx:
         apply_order(tx, locker.config, locker.codes, cancel)
@@ -149,7 +149,8 @@ async def test_a_door_forced_after_its_pickup_is_not_taken_for_an_old_unlock(rig
 async def test_a_stuck_door_opened_late_while_loading_keeps_its_goods_with_the_order(
         rig) -> None:
     locker, driver, clock = rig
-    add_order_to_load(locker.store, locker.config, clock.now(), "o1", [parse_bag("frozen:S")])
+    code = add_order_to_load(locker.store, locker.config, locker.codes, clock.now(), "o1",
+                             [parse_bag("frozen:S")])
     loaded = await in_time(clock, locker.courier.load("courier:courier-1", "o1"))
     stuck = loaded.compartments[0]
     await clock.advance(3)  # jammed: out of service, the bag given another compartment
@@ -163,9 +164,6 @@ async def test_a_stuck_door_opened_late_while_loading_keeps_its_goods_with_the_o
     held = {r["id"]: r["state"] for r in locker.store.read().all(
         "SELECT id, state FROM compartments WHERE order_id = 'o1'")}
     assert held == {stuck: "loaded", moved: "loaded"}  # the customer's code opens both
-    result = await locker.pickup.collect(added_code(locker, "o1"))
+    result = await locker.pickup.collect(code)
     assert sorted(d.compartment_id for d in result.opened) == sorted([stuck, moved])
 
-
-def added_code(locker: Locker, order_id: str) -> str:
-    return locker.codes.code_for(int(row(locker, order_id)["sequence"]))

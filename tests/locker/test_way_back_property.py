@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from locker.clock import SimClock
-from locker.codes import create_secret
+from locker.codes import create_keys
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.errors import BoardOffline, BoardTimeout, LockerError
@@ -223,7 +223,7 @@ def test_after_any_faults_every_order_rests_in_a_harbour(actions: list[tuple[str
     with tempfile.TemporaryDirectory() as folder:
         path = write_config(Path(folder))
         config = load_config(path)
-        create_secret(config.secret_file)
+        create_keys(config)
 
         async def day() -> None:
             run = Day(config)

@@ -34,11 +34,12 @@ from typing import Any
 import pyotp
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
+from locker.codes import create_keys, create_private_file, load_codes
 from locker.config import LockerConfig, load_config
 from locker.daemon import sync_compartments
 from locker.model import OPEN_DOOR_STATES
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.staff import create_secret, load_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
 from tests.integration.conftest import OPS_TOKEN
@@ -77,7 +78,7 @@ class Cabinet(LockerProcess):
     def __init__(self, path: Path, config: LockerConfig, boards: SimulatorProcess) -> None:
         super().__init__(path, boards.port, config.http.port, config.database)
         self.path, self.config, self.boards = path, config, boards
-        self.codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+        self.codes = load_codes(config)
         self.courier = 0
         self.used_steps: dict[int, int] = {}
 
@@ -227,7 +228,7 @@ def prepare(tmp_path: Path, text: str) -> tuple[Path, LockerConfig, Store]:
     path = tmp_path / "locker.toml"
     path.write_text(text)
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     create_private_file(config.ops_token_file, OPS_TOKEN)
     for member in config.staff.members:
         create_secret(config.staff_secret_file(member.id))

@@ -20,10 +20,11 @@ import pyotp
 import pytest
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import PickupCodes, create_private_file, create_secret, load_secret
+from locker.codes import PickupCodes, create_keys, create_private_file, load_codes
 from locker.config import LockerConfig, load_config
 from locker.daemon import sync_compartments
 from locker.orders import AddedOrder, add_ready_order, parse_bag
+from locker.staff import create_secret, load_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
 from tests.conftest import SMALL_CONFIG
@@ -80,7 +81,7 @@ async def cabinet(folder: Path, *, extra: str = "", env: dict[str, str] | None =
     path = folder / "locker.toml"
     path.write_text(text)
     config = load_config(path)
-    create_secret(config.secret_file)
+    create_keys(config)
     create_private_file(config.ops_token_file, OPS_TOKEN)
     for member in config.staff.members:
         create_secret(config.staff_secret_file(member.id))
@@ -91,7 +92,7 @@ async def cabinet(folder: Path, *, extra: str = "", env: dict[str, str] | None =
     store.close()
     boards = await spawn(path, auto_close_s=0.6)
     daemon = LockerProcess(path, boards.port, port, config.database, env=env)
-    codes = PickupCodes(load_secret(config.secret_file), config.codes.digits)
+    codes = load_codes(config)
     try:
         yield Cabinet(path, config, boards, daemon, codes)
     finally:
@@ -120,8 +121,8 @@ async def test_the_clock_stepped_four_days_ahead_then_corrected_costs_nothing(
                 "staff": "courier-1", "code": pyotp.TOTP(secret).at(ahead)}) as answer:
             assert answer.status == 200  # the courier logs in on the wrong date
         for _ in range(3):  # screen_capacity = 3: a locked-out screen
-            await c.pickup(session, "00000000")
-        status, body = await c.pickup(session, "00000000")
+            await c.pickup(session, "00000000000")
+        status, body = await c.pickup(session, "00000000000")
         assert status == 429
         locked_for = float(body["retry_after_s"])  # type: ignore[arg-type]
         offset.write_text("+0\n")  # NTP corrects it
@@ -130,7 +131,7 @@ async def test_the_clock_stepped_four_days_ahead_then_corrected_costs_nothing(
                                            " 'clock.stepped' ORDER BY seq")]
         assert len(steps) == 2
         assert c.daemon.query("SELECT state FROM orders WHERE id = 'o1'") == [("ready",)]
-        status, body = await c.pickup(session, "00000000")
+        status, body = await c.pickup(session, "00000000000")
         assert status == 429 and float(body["retry_after_s"]) <= locked_for  # type: ignore
         async with session.post(f"{c.daemon.url}/api/staff/login", json={
                 "staff": "courier-1", "code": pyotp.TOTP(secret).now()}) as answer:

@@ -23,8 +23,8 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 from api.demo import central_order, enrol
 from api.release import publish
 from api.slots import install, switch
-from locker.codes import create_secret, load_secret
 from locker.config import LockerConfig, load_config
+from locker.staff import create_secret, load_secret
 from simulator.central import RunningCentral, start_central
 from simulator.control import spawn
 from tests.integration.conftest import config_text

@@ -22,7 +22,7 @@ import pyotp
 from api.slots import slot_python
 from api.updater import UPDATER, UpdateAgent
 from locker import __version__
-from locker.codes import load_secret
+from locker.staff import load_secret
 from locker.store import SCHEMA_VERSION
 from locker.update import RESTART_EXIT_CODE, ROLLBACKS_KEY, STATE_FILE, read_state, wanted
 from tests.update.conftest import N1, Setup

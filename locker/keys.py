@@ -1,0 +1,73 @@
+"""Rotating the code digest key: every open order re-keyed in one transaction, with no code known.
+
+The new key is written beside the old one first, then one transaction re-keys every digest and
+names the new key in the store, then the new file replaces the old. A power cut at any point
+leaves a store and a key file that belong together once `settle_key_files` has run at the next
+start: before the commit the old key still matches (the new file is dropped), after it the new
+file is put in place. A key file that matches neither is refused, never used to judge codes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from locker.codes import DigestKey, create_private_file, load_digest_key
+from locker.config import LockerConfig
+from locker.errors import ConfigError
+from locker.lifecycle import order as order_life
+from locker.store import Store
+
+KEY_META = "codes.digest_key"  # the fingerprint of the key the store's digests are made with
+
+
+def pending_file(config: LockerConfig) -> Path:
+    return config.digest_key_file.with_name(config.digest_key_file.name + ".new")
+
+
+def settle_key_files(config: LockerConfig, store: Store, now: float) -> DigestKey:
+    """The digest key that belongs to this store, finishing or dropping a rotation cut short."""
+    key = load_digest_key(config.digest_key_file)
+    pending = pending_file(config)
+    named = store.meta(KEY_META)
+    if named is None:  # a store from before key rotation, or a new one: it takes this key
+        with store.transaction(now) as tx:
+            tx.set_meta(KEY_META, key.fingerprint)
+        named = key.fingerprint
+    if key.fingerprint == named:
+        pending.unlink(missing_ok=True)  # a rotation cut before its commit
+        return key
+    if pending.exists():
+        new = load_digest_key(pending)
+        if new.fingerprint == named:  # cut after the commit: the new key is the store's
+            os.replace(pending, config.digest_key_file)
+            _sync_dir(config.digest_key_file.parent)
+            return new
+    raise ConfigError(
+        f"{config.digest_key_file}: this code digest key (fingerprint {key.fingerprint}) is not"
+        f" the one the store's codes were made with ({named}); put back the key file that"
+        " belongs to this store (from the same backup), or no code will open")
+
+
+def rotate_keys(config: LockerConfig, store: Store, now: float) -> int:
+    """A new digest key; returns how many open orders were re-keyed."""
+    old = settle_key_files(config, store, now)
+    new = DigestKey.generate()
+    pending = pending_file(config)
+    if not create_private_file(pending, new.text):
+        raise ConfigError(f"{pending}: exists; start the locker once to settle it")
+    with store.transaction(now) as tx:
+        count = order_life.rekey_codes(tx, lambda digest: old.rekeyed(digest, new))
+        tx.set_meta(KEY_META, new.fingerprint)
+        tx.emit("security.keys_rotated", "security", orders=count, fingerprint=new.fingerprint)
+    os.replace(pending, config.digest_key_file)
+    _sync_dir(config.digest_key_file.parent)
+    return count
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
