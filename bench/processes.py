@@ -26,7 +26,7 @@ from typing import Any
 import pyotp
 from aiohttp import ClientSession
 
-from locker.codes import create_private_file
+from locker.codes import box_public_key, create_keys, create_private_file, load_box_key
 from locker.config import LockerConfig
 from locker.staff import load_secret
 
@@ -154,12 +154,14 @@ class Central:
         return data
 
     async def enrol(self, session: ClientSession, config: LockerConfig) -> None:
-        """Provision the locker at central (as api/demo.py's enrol): its code secret, its token
-        and central's command key, in the files its config names."""
+        """Provision the locker at central (as api/demo.py's enrol): its code keys made here, the
+        box key given to central, its token and central's command key in the files its config
+        names."""
         assert config.central is not None
+        create_keys(config)
+        box_key = box_public_key(load_box_key(config.box_key_file))
         issued = await self.admin(session, "POST", "/lockers",
-                                  {"id": config.locker_id, "digits": config.codes.digits})
-        create_private_file(config.secret_file, issued["secret"])
+                                  {"id": config.locker_id, "box_key": box_key})
         create_private_file(config.central.token_file, issued["token"])
         config.central.command_key_file.write_text(issued["command_public_key"])
 

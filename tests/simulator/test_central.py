@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pyotp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
+from nacl.public import PrivateKey, SealedBox
 
+from locker.codes import damm_interim
 from simulator.central import RunningCentral, start_central
 
 ADMIN = "admin-token-for-tests"
@@ -59,10 +60,14 @@ class Client:
         return await self.call(method, url, body=body,
                                headers={"Authorization": f"Bearer {token}"})
 
-    async def provision(self, locker_id: str, digits: int = 8) -> dict[str, Any]:
-        status, answer = await self.admin("POST", "/lockers", {"id": locker_id, "digits": digits})
+    async def provision(self, locker_id: str) -> dict[str, Any]:
+        """A locker registered with a fresh box key; "box" is its private half, for opening
+        the codes central seals to it."""
+        box = PrivateKey.generate()
+        status, answer = await self.admin("POST", "/lockers", {"id": locker_id,
+                                                               "box_key": box_key_of(box)})
         assert status == 201, answer
-        return dict(answer)
+        return {**answer, "box": box}
 
     async def order(self, locker_id: str, order_id: str, **extra: Any) -> dict[str, Any]:
         body = {"id": order_id, "bags": BAGS, "window_hours": 72, **extra}
@@ -107,6 +112,15 @@ def event(seq: int, kind: str = "door.opened", **fields: Any) -> dict[str, Any]:
             **fields}
 
 
+def box_key_of(key: PrivateKey) -> str:
+    return base64.b64encode(bytes(key.public_key)).decode()
+
+
+def valid_code(code: str) -> bool:
+    """11 digits passing the locker's own Damm check (central has its own copy of it)."""
+    return len(code) == 11 and code.isdigit() and damm_interim(code) == 0
+
+
 def heartbeat(**fields: Any) -> dict[str, Any]:
     return {"at": time.time(), "version": "0.4.0", "ready": True, "cursor": 42,
             "compartments": {"free": 40, "reserved": 2, "loaded": 20, "out_of_service": 4},
@@ -123,22 +137,20 @@ def heartbeat(**fields: Any) -> dict[str, Any]:
 
 async def test_provisioning_answers_token_secret_and_key_once(
         client: Client, central: RunningCentral, tmp_path: Path) -> None:
-    answer = await client.provision("L-0001", digits=8)
-    assert set(answer) == {"id", "token", "secret", "digits", "command_public_key"}
-    assert answer["digits"] == 8 and len(answer["secret"]) >= 16
+    answer = await client.provision("L-0001")
+    assert set(answer) == {"id", "token", "command_public_key", "box"}
     assert answer["command_public_key"].encode() == central.public_key_pem
     key_file = tmp_path / "central" / "commands.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert (tmp_path / "central" / "commands.pub").read_bytes() == central.public_key_pem
     assert answer["token"] not in (tmp_path / "central" / "central.db").read_bytes().decode(
         "latin-1")
-    status, again = await client.admin("POST", "/lockers", {"id": "L-0001"})
+    key = box_key_of(PrivateKey.generate())
+    status, again = await client.admin("POST", "/lockers", {"id": "L-0001", "box_key": key})
     assert status == 409 and again["error"] == "conflict"
-    status, given = await client.admin("POST", "/lockers", {"id": "L-0002",
-                                                            "secret": "JBSWY3DPEHPK3PXP"})
-    assert status == 201 and given["secret"] == "JBSWY3DPEHPK3PXP" and given["digits"] == 8
-    for bad in ({"id": "no spaces"}, {"id": "L-3", "digits": 5}, {"id": "L-3", "secret": "x"},
-                {"id": "L-3", "extra": 1}, {}):
+    for bad in ({"id": "no spaces", "box_key": key}, {"id": "L-3"}, {"id": "L-3", "box_key": "x"},
+                {"id": "L-3", "box_key": key[:-4]}, {"id": "L-3", "box_key": key, "extra": 1},
+                {"id": "L-3", "box_key": key, "digits": 8}, {}):
         status, refused = await client.admin("POST", "/lockers", bad)
         assert status == 400, bad
         assert set(refused) == {"error", "message"}
@@ -175,26 +187,31 @@ async def test_admin_calls_need_the_admin_token(client: Client, central: Running
 # ---- orders ------------------------------------------------------------------------------------
 
 
-async def test_orders_take_the_next_sequence_and_their_code_is_hotp(
-        client: Client, locker: dict[str, Any]) -> None:
+async def test_orders_get_a_random_code_told_once_and_kept_only_sealed(
+        client: Client, central: RunningCentral, locker: dict[str, Any], tmp_path: Path) -> None:
     first = await client.order("L-0001", "A-1001", accessible=True)
     second = await client.order("L-0001", "A-1002")
-    hotp = pyotp.HOTP(locker["secret"], digits=8)
-    assert first == {"id": "A-1001", "version": 1, "sequence": 1, "code": hotp.at(1),
-                     "window_hours": 72, "bags": BAGS, "accessible": True, "state": "active"}
-    assert (second["sequence"], second["code"], second["accessible"]) == (2, hotp.at(2), False)
+    code = first.pop("code")
+    assert first == {"id": "A-1001", "version": 1, "window_hours": 72, "bags": BAGS,
+                     "accessible": True, "state": "active"}
+    assert valid_code(code) and valid_code(second["code"]) and code != second["code"]
     status, shown = await client.admin("GET", "/lockers/L-0001/orders/A-1001")
-    assert status == 200 and shown == first
+    assert status == 200 and shown == first  # told once: central cannot tell it again
     feed = await client.feed("L-0001", locker["token"])
     assert [item["order"]["id"] for item in feed["items"]] == ["A-1001", "A-1002"]
+    sealed = feed["items"][0]["order"].pop("code")
     assert feed["items"][0] == {"cursor": feed["items"][0]["cursor"], "type": "order", "order": {
-        "id": "A-1001", "version": 1, "sequence": 1, "state": "active", "window_hours": 72,
+        "id": "A-1001", "version": 1, "state": "active", "window_hours": 72,
         "accessible": True, "bags": BAGS}}
+    assert SealedBox(locker["box"]).decrypt(base64.b64decode(sealed)).decode() == code
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "central").iterdir() if p.is_file())
+    assert code.encode() not in stored and second["code"].encode() not in stored
     assert feed["cursor"] == feed["items"][1]["cursor"] > feed["items"][0]["cursor"]
 
     status, cancelled = await client.admin("POST", "/lockers/L-0001/orders/A-1001/cancel")
     assert status == 200
-    assert (cancelled["version"], cancelled["state"], cancelled["sequence"]) == (2, "cancelled", 1)
+    assert (cancelled["version"], cancelled["state"]) == (2, "cancelled")
+    assert "code" not in cancelled
     after = await client.feed("L-0001", locker["token"], f"?after={feed['cursor']}&wait=0")
     assert [(i["order"]["id"], i["order"]["version"], i["order"]["state"])
             for i in after["items"]] == [("A-1001", 2, "cancelled")]
@@ -276,7 +293,9 @@ async def test_feed_is_per_locker_and_limited(client: Client, locker: dict[str, 
     rest = await client.feed("L-0001", locker["token"], f"?after={page['cursor']}&wait=0")
     assert [i["order"]["id"] for i in rest["items"]] == ["A-3"]
     theirs = await client.feed("L-0002", other["token"])
-    assert [(i["order"]["id"], i["order"]["sequence"]) for i in theirs["items"]] == [("B-1", 1)]
+    assert [i["order"]["id"] for i in theirs["items"]] == ["B-1"]
+    sealed = theirs["items"][0]["order"]["code"]
+    assert valid_code(SealedBox(other["box"]).decrypt(base64.b64decode(sealed)).decode())
 
 
 @pytest.mark.parametrize("query", ["?wait=31", "?wait=-1", "?wait=soon", "?limit=0",
@@ -395,25 +414,27 @@ async def test_events_that_are_not_json_or_too_large_are_refused(
     assert await client.events("L-0001") == []
 
 
-async def test_a_code_collision_gets_the_order_a_fresh_sequence(
+async def test_a_code_collision_gets_the_order_a_fresh_code_for_the_customer(
         client: Client, locker: dict[str, Any]) -> None:
     order = await client.order("L-0001", "A-1001")
     await client.order("L-0001", "A-1002")
     cursor = (await client.feed("L-0001", locker["token"]))["cursor"]
     collision = event(1, "security.code_collision", compartment_id=None, order_id="A-1001",
-                      payload={"sequence": order["sequence"], "active_order": "X-1"})
+                      payload={"version": 1, "message": "its code is an open order's"})
     for _ in range(2):  # the same event delivered twice reissues once
         status, _ = await client.locker("POST", "L-0001", "events", locker["token"],
                                         body={"events": [collision]})
         assert status == 200
     feed = await client.feed("L-0001", locker["token"], f"?after={cursor}&wait=0")
-    assert [(i["order"]["id"], i["order"]["version"], i["order"]["sequence"])
-            for i in feed["items"]] == [("A-1001", 2, 3)]
-    status, shown = await client.admin("GET", "/lockers/L-0001/orders/A-1001")
-    assert (shown["version"], shown["sequence"]) == (2, 3)
-    assert shown["code"] == pyotp.HOTP(locker["secret"], digits=8).at(3) != order["code"]
+    assert [(i["order"]["id"], i["order"]["version"]) for i in feed["items"]] == [("A-1001", 2)]
+    new = SealedBox(locker["box"]).decrypt(base64.b64decode(feed["items"][0]["order"]["code"]))
+    assert valid_code(new.decode()) and new.decode() != order["code"]
+    status, told = await client.admin("GET", "/lockers/L-0001/messages")
+    assert told == {"messages": [{"order_id": "A-1001", "code": new.decode()}]}
+    status, told = await client.admin("GET", "/lockers/L-0001/messages")
+    assert told == {"messages": []}  # handed over once, then forgotten
     stale = event(2, "security.code_collision", order_id="A-1001",
-                  payload={"sequence": order["sequence"]})  # about the version already replaced
+                  payload={"version": 1})  # about the version already replaced
     await client.locker("POST", "L-0001", "events", locker["token"], body={"events": [stale]})
     assert (await client.feed("L-0001", locker["token"], f"?after={feed['cursor']}&wait=0")
             )["items"] == []
@@ -425,7 +446,7 @@ async def test_a_code_collision_gets_the_order_a_fresh_sequence(
 async def test_heartbeat_is_kept_and_silence_is_flagged(client: Client,
                                                         locker: dict[str, Any]) -> None:
     status, listed = await client.admin("GET", "/lockers")
-    assert listed["lockers"] == [{"id": "L-0001", "digits": 8, "last_heartbeat_at": None,
+    assert listed["lockers"] == [{"id": "L-0001", "last_heartbeat_at": None,
                                   "heartbeat": None, "silent": True}]
     beat = heartbeat()
     status, answer = await client.locker("POST", "L-0001", "heartbeat", locker["token"], body=beat)
@@ -616,7 +637,7 @@ async def test_a_restart_on_the_same_folder_and_port_keeps_everything(tmp_path: 
                 port, admin_token, key)
             assert await client.feed("L-0001", locker["token"]) == before
             second = await client.order("L-0001", "A-2")
-            assert second["sequence"] == 2
+            assert second["version"] == 1 and valid_code(second["code"])
             after = await client.feed("L-0001", locker["token"], f"?after={before['cursor']}"
                                       "&wait=0")
             assert after["items"][0]["cursor"] > before["cursor"]

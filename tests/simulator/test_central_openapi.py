@@ -3,6 +3,7 @@ it lists exactly the reference central's routes, and what the central answers fi
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 import aiohttp
 import pytest
 import yaml
+from nacl.public import PrivateKey
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
@@ -117,10 +119,13 @@ async def checked(doc: dict[str, Any], tmp_path: Path) -> AsyncIterator[Checked]
 
 async def test_every_answer_fits_the_document(checked: Checked, doc: dict[str, Any]) -> None:
     call = checked.call
-    status, locker = await call("POST", "/admin/lockers", body={"id": "L-0001", "digits": 8})
+    box_key = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+    status, locker = await call("POST", "/admin/lockers", body={"id": "L-0001",
+                                                                 "box_key": box_key})
     assert status == 201
     token = locker["token"]
-    assert (await call("POST", "/admin/lockers", body={"id": "L-0001"}))[0] == 409
+    assert (await call("POST", "/admin/lockers", body={"id": "L-0001",
+                                                        "box_key": box_key}))[0] == 409
     bags = [{"zone": "frozen", "size": "M"}, {"zone": "ambient", "size": "L"}]
     order_body = {"id": "A-1001", "bags": bags, "window_hours": 72, "accessible": False}
     assert (await call("POST", "/admin/lockers/{locker_id}/orders", body=order_body,
@@ -152,6 +157,7 @@ async def test_every_answer_fits_the_document(checked: Checked, doc: dict[str, A
     assert (await call("POST", "/lockers/{locker_id}/heartbeat", body=beat, token=token,
                        locker_id="L-0001"))[0] == 200
     assert (await call("GET", "/admin/lockers"))[0] == 200
+    assert (await call("GET", "/admin/lockers/{locker_id}/messages", locker_id="L-0001"))[0] == 200
     assert (await call("GET", "/admin/lockers/{locker_id}/events", query="?after=0",
                        locker_id="L-0001"))[0] == 200
     assert (await call("POST", "/admin/lockers/{locker_id}/raw", body={"item": [1]},
