@@ -10,8 +10,8 @@ simulate` does), and this script, which runs the fresh and frozen zones' thermal
 plays courier and customers over HTTP, and reads the daemon's /proc files.
 
 Before the daemon starts, 300 orders are made ready in the store (received, allocated, activated:
-`add_ready_order`'s three steps, with HOTP sequences from 1,000,000 up so that they never meet
-central's, which count from 1). 20 compartments stay free for the orders whose life is measured.
+`add_ready_order`'s steps, each with a random code of the locker's own drawing). 20
+compartments stay free for the orders whose life is measured.
 
 1. Memory: VmRSS once idle, and VmHWM (the peak) at the end, from /proc/<pid>/status.
 2. CPU when idle: utime + stime from /proc/<pid>/stat over --cpu-s seconds, % of one core.
@@ -84,6 +84,7 @@ from bench.processes import (  # noqa: E402
 from locker.codes import PickupCodes, load_codes  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from locker.daemon import sync_compartments  # noqa: E402
+from locker.lifecycle.order import draw_code  # noqa: E402
 from locker.orders import activate, allocate_order, parse_bag, receive  # noqa: E402
 from locker.staff import create_secret  # noqa: E402
 from locker.store import PAGE_SIZE, Store  # noqa: E402
@@ -92,7 +93,6 @@ from simulator.thermal import ThermalRig, ZoneModel  # noqa: E402
 
 BOARDS, CHANNELS, BAUD = 8, 40, 9600
 ZONES = ("ambient", "fresh", "frozen")
-LOCAL_SEQUENCE = 1_000_000  # the ready orders' HOTP counters: far above central's (from 1)
 COMPRESSOR_PINS = {"fresh": 24, "frozen": 25}
 # a simulated person closes a door this long after it opened (every board is read every 0.25 s)
 AUTO_CLOSE_S = 0.6
@@ -335,7 +335,7 @@ async def haccp_day_bytes(parent: Path | None) -> tuple[float, str]:
 
 def add_active_orders(config: LockerConfig, codes: PickupCodes, free: dict[str, int]) -> int:
     """300 ready orders (one bag of size M each) before the daemon starts; `free` compartments of
-    each zone stay empty. add_ready_order's receive, allocate, activate, with a sequence given."""
+    each zone stay empty. add_ready_order's draw, receive, allocate, activate, in the store."""
     store = Store(config.database)
     try:
         now = time.time()
@@ -345,11 +345,10 @@ def add_active_orders(config: LockerConfig, codes: PickupCodes, free: dict[str, 
         for i, zone in enumerate(wanted):
             with store.transaction(now) as tx:
                 order_id = f"active-{i:03d}"
-                receive(tx, config, order_id, [parse_bag(f"{zone}:M")],
-                        sequence=LOCAL_SEQUENCE + i)
+                _, digest = draw_code(tx, codes, order_id)
+                receive(tx, config, order_id, [parse_bag(f"{zone}:M")], code_digest=digest)
                 allocate_order(tx, config, order_id)
-                activated = activate(tx, codes, order_id)
-                assert activated is not None  # a sequence of our own: no code collision
+                activate(tx, order_id)
         return len(wanted)
     finally:
         store.close()

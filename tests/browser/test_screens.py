@@ -53,7 +53,7 @@ async def test_a_wrong_code_in_french(page: Page, rig: Rig) -> None:
 
 
 async def test_a_courier_loads_an_order(page: Page, rig: Rig) -> None:
-    add_order_to_load(rig.locker.store, rig.config, rig.locker.clock.now(), "o7",
+    add_order_to_load(rig.locker.store, rig.config, rig.locker.codes, rig.locker.clock.now(), "o7",
                       [parse_bag("ambient:M"), parse_bag("frozen:M")])
     secret = load_secret(rig.config.staff_secret_file("courier-1"))
     await page.goto("/courier")

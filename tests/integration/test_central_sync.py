@@ -22,9 +22,11 @@ import pytest
 from aiohttp import ClientSession
 
 from api.demo import enrol
+from locker.codes import seal
 from locker.config import load_config
 from locker.staff import load_secret
 from simulator.central import RunningCentral, start_central
+from tests.conftest import code_no
 from tests.integration.conftest import OPS_TOKEN, Rig, config_text
 
 SYNC = """
@@ -306,12 +308,14 @@ async def test_orders_the_locker_cannot_take_are_reported_to_central(
         synced: Rig, central: Central) -> None:
     rig = synced
     status, _ = await central.call("POST", "/admin/lockers/test-locker/raw", {"item": {
-        "type": "order", "order": {"id": "B-1", "version": 1, "sequence": 900,
+        "type": "order", "order": {"id": "B-1", "version": 1,
+                                   "code": seal(rig.locker.codes.box_public, code_no(900)),
                                    "state": "active", "window_hours": 24, "accessible": False,
                                    "bags": [{"zone": "fresh", "size": "L"}]}}})
     assert status == 201
     await central.call("POST", "/admin/lockers/test-locker/raw", {"item": {
-        "type": "order", "order": {"id": "B-2", "version": 1, "sequence": 901,
+        "type": "order", "order": {"id": "B-2", "version": 1,
+                                   "code": seal(rig.locker.codes.box_public, code_no(901)),
                                    "state": "active", "window_hours": 24, "accessible": False,
                                    "bags": [{"zone": "fresh", "size": "S"}], "price": 3}}})
     await central.order("B-3", "fresh:S")

@@ -128,7 +128,8 @@ async def test_a_dead_compressor_is_an_excursion_that_blocks_loading_and_flags_o
     locker, zones, clock = cold
     add_ready_order(locker.store, locker.config, locker.codes, clock.now(), "in-fresh",
                     [parse_bag("fresh:S")])
-    add_order_to_load(locker.store, locker.config, clock.now(), "to-load", [parse_bag("fresh:M")])
+    add_order_to_load(locker.store, locker.config, locker.codes, clock.now(), "to-load",
+                      [parse_bag("fresh:M")])
     await run_hours(clock, 1)
     zones[Zone.FRESH].model.compressor_dead = True
     await run_hours(clock, 3)

@@ -20,10 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from locker.clock import SimClock
 from nacl.public import PrivateKey
 
+from locker.clock import SimClock
 from locker.codes import CODE_DIGITS, box_public_key, create_keys, seal
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from locker.daemon import STANDALONE_OUTBOX_EVENTS, Locker
-from locker.pickup import PickupRefused
 from locker.orders import add_ready_order, parse_bag
+from locker.pickup import PickupRefused
 from locker.retention import prune
 from locker.store import CATEGORIES
 from locker.sync import enforce_bound

@@ -19,15 +19,15 @@ pseudo-terminal) is built once per test and driven example by example on its own
    UTF-8, empty values, duplicates) in Authorization, Content-Type, X-Ops-Token, Expect,
    Content-Encoding, Range and others: no 5xx, JSON problems from the app, no door opened.
 2. Central's payloads. (a) Feed answers (`locker.feed.parse_feed` then `Inbox.apply`) mixing
-   well-formed orders (random bags, sizes, zones, versions, sequences, states, windows of 0,
+   well-formed orders (random bags, sizes, zones, versions, sealed codes, states, windows of 0,
    negative, huge, NaN hours), malformed items, commands with random bodies and signatures, and
    commands correctly signed with the test key carrying random actions and arguments; item and
    answer cursors in and out of order; whole answers of any shape; between them, couriers load
    orders and the clock moves, so orders change while ready, loaded or being collected.
    parse_feed raises only BadPayload, Inbox.apply never
    raises, and afterwards the store holds its invariants: a reserved or loaded compartment
-   belongs to an existing order, no two orders share a sequence, no two ready orders share a
-   code digest, the stored cursor never goes back. (b) The answer readers of api/central.py,
+   belongs to an existing order, no two orders share a sequence or a code digest, no finished
+   order keeps one, the stored cursor never goes back. (b) The answer readers of api/central.py,
    `_acked` and `_heartbeat_answer`, given any JSON value, raise nothing but `Garbled`.
 3. The serial line, through the real pseudo-terminal and the real bus: the BoardLockDriver runs
    against the simulated boards while random byte strings are injected as noise (at once, and
@@ -72,7 +72,14 @@ from hardware.boards import BoardLockDriver
 from hardware.codecs import get_codec
 from hardware.codecs.base import extract_frames
 from locker.clock import SimClock
-from locker.codes import create_keys, create_private_file
+from locker.codes import (
+    CODE_DIGITS,
+    box_public_key,
+    create_keys,
+    create_private_file,
+    load_box_key,
+    seal,
+)
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.errors import LockerError
@@ -82,7 +89,7 @@ from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.staff import Session, create_secret, load_secret
 from locker.sync import cursor as stored_cursor
 from simulator.boards import SimulatedBoards
-from tests.conftest import SMALL_CONFIG, write_config
+from tests.conftest import SMALL_CONFIG, code_no, write_config
 from tests.integration.conftest import config_text
 from tests.locker.fakes import FakeDriver
 from tests.locker.test_central_domain import CENTRAL, KEY, central_config
@@ -441,8 +448,8 @@ class HttpRig:
                 "SELECT COUNT(*) AS n FROM orders WHERE state IN ('received', 'allocated')")
             if row is not None and row["n"] == 0:
                 self.serial += 1
-                add_order_to_load(self.locker.store, self.config, now, f"l{self.serial}",
-                                  [parse_bag("ambient:M")])
+                add_order_to_load(self.locker.store, self.config, self.locker.codes, now,
+                                  f"l{self.serial}", [parse_bag("ambient:M")])
         except LockerError:
             pass  # no room left: the fuzz goes on with what there is
 
@@ -715,7 +722,7 @@ def bad_bags(draw: st.DrawFn) -> Any:
 BAD_ORDER_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "id": st.sampled_from(["", "../x", "é", "a" * 65, "A 1", None, 7]) | JSON,
     "version": st.sampled_from([0, -1, 2**53, 2**53 + 1, 10**300, True, 1.0, "2"]) | JSON,
-    "sequence": st.sampled_from([0, -1, 2**53, 2**53 + 1, 10**300, False, 3.0, "4"]) | JSON,
+    "code": st.sampled_from(["", "not base64!", "QUJD", "A" * 201, None, 7, True]) | JSON,
     "state": st.sampled_from(["lost", "Active", "", None]) | JSON,
     "window_hours": st.sampled_from([0, -1, -0.0, 1e-9, 720.000001, 721, 1e308, 10**300,
                                      float("nan"), float("inf"), float("-inf"), "72", None,
@@ -731,7 +738,7 @@ def orders(draw: st.DrawFn) -> dict[str, Any]:
     order: dict[str, Any] = {
         "id": draw(st.sampled_from(ORDER_ID_POOL)),
         "version": draw(st.integers(1, 6)),
-        "sequence": draw(st.integers(1, 40)),
+        "code": code_no(draw(st.integers(1, 40))),  # sealed to the locker as it is fed
         "state": draw(st.sampled_from(["active"] * 4 + ["cancelled"])),
         "window_hours": draw(st.sampled_from([0.001, 0.5, 1, 24, 72, 720])
                              | st.floats(0.01, 720)),
@@ -983,7 +990,7 @@ class CentralRig:
                 items.append(resolved)
             body = {"cursor": self.number(step.top, after, len(items)) if step.top.how != "next"
                     else after + len(items), "items": items}
-        body = json.loads(dumps(body))  # as it comes off the wire
+        body = seal_plain_codes(json.loads(dumps(body)), self.locker.codes.box_public)
         COUNTS["central feed answers"] += 1
         try:
             cursor, parsed = parse_feed(body, after)
@@ -1003,9 +1010,12 @@ class CentralRig:
         shared = read.all("SELECT sequence, COUNT(*) AS n FROM orders GROUP BY sequence"
                           " HAVING n > 1")
         assert shared == [], shared
-        same_code = read.all("SELECT code_digest, COUNT(*) AS n FROM orders WHERE state = 'ready'"
-                             " AND code_digest IS NOT NULL GROUP BY code_digest HAVING n > 1")
+        same_code = read.all("SELECT code_digest, COUNT(*) AS n FROM orders"
+                             " WHERE code_digest IS NOT NULL GROUP BY code_digest HAVING n > 1")
         assert same_code == [], same_code
+        kept = read.all("SELECT id FROM orders WHERE code_digest IS NOT NULL"
+                        " AND state IN ('collected', 'reclaimed', 'cancelled')")
+        assert kept == [], f"finished orders still hold a code digest: {kept}"
         cursor = stored_cursor(self.locker.store)
         assert cursor >= self.cursor, f"the cursor went back from {self.cursor} to {cursor}"
         self.cursor = cursor
@@ -1276,7 +1286,7 @@ def test_router_errors_under_api_are_json_problems(tmp_path: Path) -> None:
 
 def _window_order(hours: Any) -> dict[str, Any]:
     return {"cursor": 1, "items": [{"cursor": 1, "type": "order", "order": {
-        "id": "A-1", "version": 1, "sequence": 1, "state": "active", "window_hours": hours,
+        "id": "A-1", "version": 1, "code": "c" * 80, "state": "active", "window_hours": hours,
         "accessible": False, "bags": [{"zone": "fresh", "size": "S"}]}}]}
 
 
@@ -1337,6 +1347,21 @@ def test_an_unhashable_action_is_a_refused_command(tmp_path: Path) -> None:
     assert outcomes == {"unknown_action": 1}
 
 
+def seal_plain_codes(body: Any, box_key: str) -> Any:
+    """A feed answer with each order's plain 11-digit code sealed to the locker, as central
+    does; anything else (a spoilt code, a spoilt answer) is left as it is."""
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        return body
+    items = []
+    for item in body["items"]:
+        order = item.get("order") if isinstance(item, dict) else None
+        if isinstance(order, dict) and isinstance(order.get("code"), str) and len(
+                order["code"]) == CODE_DIGITS and order["code"].isdigit():
+            item = {**item, "order": {**order, "code": seal(box_key, order["code"])}}
+        items.append(item)
+    return {**body, "items": items}
+
+
 class StubCentral:
     """Central as far as the locker's three calls go, answering what a test sets."""
 
@@ -1344,6 +1369,7 @@ class StubCentral:
         self.feed: bytes | None = None  # the feed's answer while the locker is behind `top`
         self.top = 0
         self.garbage: bytes | None = None  # when set, every call gets this
+        self.box_key = ""  # the locker's: plain codes in the feed are sealed to it
 
     async def answer(self, request: web.Request) -> web.Response:
         if self.garbage is not None:
@@ -1351,7 +1377,9 @@ class StubCentral:
         if request.path.endswith("/feed"):
             after = int(request.query.get("after", "0"))
             if self.feed is not None and after < self.top:
-                return web.Response(body=self.feed, content_type="application/json")
+                sealed = seal_plain_codes(json.loads(self.feed), self.box_key)
+                return web.Response(body=json.dumps(sealed).encode(),
+                                    content_type="application/json")
             await asyncio.sleep(0.05)
             return web.json_response({"cursor": after, "items": []})
         if request.path.endswith("/events"):
@@ -1374,6 +1402,7 @@ def _with_stub_central(tmp_path: Path, central: StubCentral,
             "http://127.0.0.1:9/v1", f"http://{server.host}:{server.port}/v1") + (
             "poll_wait_s = 1\nbackoff_min_s = 0.05\nbackoff_max_s = 0.1\n")
         config = central_config(tmp_path, text)
+        central.box_key = box_public_key(load_box_key(config.box_key_file))
         create_private_file(config.central.token_file, "t" * 32)
         locker = Locker(config, FakeDriver(list(COMPARTMENTS)), SimClock())
         await locker.start()
@@ -1405,8 +1434,8 @@ def test_a_deeply_nested_central_answer_raises_the_protocol_alarm(tmp_path: Path
     assert {"kind": "central_protocol"} in _with_stub_central(tmp_path, central, alarms)
 
 
-def _good_order(order_id: str, sequence: int) -> dict[str, Any]:
-    return {"id": order_id, "version": 1, "sequence": sequence, "state": "active",
+def _good_order(order_id: str, code: int) -> dict[str, Any]:
+    return {"id": order_id, "version": 1, "code": code_no(code), "state": "active",
             "window_hours": 24, "accessible": False, "bags": [{"zone": "fresh", "size": "S"}]}
 
 

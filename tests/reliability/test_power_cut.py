@@ -79,6 +79,7 @@ class Cabinet(LockerProcess):
         super().__init__(path, boards.port, config.http.port, config.database)
         self.path, self.config, self.boards = path, config, boards
         self.codes = load_codes(config)
+        self.code_of: dict[str, str] = {}  # what the order system told each customer
         self.courier = 0
         self.used_steps: dict[int, int] = {}
 
@@ -124,8 +125,9 @@ async def loader(cabinet: Cabinet, session: ClientSession, auth: dict[str, str],
             continue
         order_id = f"o{tally['orders']}-{random.randrange(1 << 30)}"
         tally["orders"] += 1
-        add_order_to_load(store, cabinet.config, time.time(), order_id,
-                          [parse_bag(f"{random.choice(free)[0]}:M")])
+        cabinet.code_of[order_id] = add_order_to_load(
+            store, cabinet.config, cabinet.codes, time.time(), order_id,
+            [parse_bag(f"{random.choice(free)[0]}:M")])
         async with session.post(f"{cabinet.url}/api/courier/orders/{order_id}/load",
                                 json={"together": True}, headers=auth) as answer:
             tally["load_ok" if answer.status == 200 else f"load_{answer.status}"] += 1
@@ -149,13 +151,13 @@ async def support(cabinet: Cabinet, session: ClientSession, auth: dict[str, str]
 async def customer(cabinet: Cabinet, session: ClientSession, tally: Counter[str]) -> None:
     """Customers type the codes of ready orders."""
     while True:
-        ready = cabinet.query("SELECT sequence FROM orders WHERE state = 'ready'")
+        ready = cabinet.query("SELECT id FROM orders WHERE state = 'ready'")
         if not ready:
             await asyncio.sleep(0.1)
             continue
-        (sequence,) = random.choice(ready)
+        (order_id,) = random.choice(ready)
         async with session.post(f"{cabinet.url}/api/pickup", json={
-                "code": cabinet.codes.code_for(sequence), "screen": "front"}) as answer:
+                "code": cabinet.code_of[order_id], "screen": "front"}) as answer:
             tally["pickup_ok" if answer.status == 200 else f"pickup_{answer.status}"] += 1
         await asyncio.sleep(random.uniform(0.05, 0.3))
 
@@ -297,9 +299,9 @@ async def test_sigkill_right_after_a_code_brings_the_order_back_with_the_same_co
                     break
                 numbered = top_up(cabinet, store, numbered)
                 unlocks, auths = await cabinet.unlocks(), cabinet.authorisations()
-                (order_id, sequence), = rng.sample(cabinet.query(
-                    "SELECT id, sequence FROM orders WHERE state = 'ready'"), 1)
-                victim = (order_id, cabinet.codes.code_for(sequence))
+                (order_id,), = rng.sample(cabinet.query(
+                    "SELECT id FROM orders WHERE state = 'ready'"), 1)
+                victim = (order_id, cabinet.code_of[order_id])
                 if rng.random() < 0.3:  # the board pulses, its acknowledgement never comes
                     await boards.client.lose_unlock_replies(1, replies=3)
                     tally["acknowledgement lost"] += 1
@@ -336,8 +338,9 @@ def top_up(cabinet: Cabinet, store: Store, numbered: int) -> int:
         if not free:
             break
         numbered += 1
-        add_ready_order(store, cabinet.config, cabinet.codes, time.time(), f"p{numbered}",
-                        [parse_bag(f"{free[0][0]}:M")])
+        added = add_ready_order(store, cabinet.config, cabinet.codes, time.time(),
+                                f"p{numbered}", [parse_bag(f"{free[0][0]}:M")])
+        cabinet.code_of[added.order_id] = added.code
     return numbered
 
 
