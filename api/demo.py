@@ -218,8 +218,7 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
                                           f"{order_id}-{suffix}", bags)
                       for order_id, bags in DEMO_ORDERS]
             for order in orders:
-                say(f"central took order {order['id']} (sequence {order['sequence']}):"
-                    f" pickup code {grouped(order['code'])}")
+                say(f"central took order {order['id']}: pickup code {grouped(order['code'])}")
             await load_as_courier(locker, session, url, orders, auto_close_s)
             if script:
                 status = await play(locker, session, url, orders, auto_close_s)

@@ -252,7 +252,8 @@ def cmd_order_add(args: argparse.Namespace) -> int:
                                      [parse_bag(b) for b in args.bag],
                                      window_hours=args.window_hours, accessible=args.accessible)
             print(f"order {args.id} waiting for a courier to load it")
-            print(f"pickup code: {grouped(code)} (shown once: tell the customer)")
+            print("the code is shown this once: tell the customer")
+            print(f"pickup code: {grouped(code)}")
             return 0
         added = add_ready_order(store, config, codes, time.time(), args.id,
                                 [parse_bag(b) for b in args.bag],
@@ -262,7 +263,8 @@ def cmd_order_add(args: argparse.Namespace) -> int:
     where = ", ".join(f"{cid} ({loc})" for cid, loc in added.compartments)
     print(f"order {added.order_id} ready in {where}")
     # the code is shown to whoever added the order, as central would message the customer
-    print(f"pickup code: {grouped(added.code)} (shown once: tell the customer)")
+    print("the code is shown this once: tell the customer")
+    print(f"pickup code: {grouped(added.code)}")
     return 0
 
 

@@ -331,6 +331,22 @@ class Central:
                          (locker_id, after))
         return [{**json.loads(row.pop("body")), **row} for row in rows]
 
+    def forget_sealed_code(self, locker_id: str, order_id: str, version: object) -> None:
+        """The locker has the order up to `version`: its sealed code is dropped from the order
+        and from the feed, so a leaked database (with a copied card's box key) gives nothing
+        of it. A later version, not yet delivered, keeps its own."""
+        if not _is_int(version):
+            return
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE orders SET body = json_remove(body, '$.code') WHERE locker_id = ?"
+                " AND id = ? AND version <= ?", (locker_id, order_id, version))
+            self.db.execute(
+                "UPDATE feed SET item = json_remove(item, '$.order.code') WHERE locker_id = ?"
+                " AND json_extract(item, '$.type') = 'order'"
+                " AND json_extract(item, '$.order.id') = ?"
+                " AND json_extract(item, '$.order.version') <= ?", (locker_id, order_id, version))
+
     def on_code_collision(self, locker_id: str, event: dict[str, Any]) -> None:
         """The locker found the order's code already in use: give the order a fresh code.
 
@@ -597,6 +613,9 @@ async def post_events(request: web.Request) -> web.Response:
     for event in central.store_events(locker_id, events):
         if event["kind"] == "security.code_collision":
             central.on_code_collision(locker_id, event)
+        elif event["kind"] in ("order.received", "order.changed") and event["order_id"]:
+            central.forget_sealed_code(locker_id, event["order_id"],
+                                       event["payload"].get("version", 1))
     return web.json_response({"acked": [event["id"] for event in events]})
 
 

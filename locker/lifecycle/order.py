@@ -83,7 +83,7 @@ def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[NewBag],
         "accessible": int(accessible), "created_at": tx.now, "updated_at": tx.now,
     })
     _insert_bags(tx, order_id, bags)
-    tx.emit("order.received", "order", order_id=order_id,
+    tx.emit("order.received", "order", order_id=order_id, version=version,
             bags=[f"{b.zone.value}:{b.size.value}" for b in bags])
 
 

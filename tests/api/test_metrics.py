@@ -29,7 +29,7 @@ from locker.pickup import PickupRefused
 from locker.ports import BoardCounts, BusTelemetry
 from locker.staff import LoginRefused
 from locker.sync import DROPPED, reachable, unreachable
-from tests.conftest import SMALL_CONFIG, write_config
+from tests.conftest import SMALL_CONFIG, code_no, write_config
 from tests.locker.fakes import FakeDriver
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -137,7 +137,7 @@ async def test_a_pickup_counts_one_customer_opening_per_zone(rig: Rig) -> None:
 
 async def test_only_a_wrong_code_counts_as_a_pickup_failure(rig: Rig) -> None:
     code, _ = rig.add("o1", "fresh:S")
-    wrong = f"{(int(code) + 1) % 10**8:08d}"
+    wrong = code_no((int(code[:10]) + 1) % 10**10)
     with pytest.raises(PickupRefused):
         await rig.locker.pickup.collect(wrong)
     await rig.locker.pickup.collect(code)

@@ -84,7 +84,7 @@ async def test_a_healthy_locker_passes_with_every_board_answering(
     code, out, rows = await doctor(config_file, sim.port)
     assert code == 0, out
     assert failing(rows) == [], out
-    for check in ("config", "locker secret", "ops token", "staff secret courier-1",
+    for check in ("config", "code keys", "ops token", "staff secret courier-1",
                   "staff secret tech-1", "store", "serial port", "free disk"):
         assert rows[check][0] == "OK", out
     assert rows["board 0"] == ("OK", "answers: 3 doors closed, 0 open")
@@ -123,12 +123,12 @@ async def test_an_open_door_and_a_missing_staff_secret_only_warn(
 
 async def test_a_secret_other_users_can_read_fails(
         config_file: Path, sim: SimulatorProcess) -> None:
-    load_config(config_file).secret_file.chmod(0o644)
+    load_config(config_file).digest_key_file.chmod(0o644)
     code, out, rows = await doctor(config_file, sim.port)
     assert code == 1, out
-    result, detail = rows["locker secret"]
+    result, detail = rows["code keys"]
     assert result == "FAIL" and "readable by other users" in detail and "chmod 600" in detail
-    assert failing(rows) == ["locker secret"], out
+    assert failing(rows) == ["code keys"], out
 
 
 async def test_the_port_held_by_another_program_is_said_and_the_boards_skipped(
