@@ -66,7 +66,9 @@ def demo_config(path: Path, data_dir: Path, port: str, http_port: int | None,
                 central_url: str) -> LockerConfig:
     config = load_config(path, port=port)
     http = config.http if http_port is None else dataclasses.replace(config.http, port=http_port)
-    central = CentralConfig(url=central_url, token_file=data_dir / "central.token",
+    # the reference central runs beside the demo on loopback, in clear
+    central = CentralConfig(url=central_url, allow_insecure=True,
+                            token_file=data_dir / "central.token",
                             command_key_file=data_dir / "central-commands.pub",
                             heartbeat_s=10.0, backoff_min_s=0.5, backoff_max_s=10.0)
     return dataclasses.replace(config, data_dir=data_dir,

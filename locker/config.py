@@ -204,6 +204,7 @@ class CentralConfig:
     token_file: Path  # the locker's bearer token
     command_key_file: Path  # central's Ed25519 public key (PEM): commands must verify against it
     ca_file: Path | None = None  # trust this CA instead of the system's
+    allow_insecure: bool = False  # http:// accepted (a test bench, the demo); never in a shop
     poll_wait_s: float = 25.0
     batch_size: int = 100
     heartbeat_s: float = 60.0
@@ -604,10 +605,16 @@ def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig 
     if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
         raise table.error("url", f"must be https://host/... (or http:// on a test bench), not"
                                  f" {url!r}")
+    allow_insecure = table.flag("allow_insecure", False)
+    if url.startswith("http://") and not allow_insecure:
+        # in clear, anyone on the shop's network reads the locker's token and feeds it orders
+        raise table.error("url", f"{url!r} is not https: use https://, or on a test bench set"
+                                 " central.allow_insecure = true")
     ca = table.text("ca_file") if "ca_file" in table.data else None
     d = CentralConfig(url, Path(), Path())
     central = CentralConfig(
         url=url,
+        allow_insecure=allow_insecure,
         token_file=data_dir / table.text("token_file", "central.token"),
         command_key_file=data_dir / table.text("command_key_file", "central-commands.pub"),
         ca_file=(base / ca).resolve() if ca else None,
@@ -642,6 +649,9 @@ def _update(table: _Table | None, base: Path, central: CentralConfig | None
     if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
         raise table.error("repository_url", f"must be https://host/... (or http:// on a test"
                                             f" bench), not {url!r}")
+    if url.startswith("http://") and not central.allow_insecure:
+        raise table.error("repository_url", f"{url!r} is not https: use https://, or on a test"
+                                            " bench set central.allow_insecure = true")
     d = UpdateConfig(Path(), Path(), "")
     quiet_hour = table.integer("quiet_hour", -1, lo=-1, hi=23)
     update = UpdateConfig(
