@@ -116,7 +116,7 @@ async def staff_login(request: web.Request) -> web.Response:
         if key not in body:
             raise BadRequest(key, f"{key} is required")
     screen = body.get("screen", "front")
-    if not SCREEN_ID.match(screen):
+    if not SCREEN_ID.fullmatch(screen):
         raise BadRequest("screen", "screen: 1-32 lower-case letters, digits, - or _")
     session = locker.staff.login(body["staff"], body["code"].strip(), screen)
     return web.json_response({

@@ -8,6 +8,7 @@ a compartment on a board that is not declared. It never does I/O beyond reading 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,11 @@ PROTOCOL_LIMITS: dict[str, tuple[int, int, int, int | None]] = {
     "winnsen": (0, 255, 16, 9600),
     "generic": (1, 31, 50, 9600),
 }
+# identifiers name files and URL paths: ASCII only (str.isalnum() takes "²" and "ａ"), matched
+# whole (fullmatch: a pattern's "$" would let "x\n" through)
+LOCKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+STAFF_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+COMPARTMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 BAUDS = (9600, 19200, 38400, 57600, 115200)
 MAX_CONFIG_BYTES = 1 << 20  # a locker with thousands of compartments fits in a tenth of this
 
@@ -452,8 +458,12 @@ def _compartment(table: _Table) -> CompartmentConfig:
         )
     if "board" in table.data and ("lock_pin" in table.data or "door_pin" in table.data):
         raise table.error("lock_pin", "a compartment is wired to a board or to GPIO, not both")
+    compartment_id = table.text("id")
+    if not COMPARTMENT_ID.fullmatch(compartment_id):
+        raise table.error("id", "use at most 32 letters, digits, '-', '_' and '.', starting with a"
+                          " letter or a digit")
     compartment = CompartmentConfig(
-        id=table.text("id"),
+        id=compartment_id,
         zone=_enum(table, "zone", Zone, tuple(z.value for z in Zone)),
         size=_enum(table, "size", Size, tuple(s.value for s in Size)),
         wiring=wiring,
@@ -580,7 +590,7 @@ def _staff(table: _Table | None) -> StaffPolicy:
     seen: set[str] = set()
     for member in table.tables("members"):
         staff_id = member.text("id")
-        if not all(ch.isalnum() or ch in "-_." for ch in staff_id) or len(staff_id) > 32:
+        if not STAFF_ID.fullmatch(staff_id):
             raise member.error("id", "use at most 32 letters, digits, '-', '_' and '.'")
         if staff_id in seen:
             raise member.error("id", f"{staff_id!r} declared twice")
@@ -695,8 +705,8 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     locker = root.table("locker", required=True)
     assert locker is not None
     locker_id = locker.text("id")
-    if not all(ch.isalnum() or ch in "-_." for ch in locker_id):
-        raise locker.error("id", "use letters, digits, '-', '_' and '.' only")
+    if not LOCKER_ID.fullmatch(locker_id):
+        raise locker.error("id", "use at most 64 letters, digits, '-', '_' and '.'")
     data_dir = (base / locker.text("data_dir", "var")).resolve()
     secret_file = data_dir / locker.text("secret_file", "locker.secret")
     name = locker.text("name", locker_id)

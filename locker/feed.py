@@ -133,7 +133,7 @@ def parse_order(obj: object, where: str = "order") -> CentralOrder:
     order = _exact_keys(obj, where, {"id", "version", "sequence", "state", "window_hours",
                                      "accessible", "bags"})
     order_id = order["id"]
-    if not isinstance(order_id, str) or not ORDER_ID.match(order_id):
+    if not isinstance(order_id, str) or not ORDER_ID.fullmatch(order_id):
         raise BadPayload(f"{where}.id: 1-64 letters, digits, '.', '_' or '-', not"
                          f" {order_id!r:.80}")
     version = _integer(order["version"], f"{where}.version", 1, MAX_SEQUENCE)

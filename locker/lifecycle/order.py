@@ -29,7 +29,7 @@ from locker.model import CompartmentState, OrderState
 from locker.store import Tx
 
 log = logging.getLogger("locker.orders")
-ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch only
 # orders whose goods a courier takes back (a cancelled order keeps compartments only with goods)
 RECLAIMABLE = (OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED)
 # why a loaded order is not ready yet
@@ -65,7 +65,7 @@ def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[NewBag],
     Central gives the sequence (the HOTP counter it derives the customer's code from); an order
     added at the locker itself takes the next free one.
     """
-    if not ORDER_ID.match(order_id):
+    if not ORDER_ID.fullmatch(order_id):
         raise OrderRejected(f"order id {order_id!r}: 1-64 letters, digits, '.', '_' or '-'")
     if not bags:
         raise OrderRejected(f"order {order_id}: give at least one bag")
