@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -26,7 +27,13 @@ from locker.codes import PickupCodes, create_private_file, create_secret, load_s
 from locker.coldchain import export_csv
 from locker.config import LockerConfig, load_config
 from locker.daemon import sync_compartments
-from locker.datadir import check_before_open, check_identity
+from locker.datadir import (
+    check_before_open,
+    check_identity,
+    check_private_dir,
+    make_private_dir,
+    make_private_file,
+)
 from locker.errors import LockerError
 from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
@@ -138,6 +145,8 @@ def known_secrets(config: LockerConfig) -> list[str]:
 
 def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    os.umask(0o077)  # whatever the shell's umask, what init makes is the daemon's user's only
+    make_private_dir(config.data_dir)
     made = create_secret(config.secret_file)
     token_made = create_private_file(config.ops_token_file, secrets.token_urlsafe(32))
     expected = check_before_open(config.database)
@@ -145,6 +154,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     identity = check_identity(store, config.locker_id, expected, time.time())
     sync_compartments(store, config, time.time())
     store.close()
+    for path in config.data_dir.glob(config.database.name + "*"):
+        make_private_file(path)
     print(f"secret: {config.secret_file} ({'created' if made else 'kept, it exists'})")
     print(f"ops token: {config.ops_token_file} ({'created' if token_made else 'kept, it exists'})")
     print(f"store:  {config.database} (store {identity.store_id})")
@@ -164,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pin_import_paths()  # an update switches slots/current under us: stay on our own slot
     config = load_config(args.config, port=args.serial_port)
+    os.umask(0o077)  # backups, marks, the WAL: nobody else's (systemd's UMask says so too)
+    check_private_dir(config.data_dir)
     return asyncio.run(serve(config, build_driver(config), port=args.http_port,
                              redact=args.redact))
 
