@@ -25,6 +25,7 @@ import pyotp
 from aiohttp import ClientSession, ClientTimeout, web
 
 from api.app import create_app
+from api.listener import make_runner, start_site
 from locker.codes import create_private_file, create_secret, load_secret
 from locker.config import CentralConfig, LockerConfig, load_config
 from locker.daemon import Locker
@@ -197,11 +198,9 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
                  for name in rig.models}
         locker = Locker(config, BoardLockDriver(config.bus, config.compartments),
                         on_events=show_events, zones=zones)
-        runner = web.AppRunner(create_app(locker), access_log=None)
+        runner = make_runner(create_app(locker), config.http, access_log=False)
         await runner.setup()  # starts the locker: safe outputs, door read, reconcile, sync
-        site = web.TCPSite(runner, config.http.host, config.http.port)
-        await site.start()
-        url = f"http://{config.http.host}:{config.http.port}"
+        url = await start_site(runner, config.http)
         say(f"locker {config.locker_id} ready: {len(config.compartments)} compartments on"
             f" {len(config.bus.boards)} {config.bus.protocol} boards via {boards.port},"
             f" started in {locker.started_in_s:.2f} s")

@@ -90,9 +90,8 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     starts the locker), WATCHDOG=1 while the housekeeping loop turns, and STOPPING=1 on a
     signal; the transaction in flight finishes, the app stops, and the store closes cleanly.
     """
-    from aiohttp import web
-
     from api.app import create_app
+    from api.listener import make_runner, start_site
     from api.systemd import Notifier
     from api.updater import exit_code
     from hardware.systemclock import KernelClockStatus
@@ -102,13 +101,15 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     if redact is not None:
         redact.add(known_secrets(config))
     app = create_app(locker)
-    runner = web.AppRunner(app, shutdown_timeout=5.0)
+    runner = make_runner(app, config.http)
     await runner.setup()
-    site = web.TCPSite(runner, config.http.host, config.http.port if port is None else port)
-    await site.start()
     log = logging.getLogger("locker")
-    log.info("listening on http://%s:%s", config.http.host,
-             config.http.port if port is None else port)
+    try:
+        url = await start_site(runner, config.http, port)
+    except BaseException:  # a bad certificate, a port taken: the store still closes cleanly
+        await runner.cleanup()
+        raise
+    log.info("listening on %s", url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before READY: a stop may follow at once

@@ -7,6 +7,7 @@ a compartment on a board that is not declared. It never does I/O beyond reading 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
@@ -192,14 +193,42 @@ class StaffPolicy:
     members: tuple[StaffMember, ...] = ()
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, an IPv6 one bare or in brackets) is this machine
+    only: anything else is reachable from the shop's network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class HttpConfig:
+    """The local app's listener. Loopback by default: the touchscreen's browser runs on the Pi;
+    listening on the shop's network needs TLS and an explicit allow_remote."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 4096
     screen_idle_s: float = 45.0  # the customer's screen goes back to the start after this
     # a request the daemon could not start acting on this long after it arrived does nothing
     stale_request_s: float = 5.0
+    tls_cert: Path | None = None  # PEM certificate chain: the app then serves HTTPS only
+    tls_key: Path | None = None  # its private key (PEM)
+    allow_remote: bool = False  # the operator's yes to a host other than loopback
+    # the Host headers answered (DNS rebinding): a name without a port matches any port
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    header_timeout_s: float = 10.0  # a connection's request line and headers must arrive by then
+    body_timeout_s: float = 10.0  # and a request's body within this of its headers
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
 
 @dataclass(frozen=True)
@@ -354,6 +383,13 @@ class _Table:
 
     def optional_float(self, name: str) -> float | None:
         return None if name not in self.data else self.number(name)
+
+    def texts(self, name: str, default: Any = _REQUIRED) -> list[str]:
+        values: list[Any] = self._get(name, default, (list,), "an array of strings")
+        for value in values:
+            if not isinstance(value, str) or not value.strip():
+                raise self.error(name, f"must be an array of non-empty strings, not {value!r}")
+        return values
 
     def flag(self, name: str, default: Any = _REQUIRED) -> bool:
         value: bool = self._get(name, default, (bool,), "true or false")
@@ -608,6 +644,44 @@ def _staff(table: _Table | None) -> StaffPolicy:
     return policy
 
 
+def _http(table: _Table, base: Path) -> HttpConfig:
+    d = HttpConfig()
+    host = table.text("host", d.host)
+    cert, key = (table.text(name) if name in table.data else None
+                 for name in ("tls_cert", "tls_key"))
+    if (cert is None) != (key is None):
+        raise table.error("tls_key" if key is None else "tls_cert",
+                          "TLS needs both tls_cert and tls_key")
+    allow_remote = table.flag("allow_remote", False)
+    if not is_loopback(host):
+        # a listener on the shop's network is open to every phone on its Wi-Fi: never in clear,
+        # never by a typo
+        if cert is None:
+            raise table.error("tls_cert", f"host {host!r} is not loopback: serve it over TLS"
+                              " (give tls_cert and tls_key), or listen on 127.0.0.1")
+        if not allow_remote:
+            raise table.error("allow_remote", f"host {host!r} is not loopback: set"
+                              " allow_remote = true to answer other machines, or listen on"
+                              " 127.0.0.1")
+    own = [f"[{host}]" if ":" in host and not host.startswith("[") else host]
+    allowed = table.texts("allowed_hosts", [*LOOPBACK_NAMES, *own])
+    http = HttpConfig(
+        host=host,
+        port=table.integer("port", d.port, lo=0, hi=65535),
+        max_body_bytes=table.integer("max_body_bytes", d.max_body_bytes, lo=256, hi=1 << 20),
+        screen_idle_s=table.number("screen_idle_s", d.screen_idle_s, lo=1, hi=3600),
+        stale_request_s=table.number("stale_request_s", d.stale_request_s, lo=1, hi=60),
+        tls_cert=(base / cert).resolve() if cert else None,
+        tls_key=(base / key).resolve() if key else None,
+        allow_remote=allow_remote,
+        allowed_hosts=tuple(dict.fromkeys(h.strip().lower() for h in allowed)),
+        header_timeout_s=table.number("header_timeout_s", d.header_timeout_s, lo=0.1, hi=300),
+        body_timeout_s=table.number("body_timeout_s", d.body_timeout_s, lo=0.1, hi=300),
+    )
+    table.done()
+    return http
+
+
 def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig | None:
     if table is None:
         return None
@@ -773,16 +847,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         doors_t.done()
 
     http_t = root.table("http")
-    http = HttpConfig()
-    if http_t is not None:
-        http = HttpConfig(
-            host=http_t.text("host", "127.0.0.1"),
-            port=http_t.integer("port", 8080, lo=0, hi=65535),
-            max_body_bytes=http_t.integer("max_body_bytes", 4096, lo=256, hi=1 << 20),
-            screen_idle_s=http_t.number("screen_idle_s", 45.0, lo=1, hi=3600),
-            stale_request_s=http_t.number("stale_request_s", 5.0, lo=1, hi=60),
-        )
-        http_t.done()
+    http = HttpConfig() if http_t is None else _http(http_t, base)
 
     staff = _staff(root.table("staff"))
     zones = _zones(root.table("zones"))
