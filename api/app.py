@@ -18,6 +18,7 @@ from api.central import add_central_link
 from api.common import (
     LOCKER,
     BadRequest,
+    SlowBody,
     door_json,
     doors_answer,
     open_compartment,
@@ -27,6 +28,7 @@ from api.common import (
     staff_session,
 )
 from api.freshness import act_in_time, add_loop_watch
+from api.listener import add_safety_headers, check_host
 from api.updater import add_update_agent
 from locker import __version__
 from locker.codes import BadCodeFormat
@@ -48,6 +50,10 @@ async def errors_as_json(request: web.Request,
         return await handler(request)
     except BadRequest as exc:
         return problem(400, "bad_request", str(exc), field=exc.field)
+    except SlowBody as exc:
+        response = problem(408, "slow_body", str(exc))
+        response.force_close()
+        return response
     except BadCodeFormat as exc:
         return problem(400, exc.reason, str(exc), field="code")
     except Throttled as exc:
@@ -116,7 +122,7 @@ async def staff_login(request: web.Request) -> web.Response:
         if key not in body:
             raise BadRequest(key, f"{key} is required")
     screen = body.get("screen", "front")
-    if not SCREEN_ID.match(screen):
+    if not SCREEN_ID.fullmatch(screen):
         raise BadRequest("screen", "screen: 1-32 lower-case letters, digits, - or _")
     session = locker.staff.login(body["staff"], body["code"].strip(), screen)
     return web.json_response({
@@ -196,8 +202,10 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
 
 def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application:
     """The app; with manage_locker the app starts and stops the locker (cleanup_ctx)."""
-    app = web.Application(middlewares=[errors_as_json, act_in_time],
+    app = web.Application(middlewares=[check_host(locker.config.http.allowed_hosts),
+                                       errors_as_json, act_in_time],
                           client_max_size=locker.config.http.max_body_bytes)
+    app.on_response_prepare.append(add_safety_headers)
     app[LOCKER] = locker
     add_loop_watch(app)
 

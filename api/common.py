@@ -4,6 +4,7 @@ JSON problems, the staff session behind a request, the answer listing doors.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -24,6 +25,11 @@ class BadRequest(LockerError, ValueError):
         self.field = field
 
 
+class SlowBody(LockerError, TimeoutError):
+    """The body did not arrive within http.body_timeout_s: the request does nothing and the
+    connection closes (a client trickling bytes must not hold a connection for ever)."""
+
+
 def problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": error, "message": message, **extra}, status=status)
 
@@ -32,8 +38,14 @@ async def read_json(request: web.Request, fields: dict[str, type]) -> dict[str, 
     """Parse a JSON object with exactly the known fields and types (all optional here)."""
     if request.content_type != "application/json":
         raise BadRequest("body", "send the body as application/json")
+    limit = request.app[LOCKER].config.http.body_timeout_s
     try:
-        body = json.loads(await request.read())
+        async with asyncio.timeout(limit):
+            raw = await request.read()
+    except TimeoutError:
+        raise SlowBody(f"the body did not arrive within {limit:g} s") from None
+    try:
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest("body", f"body is not valid JSON: {exc}") from None
     except RecursionError:

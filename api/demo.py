@@ -26,6 +26,7 @@ import pyotp
 from aiohttp import ClientSession, ClientTimeout, web
 
 from api.app import create_app
+from api.listener import make_runner, start_site
 from locker.codes import box_public_key, create_keys, create_private_file, grouped, load_box_key
 from locker.config import CentralConfig, LockerConfig, load_config
 from locker.daemon import Locker
@@ -68,7 +69,9 @@ def demo_config(path: Path, data_dir: Path, port: str, http_port: int | None,
                 central_url: str) -> LockerConfig:
     config = load_config(path, port=port)
     http = config.http if http_port is None else dataclasses.replace(config.http, port=http_port)
-    central = CentralConfig(url=central_url, token_file=data_dir / "central.token",
+    # the reference central runs beside the demo on loopback, in clear
+    central = CentralConfig(url=central_url, allow_insecure=True,
+                            token_file=data_dir / "central.token",
                             command_key_file=data_dir / "central-commands.pub",
                             heartbeat_s=10.0, backoff_min_s=0.5, backoff_max_s=10.0)
     return dataclasses.replace(config, data_dir=data_dir, http=http, central=central)
@@ -197,11 +200,9 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
                  for name in rig.models}
         locker = Locker(config, BoardLockDriver(config.bus, config.compartments),
                         on_events=show_events, zones=zones)
-        runner = web.AppRunner(create_app(locker), access_log=None)
+        runner = make_runner(create_app(locker), config.http, access_log=False)
         await runner.setup()  # starts the locker: safe outputs, door read, reconcile, sync
-        site = web.TCPSite(runner, config.http.host, config.http.port)
-        await site.start()
-        url = f"http://{config.http.host}:{config.http.port}"
+        url = await start_site(runner, config.http)
         say(f"locker {config.locker_id} ready: {len(config.compartments)} compartments on"
             f" {len(config.bus.boards)} {config.bus.protocol} boards via {boards.port},"
             f" started in {locker.started_in_s:.2f} s")

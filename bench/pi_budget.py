@@ -134,6 +134,7 @@ poll_interval_s = 0.25
 {zones}
 [central]
 url = "{central_url}"
+allow_insecure = true
 [layout]
 compartments = [
 {chr(10).join(lines)}

@@ -71,7 +71,8 @@ def write_config(folder: Path, central_url: str, http_port: int, batch_size: int
     text = EXAMPLE.read_text()
     text = text.replace('data_dir = "../var/drive-lyon-07"', 'data_dir = "data"', 1)
     text = text.replace("port = 8080", f"port = {http_port}", 1)
-    text += (f'\n[central]\nurl = "{central_url}"\nbatch_size = {batch_size}\n'
+    text += (f'\n[central]\nurl = "{central_url}"\nallow_insecure = true\n'
+             f'batch_size = {batch_size}\n'
              f"backoff_min_s = {BACKOFF[0]}\nbackoff_max_s = {BACKOFF[1]}\n")
     path = folder / "locker.toml"
     path.write_text(text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -33,7 +34,14 @@ from locker.codes import (
 from locker.coldchain import export_csv
 from locker.config import LockerConfig, load_config
 from locker.daemon import sync_compartments
-from locker.datadir import DataDirLock, check_before_open, check_identity
+from locker.datadir import (
+    DataDirLock,
+    check_before_open,
+    check_identity,
+    check_private_dir,
+    make_private_dir,
+    make_private_file,
+)
 from locker.errors import LockerError
 from locker.keys import rotate_keys, settle_key_files
 from locker.model import Zone
@@ -92,9 +100,8 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     starts the locker), WATCHDOG=1 while the housekeeping loop turns, and STOPPING=1 on a
     signal; the transaction in flight finishes, the app stops, and the store closes cleanly.
     """
-    from aiohttp import web
-
     from api.app import create_app
+    from api.listener import make_runner, start_site
     from api.systemd import Notifier
     from api.updater import exit_code
     from hardware.systemclock import KernelClockStatus
@@ -104,13 +111,15 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     if redact is not None:
         redact.add(known_secrets(config))
     app = create_app(locker)
-    runner = web.AppRunner(app, shutdown_timeout=5.0)
+    runner = make_runner(app, config.http)
     await runner.setup()
-    site = web.TCPSite(runner, config.http.host, config.http.port if port is None else port)
-    await site.start()
     log = logging.getLogger("locker")
-    log.info("listening on http://%s:%s", config.http.host,
-             config.http.port if port is None else port)
+    try:
+        url = await start_site(runner, config.http, port)
+    except BaseException:  # a bad certificate, a port taken: the store still closes cleanly
+        await runner.cleanup()
+        raise
+    log.info("listening on %s", url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before READY: a stop may follow at once
@@ -148,6 +157,8 @@ def known_secrets(config: LockerConfig) -> list[str]:
 
 def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    os.umask(0o077)  # whatever the shell's umask, what init makes is the daemon's user's only
+    make_private_dir(config.data_dir)
     made = create_keys(config)
     token_made = create_private_file(config.ops_token_file, secrets.token_urlsafe(32))
     expected = check_before_open(config.database)
@@ -155,6 +166,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     identity = check_identity(store, config.locker_id, expected, time.time())
     sync_compartments(store, config, time.time())
     store.close()
+    for path in config.data_dir.glob(config.database.name + "*"):
+        make_private_file(path)
     print(f"code keys: {config.digest_key_file}, {config.box_key_file}"
           f" ({'created' if made else 'kept, they exist'})")
     print(f"box key for central: {box_public_key(load_box_key(config.box_key_file))}")
@@ -176,6 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     pin_import_paths()  # an update switches slots/current under us: stay on our own slot
     config = load_config(args.config, port=args.serial_port)
+    os.umask(0o077)  # backups, marks, the WAL: nobody else's (systemd's UMask says so too)
+    check_private_dir(config.data_dir)
     return asyncio.run(serve(config, build_driver(config), port=args.http_port,
                              redact=args.redact))
 

@@ -109,8 +109,9 @@ def read_private_file(path: Path, what: str) -> str | None:
 
 
 def create_private_file(path: Path, text: str) -> bool:
-    """Write `text` to a new file only its owner can read; False if it exists (never overwrite)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `text` to a new file only its owner can read; False if it exists (never overwrite).
+    A folder it makes is its owner's only too."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

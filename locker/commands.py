@@ -18,6 +18,8 @@ import binascii
 import json
 import logging
 import math
+import os
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -71,8 +73,17 @@ class Command:
 
 
 def load_command_key(path: Any) -> Ed25519PublicKey:
-    """Central's public key (PEM); the locker never holds the private half."""
+    """Central's public key (PEM); the locker never holds the private half. Whoever can write
+    the file can sign door openings, so it must belong to the daemon's user or root and be
+    writable by nobody else."""
     try:
+        owner, mode = os.stat(path).st_uid, os.stat(path).st_mode
+        if owner not in (0, os.geteuid()):
+            raise ConfigError(f"{path}: central's command key belongs to user {owner}, not to"
+                              f" the daemon's user or root; run: chown root {path}")
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(f"{path}: central's command key is writable by other users (mode"
+                              f" {oct(mode & 0o777)}); run: chmod go-w {path}")
         key = load_pem_public_key(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no central command key; copy central's public key"

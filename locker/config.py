@@ -7,7 +7,9 @@ a compartment on a board that is not declared. It never does I/O beyond reading 
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,11 @@ PROTOCOL_LIMITS: dict[str, tuple[int, int, int, int | None]] = {
     "winnsen": (0, 255, 16, 9600),
     "generic": (1, 31, 50, 9600),
 }
+# identifiers name files and URL paths: ASCII only (str.isalnum() takes "²" and "ａ"), matched
+# whole (fullmatch: a pattern's "$" would let "x\n" through)
+LOCKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+STAFF_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+COMPARTMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 BAUDS = (9600, 19200, 38400, 57600, 115200)
 MAX_CONFIG_BYTES = 1 << 20  # a locker with thousands of compartments fits in a tenth of this
 
@@ -185,14 +192,42 @@ class StaffPolicy:
     members: tuple[StaffMember, ...] = ()
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, an IPv6 one bare or in brackets) is this machine
+    only: anything else is reachable from the shop's network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class HttpConfig:
+    """The local app's listener. Loopback by default: the touchscreen's browser runs on the Pi;
+    listening on the shop's network needs TLS and an explicit allow_remote."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 4096
     screen_idle_s: float = 45.0  # the customer's screen goes back to the start after this
     # a request the daemon could not start acting on this long after it arrived does nothing
     stale_request_s: float = 5.0
+    tls_cert: Path | None = None  # PEM certificate chain: the app then serves HTTPS only
+    tls_key: Path | None = None  # its private key (PEM)
+    allow_remote: bool = False  # the operator's yes to a host other than loopback
+    # the Host headers answered (DNS rebinding): a name without a port matches any port
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    header_timeout_s: float = 10.0  # a connection's request line and headers must arrive by then
+    body_timeout_s: float = 10.0  # and a request's body within this of its headers
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
 
 @dataclass(frozen=True)
@@ -203,6 +238,7 @@ class CentralConfig:
     token_file: Path  # the locker's bearer token
     command_key_file: Path  # central's Ed25519 public key (PEM): commands must verify against it
     ca_file: Path | None = None  # trust this CA instead of the system's
+    allow_insecure: bool = False  # http:// accepted (a test bench, the demo); never in a shop
     poll_wait_s: float = 25.0
     batch_size: int = 100
     heartbeat_s: float = 60.0
@@ -356,6 +392,13 @@ class _Table:
     def optional_float(self, name: str) -> float | None:
         return None if name not in self.data else self.number(name)
 
+    def texts(self, name: str, default: Any = _REQUIRED) -> list[str]:
+        values: list[Any] = self._get(name, default, (list,), "an array of strings")
+        for value in values:
+            if not isinstance(value, str) or not value.strip():
+                raise self.error(name, f"must be an array of non-empty strings, not {value!r}")
+        return values
+
     def flag(self, name: str, default: Any = _REQUIRED) -> bool:
         value: bool = self._get(name, default, (bool,), "true or false")
         return value
@@ -464,8 +507,12 @@ def _compartment(table: _Table) -> CompartmentConfig:
         )
     if "board" in table.data and ("lock_pin" in table.data or "door_pin" in table.data):
         raise table.error("lock_pin", "a compartment is wired to a board or to GPIO, not both")
+    compartment_id = table.text("id")
+    if not COMPARTMENT_ID.fullmatch(compartment_id):
+        raise table.error("id", "use at most 32 letters, digits, '-', '_' and '.', starting with a"
+                          " letter or a digit")
     compartment = CompartmentConfig(
-        id=table.text("id"),
+        id=compartment_id,
         zone=_enum(table, "zone", Zone, tuple(z.value for z in Zone)),
         size=_enum(table, "size", Size, tuple(s.value for s in Size)),
         wiring=wiring,
@@ -592,7 +639,7 @@ def _staff(table: _Table | None) -> StaffPolicy:
     seen: set[str] = set()
     for member in table.tables("members"):
         staff_id = member.text("id")
-        if not all(ch.isalnum() or ch in "-_." for ch in staff_id) or len(staff_id) > 32:
+        if not STAFF_ID.fullmatch(staff_id):
             raise member.error("id", "use at most 32 letters, digits, '-', '_' and '.'")
         if staff_id in seen:
             raise member.error("id", f"{staff_id!r} declared twice")
@@ -610,6 +657,44 @@ def _staff(table: _Table | None) -> StaffPolicy:
     return policy
 
 
+def _http(table: _Table, base: Path) -> HttpConfig:
+    d = HttpConfig()
+    host = table.text("host", d.host)
+    cert, key = (table.text(name) if name in table.data else None
+                 for name in ("tls_cert", "tls_key"))
+    if (cert is None) != (key is None):
+        raise table.error("tls_key" if key is None else "tls_cert",
+                          "TLS needs both tls_cert and tls_key")
+    allow_remote = table.flag("allow_remote", False)
+    if not is_loopback(host):
+        # a listener on the shop's network is open to every phone on its Wi-Fi: never in clear,
+        # never by a typo
+        if cert is None:
+            raise table.error("tls_cert", f"host {host!r} is not loopback: serve it over TLS"
+                              " (give tls_cert and tls_key), or listen on 127.0.0.1")
+        if not allow_remote:
+            raise table.error("allow_remote", f"host {host!r} is not loopback: set"
+                              " allow_remote = true to answer other machines, or listen on"
+                              " 127.0.0.1")
+    own = [f"[{host}]" if ":" in host and not host.startswith("[") else host]
+    allowed = table.texts("allowed_hosts", [*LOOPBACK_NAMES, *own])
+    http = HttpConfig(
+        host=host,
+        port=table.integer("port", d.port, lo=0, hi=65535),
+        max_body_bytes=table.integer("max_body_bytes", d.max_body_bytes, lo=256, hi=1 << 20),
+        screen_idle_s=table.number("screen_idle_s", d.screen_idle_s, lo=1, hi=3600),
+        stale_request_s=table.number("stale_request_s", d.stale_request_s, lo=1, hi=60),
+        tls_cert=(base / cert).resolve() if cert else None,
+        tls_key=(base / key).resolve() if key else None,
+        allow_remote=allow_remote,
+        allowed_hosts=tuple(dict.fromkeys(h.strip().lower() for h in allowed)),
+        header_timeout_s=table.number("header_timeout_s", d.header_timeout_s, lo=0.1, hi=300),
+        body_timeout_s=table.number("body_timeout_s", d.body_timeout_s, lo=0.1, hi=300),
+    )
+    table.done()
+    return http
+
+
 def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig | None:
     if table is None:
         return None
@@ -617,10 +702,16 @@ def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig 
     if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
         raise table.error("url", f"must be https://host/... (or http:// on a test bench), not"
                                  f" {url!r}")
+    allow_insecure = table.flag("allow_insecure", False)
+    if url.startswith("http://") and not allow_insecure:
+        # in clear, anyone on the shop's network reads the locker's token and feeds it orders
+        raise table.error("url", f"{url!r} is not https: use https://, or on a test bench set"
+                                 " central.allow_insecure = true")
     ca = table.text("ca_file") if "ca_file" in table.data else None
     d = CentralConfig(url, Path(), Path())
     central = CentralConfig(
         url=url,
+        allow_insecure=allow_insecure,
         token_file=data_dir / table.text("token_file", "central.token"),
         command_key_file=data_dir / table.text("command_key_file", "central-commands.pub"),
         ca_file=(base / ca).resolve() if ca else None,
@@ -655,6 +746,9 @@ def _update(table: _Table | None, base: Path, central: CentralConfig | None
     if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
         raise table.error("repository_url", f"must be https://host/... (or http:// on a test"
                                             f" bench), not {url!r}")
+    if url.startswith("http://") and not central.allow_insecure:
+        raise table.error("repository_url", f"{url!r} is not https: use https://, or on a test"
+                                            " bench set central.allow_insecure = true")
     d = UpdateConfig(Path(), Path(), "")
     quiet_hour = table.integer("quiet_hour", -1, lo=-1, hi=23)
     update = UpdateConfig(
@@ -698,8 +792,8 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     locker = root.table("locker", required=True)
     assert locker is not None
     locker_id = locker.text("id")
-    if not all(ch.isalnum() or ch in "-_." for ch in locker_id):
-        raise locker.error("id", "use letters, digits, '-', '_' and '.' only")
+    if not LOCKER_ID.fullmatch(locker_id):
+        raise locker.error("id", "use at most 64 letters, digits, '-', '_' and '.'")
     data_dir = (base / locker.text("data_dir", "var")).resolve()
     locker.retired("secret_file", "pickup codes are random now and no code generator is kept"
                    " (docs/adr/0008); the code keys are data_dir/code-digest.key and"
@@ -769,16 +863,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         doors_t.done()
 
     http_t = root.table("http")
-    http = HttpConfig()
-    if http_t is not None:
-        http = HttpConfig(
-            host=http_t.text("host", "127.0.0.1"),
-            port=http_t.integer("port", 8080, lo=0, hi=65535),
-            max_body_bytes=http_t.integer("max_body_bytes", 4096, lo=256, hi=1 << 20),
-            screen_idle_s=http_t.number("screen_idle_s", 45.0, lo=1, hi=3600),
-            stale_request_s=http_t.number("stale_request_s", 5.0, lo=1, hi=60),
-        )
-        http_t.done()
+    http = HttpConfig() if http_t is None else _http(http_t, base)
 
     staff = _staff(root.table("staff"))
     zones = _zones(root.table("zones"))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from locker.errors import StoreError
+from locker.errors import ConfigError, StoreError
 from locker.store import Store, Tx
 
 log = logging.getLogger("locker.datadir")
@@ -132,6 +132,31 @@ def give_identity(store: Store, locker_id: str, now: float) -> Identity:
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     write_durably(identity_file(store.path), identity.as_json())
     return identity
+
+
+def make_private_dir(path: Path) -> None:
+    """The data dir, made (or put back) 0700 whatever the umask: it holds the store, the
+    secrets' digests and the backups, which are nobody else's business on the Pi."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a data dir other users may enter or read (`locker init` and systemd's
+    StateDirectoryMode make it 0700): a copy of the store or a backup holds every order."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # the store makes it, 0700
+    if mode & 0o077:
+        raise ConfigError(f"{path}: the data dir is open to other users (mode"
+                          f" {oct(mode & 0o777)}); run: chmod 700 {path}")
+
+
+def make_private_file(path: Path) -> None:
+    """A file of the store (the database, its WAL, its sidecars) readable by its owner only."""
+    if path.exists():
+        os.chmod(path, 0o600)
 
 
 def check_before_open(database: Path) -> Identity | None:

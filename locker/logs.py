@@ -37,12 +37,14 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 line[key] = value
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class Redact(logging.Filter):
-    """Replace known secrets in a record's message, arguments and traceback."""
+    """Replace known secrets everywhere in a record: its message with the arguments merged in,
+    every field passed with `extra=` (the JSON lines carry them all, aiohttp's access log its
+    `first_request_line` among them), the traceback and the stack."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -57,14 +59,33 @@ class Redact(logging.Filter):
         if not self.secrets:
             return True
         message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
         clean = self._clean(message)
         if clean != message:
             record.msg, record.args = clean, None
-        if record.exc_text:
-            record.exc_text = self._clean(record.exc_text)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        for key, value in vars(record).items():
+            if key not in _STANDARD or key in ("exc_text", "stack_info"):
+                setattr(record, key, self._scrub(value))
         return True
+
+    def _scrub(self, value: Any) -> Any:
+        """The value with every secret replaced, looking inside strings, bytes and containers;
+        any other object is judged by its text, as the JSON line would print it."""
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, str):
+            return self._clean(value)
+        if isinstance(value, bytes):
+            clean = self._clean(value.decode("utf-8", "replace"))
+            return value if clean == value.decode("utf-8", "replace") else clean
+        if isinstance(value, dict):
+            return {self._scrub(k): self._scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [self._scrub(v) for v in value]
+        text = str(value)
+        clean = self._clean(text)
+        return value if clean == text else clean
 
     def _clean(self, text: str) -> str:
         for secret in self.secrets:

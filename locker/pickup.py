@@ -29,7 +29,7 @@ from locker.throttle import GLOBAL_SCOPE
 from locker.unlocking import Door, pulse
 
 log = logging.getLogger("locker.pickup")
-SCREEN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+SCREEN_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # fullmatch only: "$" lets "x\n" in
 
 
 class PickupRefused(LockerError):
@@ -62,7 +62,7 @@ class PickupService:
         self.expiry_suspended = expiry_suspended
 
     async def collect(self, typed: str, screen: str = "front") -> PickupResult:
-        if not SCREEN_ID.match(screen):
+        if not SCREEN_ID.fullmatch(screen):
             raise PickupRefused("bad_screen", "screen: 1-32 lower-case letters, digits, - or _")
         code = self.codes.normalise(typed)  # BadCodeFormat: costs no token
         now = self.clock.now()

@@ -325,7 +325,7 @@ class Store:
         self.unwritable_since: float | None = None
         self.unwritable_reason = ""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # plain sqlite3: the store needs a handful of calls, and sqlite-utils (with click,
             # dateutil and pluggy) would cost the daemon 5 MB of its 60 MB (docs/performance.md)
             self.db = sqlite3.connect(str(path), timeout=10.0)

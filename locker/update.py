@@ -35,7 +35,7 @@ from locker.errors import LockerError
 from locker.model import DoorState, OrderState
 from locker.store import Store, Tx
 
-VERSION = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
+VERSION = re.compile(r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})")
 RESTART_EXIT_CODE = 75  # EX_TEMPFAIL; the unit's RestartForceExitStatus=75 starts us again
 STATE_FILE = "update-state.json"
 WANTED_KEY = "update.wanted"  # what central last asked for (meta, JSON)
@@ -67,7 +67,7 @@ class BadVersion(LockerError, ValueError):
 def parse_version(text: object) -> tuple[int, int, int]:
     if not isinstance(text, str):
         raise BadVersion(f"a version is a string X.Y.Z, not {text!r:.40}")
-    match = VERSION.match(text)
+    match = VERSION.fullmatch(text)
     if match is None:
         raise BadVersion(f"{text[:40]!r} is not a version X.Y.Z (three numbers, no leading 0)")
     major, minor, patch = (int(part) for part in match.groups())

@@ -52,8 +52,8 @@ ORDER_STATES = ("received", "allocated", "loaded", "ready", "collecting", "colle
                 "reclaiming", "reclaimed", "cancelled")
 FAULT_MODES = ("none", "error", "slow", "garbage", "oversized", "wrong_types", "unknown_fields")
 LOCKER_CALLS = ("feed", "events", "heartbeat")  # route names; faults touch only these
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")  # not "." or ".."
-KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")  # not "." or ".."
+KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
 ERROR_WORDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 413: "too_large", 500: "internal"}
 # what the wrong_types fault answers: the right field names, the wrong JSON types

@@ -29,7 +29,7 @@ from locker.model import CompartmentState, OrderState
 from locker.store import Tx
 
 log = logging.getLogger("locker.orders")
-ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch only
 # orders whose goods a courier takes back (a cancelled order keeps compartments only with goods)
 RECLAIMABLE = (OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED)
 # why a loaded order is not ready yet
@@ -66,7 +66,7 @@ def receive(tx: Tx, config: LockerConfig, order_id: str, bags: Sequence[NewBag],
             version: int = 1) -> None:
     """Take an order in, waiting for a courier to load it, with the digest of its code (the code
     opens nothing before the order is ready, and nothing after it is finished)."""
-    if not ORDER_ID.match(order_id):
+    if not ORDER_ID.fullmatch(order_id):
         raise OrderRejected(f"order id {order_id!r}: 1-64 letters, digits, '.', '_' or '-'")
     if not bags:
         raise OrderRejected(f"order {order_id}: give at least one bag")

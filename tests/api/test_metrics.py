@@ -281,6 +281,7 @@ async def test_zone_temperature_setpoint_compressor_and_its_duty(config: LockerC
 
 async def test_central_reachability_and_the_time_since_its_last_answer(tmp_path: Path) -> None:
     path = write_config(tmp_path, SMALL_CONFIG + '\n[central]\nurl = "http://127.0.0.1:9/v1"\n'
+                        'allow_insecure = true\n'
                         "outage_alarm_s = 60\n")
     config = load_config(path)
     create_keys(config)

@@ -144,7 +144,8 @@ class Probe:
 async def served_metrics(tmp_path: Path) -> set[str]:
     """Every sample name GET /metrics serves on a locker with boards, a probe, central, an
     alarm: everything api/metrics.py can say."""
-    path = write_config(tmp_path, SMALL_CONFIG + '\n[central]\nurl = "http://127.0.0.1:9/v1"\n')
+    path = write_config(tmp_path, SMALL_CONFIG + '\n[central]\nurl = "http://127.0.0.1:9/v1"\n'
+                        'allow_insecure = true\n')
     config = load_config(path)
     assert config.central is not None
     create_keys(config)

@@ -32,6 +32,7 @@ from tests.integration.conftest import OPS_TOKEN, Rig, config_text
 SYNC = """
 [central]
 url = "{url}"
+allow_insecure = true
 poll_wait_s = 2
 heartbeat_s = 1
 request_timeout_s = 2

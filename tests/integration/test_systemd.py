@@ -56,7 +56,7 @@ async def test_ready_watchdog_and_a_clean_stop_under_systemd(tmp_path: Path) -> 
     added = subprocess.run(
         [sys.executable, "-m", "locker.cli", "order-add", "--config", str(path), "--id", "s-1",
          "--bag", "fresh:S"], cwd=ROOT, capture_output=True, text=True, check=True)
-    code = added.stdout.split("pickup code: ")[1].strip()
+    code = added.stdout.split("pickup code: ")[1].strip()  # 123 4567 8901
 
     notify = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -94,7 +94,8 @@ async def test_ready_watchdog_and_a_clean_stop_under_systemd(tmp_path: Path) -> 
     assert {"ts", "level", "logger", "msg"} <= set(lines[0])
     assert any("ready in" in line["msg"] for line in lines)
     assert lines[-1]["msg"] == "stopped; store closed"
-    for secret in (code, load_secret(config.secret_file), OPS_TOKEN,
+    for secret in (code, code.replace(" ", ""), config.digest_key_file.read_text().strip(),
+                   config.box_key_file.read_text().strip(), OPS_TOKEN,
                    load_secret(config.staff_secret_file("courier-1"))):
         assert secret not in stderr
     wal = Path(f"{config.database}-wal")

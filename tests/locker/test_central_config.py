@@ -59,7 +59,7 @@ def test_files_are_placed_where_the_docs_say(tmp_path: Path,
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     path = with_central(folder, '\n'.join([
-        'url = "http://127.0.0.1:9000/v1"',
+        'url = "http://127.0.0.1:9000/v1"', "allow_insecure = true",
         'token_file = "secrets/central.token"',
         'command_key_file = "keys/central.pub"',
         'ca_file = "certs/central-ca.pem"']))
@@ -97,6 +97,11 @@ URL = 'url = "https://central.example.com/v1"'
         ('url = "ftp://central.example.com/v1"', r"central\.url: must be https://host"),
         ('url = "https://"', r"central\.url: must be https://host"),
         ("url = 443", r"central\.url: must be a string, not int 443"),
+        ('url = "http://central.example.com/v1"',
+         r"central\.url: 'http://central\.example\.com/v1' is not https: use https://, or on a"
+         r" test bench set central\.allow_insecure = true"),
+        ('url = "http://central.example.com/v1"\nallow_insecure = "yes"',
+         r"central\.allow_insecure: must be true or false"),
         (URL + '\ncafile = "ca.pem"', r"central\.cafile: unknown key"),
         (URL + "\npoll_wait_s = 31",
          r"central\.poll_wait_s: must be between 0 and 30, not 31"),

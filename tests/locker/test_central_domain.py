@@ -36,6 +36,7 @@ from tests.locker.fakes import FakeDriver
 CENTRAL = """
 [central]
 url = "http://127.0.0.1:9/v1"
+allow_insecure = true
 remote_opens_burst = 2
 remote_opens_per_hour = 1
 outbox_max_events = 100

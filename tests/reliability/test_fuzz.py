@@ -657,7 +657,7 @@ def test_http_api_survives_any_header_bytes(tmp_path: Path) -> None:
         def one_request(route: Route, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
             COUNTS["http api raw header sets"] += 1
             path = route.template.replace("{order}", "r1").replace("{compartment}", "A1")
-            request = (f"{route.method} {path} HTTP/1.1\r\nHost: locker\r\n".encode()
+            request = (f"{route.method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
                        + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
                        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                        + body)
@@ -1244,7 +1244,7 @@ def test_non_utf8_bytes_in_x_ops_token_are_a_401_not_a_500(tmp_path: Path) -> No
     async def call(rig: HttpRig) -> bytes:
         reader, writer = await asyncio.open_connection(rig.http.server.host,
                                                        rig.http.server.port)
-        writer.write(b"GET /api/ops/state HTTP/1.1\r\nHost: locker\r\n"
+        writer.write(b"GET /api/ops/state HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      b"X-Ops-Token: \xff\xfe\r\nConnection: close\r\n\r\n")
         await writer.drain()
         answer = await reader.read()
@@ -1262,7 +1262,7 @@ def test_non_utf8_bytes_in_x_ops_token_are_a_401_not_a_500(tmp_path: Path) -> No
     " before the app's middlewares; create_app could pass its own expect_handler"))
 def test_non_utf8_bytes_in_expect_are_a_417_not_a_500(tmp_path: Path) -> None:
     async def call(rig: HttpRig) -> int:
-        status, _, _ = await _raw_exchange(rig, b"POST /api/pickup HTTP/1.1\r\nHost: locker\r\n"
+        status, _, _ = await _raw_exchange(rig, b"POST /api/pickup HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                            b"Expect: \x80\r\nContent-Length: 0\r\n"
                                            b"Connection: close\r\n\r\n")
         return status

@@ -71,6 +71,7 @@ keep_finished_days = 1
 
 [central]
 url = "{url}"
+allow_insecure = true
 heartbeat_s = 3600
 backoff_min_s = 0.05
 backoff_max_s = 0.5
