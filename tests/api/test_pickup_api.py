@@ -106,3 +106,23 @@ async def test_a_deeply_nested_body_is_a_400(client) -> None:
     response = await http.post("/api/pickup", data=body,
                                headers={"Content-Type": "application/json"})
     assert response.status == 400
+
+
+async def test_a_typo_is_answered_check_the_code_at_once_and_costs_no_guess(client) -> None:
+    http, locker, driver = client
+    added = add_ready_order(locker.store, locker.config, locker.codes, locker.clock.now(), "o1",
+                            [parse_bag("fresh:S")])
+    code = added.code
+    swapped = code[:4] + code[5] + code[4] + code[6:] if code[4] != code[5] else None
+    typos = [code[:3] + str((int(code[3]) + 1) % 10) + code[4:], *([swapped] if swapped else [])]
+    before = snapshot(locker)
+    for _ in range(20):  # far more than the throttle lets through as guesses
+        for typo in typos:
+            response = await http.post("/api/pickup", json={"code": typo, "screen": "front"})
+            assert response.status == 400
+            body = await response.json()
+            assert (body["error"], body["field"]) == ("check_the_code", "code")
+            assert "check the code" in body["message"]
+    assert snapshot(locker) == before and not driver.unlocked
+    response = await http.post("/api/pickup", json={"code": f"{code[:3]} {code[3:7]} {code[7:]}"})
+    assert response.status == 200  # the code as printed, in its groups

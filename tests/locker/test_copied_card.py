@@ -10,14 +10,17 @@ from pathlib import Path
 import pyotp
 import pytest
 
+from locker.cli import parser
 from locker.clock import SimClock
 from locker.codes import DigestKey, create_private_file, load_digest_key, new_code
-from locker.config import LockerConfig
+from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
-from locker.errors import ConfigError
+from locker.datadir import DataDirLock
+from locker.errors import ConfigError, LockerError
 from locker.keys import KEY_META, pending_file, rotate_keys, settle_key_files
 from locker.pickup import PickupRefused
 from locker.store import Store
+from tests.conftest import write_config
 from tests.locker.fakes import FakeDriver
 from tests.locker.test_central_domain import central_config, feed, load, order
 
@@ -151,3 +154,38 @@ def test_a_rotation_cut_at_any_point_settles_to_a_key_that_fits(
             settle_key_files(config, store, 4.0)
     finally:
         store.close()
+
+
+def test_the_commands_draw_show_once_and_rotate(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    assert run_cli("init", "--config", str(path)) == 0
+    assert "box key for central: " in capsys.readouterr().out
+    assert run_cli("order-add", "--config", str(path), "--id", "o1", "--bag", "fresh:S") == 0
+    said = capsys.readouterr().out
+    code = said.split("pickup code: ")[1].strip().replace(" ", "")
+    assert len(code) == 11 and "shown this once" in said
+    config = load_config(path)
+    lock = DataDirLock(config.database)
+    lock.acquire()  # the daemon runs: its key must not change under it
+    try:
+        with pytest.raises(LockerError):
+            run_cli("rotate-keys", "--config", str(path))
+    finally:
+        lock.release()
+    assert run_cli("rotate-keys", "--config", str(path)) == 0
+    assert "1 open orders re-keyed" in capsys.readouterr().out
+    store = Store(config.database)
+    try:
+        key = settle_key_files(config, store, 0.0)
+        assert store.read().one("SELECT code_digest FROM orders WHERE id = 'o1'") == {
+            "code_digest": key.digest(code)}
+    finally:
+        store.close()
+
+
+def run_cli(*argv: str) -> int:
+    args = parser().parse_args(argv)
+    args.redact = None
+    code: int = args.func(args)
+    return code
