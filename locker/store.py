@@ -192,6 +192,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the length of a running lockout: a wall clock set back never makes it longer
         "ALTER TABLE throttle ADD COLUMN lockout_s REAL NOT NULL DEFAULT 0",
     ),
+    (
+        # wrong codes slow a scope down instead of locking it out (docs/adr/0004); the old
+        # per-screen and locker-wide buckets mean nothing now (central's remote openings stay)
+        """CREATE TABLE slowdown (
+            scope TEXT PRIMARY KEY,
+            wrong REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            next_at REAL NOT NULL,
+            delay_s REAL NOT NULL
+        )""",
+        "DELETE FROM throttle WHERE scope <> 'remote:open'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
