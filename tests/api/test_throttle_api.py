@@ -108,3 +108,23 @@ async def test_a_courier_logs_in_while_codes_are_guessed(client) -> None:
         "staff": "courier-1", "code": pyotp.TOTP(secret).at(time.time())})
     assert login.status == 200, await login.text()
 
+
+async def test_ops_see_the_throttle_and_clear_it_saying_who_and_why(client) -> None:
+    http, locker, _ = client
+    code, wrong = pickup_codes(locker, "o1")
+    for guess in wrong[:4]:
+        await http.post("/api/pickup", json={"code": guess})
+    assert (await http.get("/api/ops/throttle")).status == 401
+    seen = await (await http.get("/api/ops/throttle", headers=OPS)).json()
+    assert 0 < seen["scopes"]["pickup"]["wait_s"] <= MAX_DELAY_S
+    assert seen["scopes"]["pickup"]["recent_wrong_codes"] == pytest.approx(3, abs=0.01)
+    assert seen["scopes"]["login"]["wait_s"] == 0
+    refused = await http.post("/api/ops/throttle/clear", json={"by": "ana"}, headers=OPS)
+    assert (refused.status, (await refused.json())["field"]) == (400, "reason")
+    cleared = await http.post("/api/ops/throttle/clear", headers=OPS, json={
+        "by": "ana", "reason": "a customer on the phone", "scope": "pickup"})
+    assert cleared.status == 200
+    assert (await cleared.json())["scopes"]["pickup"]["wait_s"] == 0
+    [event] = [e for e in locker.store.events() if e.kind == "security.throttle_cleared"]
+    assert event.payload["by"] == "ops:ana" and event.payload["reason"] == "a customer on the phone"
+    assert (await http.post("/api/pickup", json={"code": code})).status == 200
