@@ -5,7 +5,9 @@ comes after them waits more than max_delay_s."""
 from __future__ import annotations
 
 import math
+import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,3 +209,26 @@ def test_a_first_delay_over_the_cap_is_refused(tmp_path: Path) -> None:
     text = SMALL_CONFIG.replace("first_delay_s = 10", "first_delay_s = 60")
     with pytest.raises(ConfigError, match="first_delay_s: must not be over max_delay_s"):
         load_config(write_config(tmp_path, text))
+
+
+def test_locker_throttle_shows_and_clears_it(config_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from locker.cli import main
+
+    config = load_config(config_path)
+    rig = Rig(config.database, Store(config.database))
+    now = time.time()
+    for _ in range(3):
+        guess(rig, config.throttle, PICKUP_SCOPE, now, "front")
+    rig.store.close()
+    assert main(["throttle", "--config", str(config_path)]) == 0
+    shown = capsys.readouterr().out  # the real clock: a little of the wait and count is gone
+    assert re.search(r"pickup  wait +(9\.\d|10\.0) s, recent wrong codes (2\.9\d|3\.00)", shown)
+    assert main(["throttle", "--clear", "--config", str(config_path)]) == 2
+    assert "--reason" in capsys.readouterr().err
+    assert main(["throttle", "--clear", "--reason", "tested", "--config", str(config_path)]) == 0
+    assert "pickup  wait  0.0 s, recent wrong codes 0.00" in capsys.readouterr().out
+    store = Store(config.database)
+    [event] = [e for e in store.events() if e.kind == "security.throttle_cleared"]
+    assert event.payload["by"].startswith("cli:") and event.payload["reason"] == "tested"
+    store.close()
