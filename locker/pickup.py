@@ -68,7 +68,7 @@ class PickupService:
     async def collect(self, typed: str, screen: str = "front") -> PickupResult:
         if not SCREEN_ID.match(screen):
             raise PickupRefused("bad_screen", "screen: 1-32 lower-case letters, digits, - or _")
-        code = self.codes.normalise(typed)  # BadCodeFormat: costs no token
+        code = self.codes.normalise(typed)  # BadCodeFormat: judged by no one, costs nothing
         now = self.clock.now()
         wait = attempts.wait(self.store, PICKUP_SCOPE, now)
         if wait > 0:
