@@ -8,6 +8,7 @@ strict: an unknown field or a wrong type is a 400 that changes nothing.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -42,6 +43,11 @@ log = logging.getLogger("locker.api")
 STATIC = Path(__file__).parent / "static"
 
 
+def seconds(wait_s: float) -> int:
+    """A wait in whole seconds, rounded up: a screen that comes back then is never early."""
+    return math.ceil(wait_s)
+
+
 @web.middleware
 async def errors_as_json(request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,15 +62,16 @@ async def errors_as_json(request: web.Request,
         return response
     except BadCodeFormat as exc:
         return problem(400, exc.reason, str(exc), field="code")
-    except Throttled as exc:
-        response = problem(429, exc.reason, str(exc), retry_after_s=round(exc.retry_after_s))
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    except Throttled as exc:  # nothing was judged: the screen sends the same code again then
+        response = problem(429, exc.reason, str(exc), retry_after_s=seconds(exc.retry_after_s))
+        response.headers["Retry-After"] = str(max(1, seconds(exc.retry_after_s)))
         return response
     except LoginRefused as exc:
         status = 429 if exc.reason == "throttled" else 403
-        response = problem(status, exc.reason, str(exc), retry_after_s=round(exc.retry_after_s))
+        response = problem(status, exc.reason, str(exc),
+                           retry_after_s=seconds(exc.retry_after_s))
         if exc.retry_after_s > 0:
-            response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+            response.headers["Retry-After"] = str(max(1, seconds(exc.retry_after_s)))
         return response
     except NotAllowed as exc:
         return problem(403 if exc.reason == "role" else 401, exc.reason, str(exc))
@@ -80,7 +87,7 @@ async def errors_as_json(request: web.Request,
         return problem(404, "no_compartment", str(exc))
     except PickupRefused as exc:
         status = 400 if exc.reason == "bad_screen" else 403
-        return problem(status, exc.reason, str(exc), retry_after_s=round(exc.retry_after_s))
+        return problem(status, exc.reason, str(exc), retry_after_s=seconds(exc.retry_after_s))
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[LOCKER].config.http.max_body_bytes
         return problem(413, "too_large", f"request body over {limit} bytes")

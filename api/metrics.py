@@ -42,7 +42,7 @@ from locker.update import ROLLBACKS_KEY
 PERSON_KINDS = ("customer", "courier", "technician", "central", "ops")
 ACTOR_KINDS = (*PERSON_KINDS, "forced")
 DUTY_WINDOW_S = 3600.0
-# refusals that spend a throttle token: a guess, not a used or expired code
+# refusals the throttle counts as wrong codes: a guess, not a used or expired code
 PICKUP_FAILURES = ("wrong_code",)
 STAFF_FAILURES = ("wrong_code", "replayed")
 

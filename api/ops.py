@@ -2,7 +2,8 @@
 state, live feed and remote maintenance (behind the ops token, `X-Ops-Token`).
 
 Reads only, except the two maintenance actions, which go through the same use cases as a
-technician's, with "ops" as the actor.
+technician's, with "ops" as the actor, and clearing the guessing throttle (an event for central
+says who and why).
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ from typing import Any
 from aiohttp import web
 
 from api.central import CENTRAL, CentralLink
-from api.common import LOCKER, open_compartment, set_in_service, staff_session
+from api.common import (
+    LOCKER,
+    BadRequest,
+    open_compartment,
+    read_json,
+    set_in_service,
+    staff_session,
+)
 from api.live import LiveFeed
+from locker import attempts
 from locker.codes import CODE_DIGITS
 from locker.config import BoardWiring
 from locker.daemon import Locker
 from locker.model import Zone
 from locker.sync import outage_since
+from locker.throttle import SCOPES
 
 LIVE = web.AppKey("live", LiveFeed)
 HEARTBEAT_S = 15.0
@@ -186,6 +196,41 @@ async def ops_service(request: web.Request) -> web.Response:
     return await set_in_service(request, OPS_ACTOR)
 
 
+def throttle_view(locker: Locker) -> dict[str, Any]:
+    policy = locker.config.throttle
+    with_policy = {"max_delay_s": policy.max_delay_s, "free_wrong_codes": policy.free_wrong_codes,
+                   "forget_per_hour": policy.forget_per_hour}
+    return {"scopes": attempts.report(locker.store.read(), policy, locker.clock.now()),
+            "policy": with_policy}
+
+
+async def ops_get_throttle(request: web.Request) -> web.Response:
+    """Each scope's wait, recent wrong codes and the delay the next wrong code would set."""
+    require_ops(request)
+    return web.json_response(throttle_view(_locker(request)))
+
+
+async def ops_clear_throttle(request: web.Request) -> web.Response:
+    """Forget the wrong codes of one scope (or both): `reason` is required, `by` names the
+    person; both go to central in `security.throttle_cleared`."""
+    require_ops(request)
+    locker = _locker(request)
+    body = await read_json(request, {"reason": str, "by": str, "scope": str})
+    reason, by = body.get("reason", "").strip(), body.get("by", "").strip()
+    if not reason or len(reason) > 200:
+        raise BadRequest("reason", "reason (1-200 characters) is required: central reads it")
+    if len(by) > 64:
+        raise BadRequest("by", "by: at most 64 characters")
+    scope = body.get("scope")
+    if scope is not None and scope not in SCOPES:
+        raise BadRequest("scope", f"scope must be one of {', '.join(SCOPES)} (or left out: both)")
+    scopes = SCOPES if scope is None else (scope,)
+    actor = f"{OPS_ACTOR}:{by}" if by else OPS_ACTOR
+    with locker.store.transaction(locker.clock.now()) as tx:
+        before = attempts.clear(tx, locker.config.throttle, scopes, tx.now, actor, reason)
+    return web.json_response({"cleared": before, **throttle_view(locker)})
+
+
 def add_routes(app: web.Application) -> None:
     feed = LiveFeed()
     app[LIVE] = feed
@@ -195,3 +240,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/ops/stream", ops_stream)
     app.router.add_post("/api/ops/compartments/{compartment}/open", ops_open)
     app.router.add_post("/api/ops/compartments/{compartment}/service", ops_service)
+    app.router.add_get("/api/ops/throttle", ops_get_throttle)
+    app.router.add_post("/api/ops/throttle/clear", ops_clear_throttle)

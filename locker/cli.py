@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import secrets
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pyotp
 
-from locker import __version__, logs
+from locker import __version__, attempts, logs
 from locker.backup import restore, take
 from locker.codes import (
     PickupCodes,
@@ -48,6 +49,7 @@ from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.staff import create_secret, load_secret
 from locker.store import Store
+from locker.throttle import SCOPES
 
 if TYPE_CHECKING:
     from locker.logs import Redact
@@ -361,6 +363,27 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_throttle(args: argparse.Namespace) -> int:
+    """The guessing throttle of each scope; --clear forgets it (central hears who and why)."""
+    config = load_config(args.config)
+    if args.clear and not (args.reason or "").strip():
+        raise LockerError("--clear needs --reason: central reads who cleared it and why")
+    store = Store(config.database)
+    try:
+        now = time.time()
+        if args.clear:
+            with store.transaction(now) as tx:
+                attempts.clear(tx, config.throttle, SCOPES, now, f"cli:{getpass.getuser()}",
+                               args.reason.strip())
+        for scope, view in attempts.report(store.read(), config.throttle, now).items():
+            print(f"{scope:<7} wait {view['wait_s']:>4.1f} s, recent wrong codes"
+                  f" {view['recent_wrong_codes']:.2f}, a wrong code now would set"
+                  f" {view['delay_after_a_wrong_code_s']:.1f} s")
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     copy = take(config.database, Path(args.to))
@@ -438,6 +461,10 @@ def parser() -> argparse.ArgumentParser:
     p = command("staff-secret", "create a courier's or technician's TOTP secret")
     p.add_argument("--id", required=True, help="the member's id in [[staff.members]]")
     p.set_defaults(func=cmd_staff_secret)
+    p = command("throttle", "show the guessing throttle (pickup codes, staff logins)")
+    p.add_argument("--clear", action="store_true", help="forget the wrong codes of both scopes")
+    p.add_argument("--reason", help="why (required with --clear; sent to central)")
+    p.set_defaults(func=cmd_throttle)
     haccp = sub.add_parser("haccp", help="the cold-chain record (HACCP)")
     p = haccp.add_subparsers(dest="haccp_command", required=True).add_parser(
         "export", help="write the temperature record between two days as CSV")

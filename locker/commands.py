@@ -216,10 +216,10 @@ class RemoteCommands:
         assert self.config.central is not None
         limits = Limits(self.config.central.remote_opens_burst,
                         self.config.central.remote_opens_per_hour / 3600.0)
-        current = refilled(attempts.load(tx, REMOTE_OPEN_SCOPE, limits, now), limits, now)
+        current = refilled(attempts.load_bucket(tx, REMOTE_OPEN_SCOPE, limits, now), limits, now)
         if current.tokens < 1.0:
             return False
-        attempts.save(tx, REMOTE_OPEN_SCOPE, replace(current, tokens=current.tokens - 1.0))
+        attempts.save_bucket(tx, REMOTE_OPEN_SCOPE, replace(current, tokens=current.tokens - 1.0))
         return True
 
     @staticmethod

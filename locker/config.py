@@ -159,16 +159,26 @@ class CodePolicy:
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """Guessing defence (RFC 4226 section 7.3): token buckets per screen and for the locker."""
+    """Guessing defence (locker.throttle): wrong codes slow the locker down, up to a cap."""
 
-    screen_capacity: int = 5
-    screen_refill_per_hour: float = 30.0
-    global_capacity: int = 20
-    global_refill_per_hour: float = 30.0
-    lockout_base_s: float = 30.0
-    lockout_max_s: float = 3600.0
+    free_wrong_codes: int = 2  # recent wrong codes that cost no delay: a customer's own slips
+    first_delay_s: float = 1.0  # the delay after the first one past those, doubling each time
+    max_delay_s: float = 30.0  # the longest wait before a code is judged
+    forget_per_hour: float = 30.0  # recent wrong codes forgotten an hour
     alarm_failures: int = 10
     alarm_window_s: float = 600.0
+
+
+# the lockout throttle's keys, and what replaced each (an old config gets told, not a typo)
+OLD_THROTTLE_KEYS = {
+    "screen_capacity": "nothing (a screen is named by the client; the locker counts for all)",
+    "screen_refill_per_hour": "nothing (a screen is named by the client; the locker counts"
+                              " for all)",
+    "global_capacity": "free_wrong_codes and first_delay_s",
+    "global_refill_per_hour": "forget_per_hour",
+    "lockout_base_s": "first_delay_s",
+    "lockout_max_s": "max_delay_s",
+}
 
 
 @dataclass(frozen=True)
@@ -427,6 +437,11 @@ class _Table:
         """A key an older version read: refused with what replaced it, never silently kept."""
         if name in self.data:
             raise self.error(name, f"no longer used: {why}; remove it")
+
+    def replaced(self, old_keys: Mapping[str, str], why: str) -> None:
+        """Refuse a key that no longer means anything, saying what replaced it."""
+        for name in sorted(set(self.data) & set(old_keys)):
+            raise self.error(name, f"no longer used ({why}); replaced by {old_keys[name]}")
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -838,19 +853,22 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     throttle_t = root.table("throttle")
     throttle = ThrottlePolicy()
     if throttle_t is not None:
+        throttle_t.replaced(OLD_THROTTLE_KEYS, "wrong codes now slow the locker down instead of"
+                            " locking it out (README, Guessing a code)")
         d = ThrottlePolicy()
         throttle = ThrottlePolicy(
-            screen_capacity=throttle_t.integer("screen_capacity", d.screen_capacity, lo=1, hi=100),
-            screen_refill_per_hour=throttle_t.number(
-                "screen_refill_per_hour", d.screen_refill_per_hour, lo=0.01, hi=3600),
-            global_capacity=throttle_t.integer("global_capacity", d.global_capacity, lo=1, hi=1000),
-            global_refill_per_hour=throttle_t.number(
-                "global_refill_per_hour", d.global_refill_per_hour, lo=0.01, hi=36000),
-            lockout_base_s=throttle_t.number("lockout_base_s", d.lockout_base_s, lo=1, hi=3600),
-            lockout_max_s=throttle_t.number("lockout_max_s", d.lockout_max_s, lo=1, hi=86400),
+            free_wrong_codes=throttle_t.integer("free_wrong_codes", d.free_wrong_codes,
+                                                lo=0, hi=1000),
+            first_delay_s=throttle_t.number("first_delay_s", d.first_delay_s, lo=0.1, hi=3600),
+            max_delay_s=throttle_t.number("max_delay_s", d.max_delay_s, lo=1, hi=3600),
+            forget_per_hour=throttle_t.number("forget_per_hour", d.forget_per_hour,
+                                              lo=0.01, hi=36000),
             alarm_failures=throttle_t.integer("alarm_failures", d.alarm_failures, lo=1, hi=10000),
             alarm_window_s=throttle_t.number("alarm_window_s", d.alarm_window_s, lo=1, hi=86400),
         )
+        if throttle.first_delay_s > throttle.max_delay_s:
+            raise throttle_t.error("first_delay_s", f"must not be over max_delay_s"
+                                   f" ({throttle.max_delay_s:g})")
         throttle_t.done()
 
     doors_t = root.table("doors")

@@ -5,12 +5,15 @@ door, the events) is committed first, and only then are the locks pulsed. A cras
 leaves an authorisation that is never pulsed twice, and an order the reconcile pass brings back
 to `ready` with the same code (locker.lifecycle.order.settle). Nothing is committed when a door
 of the order cannot open now (its board is offline), so the code is not spent for nothing. A
-wrong code spends a throttle token, in a transaction of its own, before the answer goes back.
+code is judged only once the throttle's wait is over (a code typed earlier is answered with the
+wait and changes nothing); a wrong one is counted, in a transaction of its own, before the answer
+goes back.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ from locker.lifecycle.records import Order
 from locker.model import OrderState
 from locker.ports import LockDriver
 from locker.store import Store
-from locker.throttle import GLOBAL_SCOPE
+from locker.throttle import PICKUP_SCOPE
 from locker.unlocking import Door, pulse
 
 log = logging.getLogger("locker.pickup")
@@ -42,7 +45,8 @@ class PickupRefused(LockerError):
 
 
 class Throttled(PickupRefused):
-    """Too many wrong codes: wait before the next try."""
+    """Too early after wrong codes: nothing was judged; the screen keeps the code and sends it
+    again after `retry_after_s`."""
 
 
 @dataclass
@@ -64,12 +68,13 @@ class PickupService:
     async def collect(self, typed: str, screen: str = "front") -> PickupResult:
         if not SCREEN_ID.fullmatch(screen):
             raise PickupRefused("bad_screen", "screen: 1-32 lower-case letters, digits, - or _")
-        code = self.codes.normalise(typed)  # BadCodeFormat: costs no token
+        code = self.codes.normalise(typed)  # BadCodeFormat: judged by no one, costs nothing
         now = self.clock.now()
-        wait = self._wait(now, screen)
+        wait = attempts.wait(self.store, PICKUP_SCOPE, now)
         if wait > 0:
-            raise Throttled("throttled", f"too many wrong codes; try again in {wait:.0f} s",
-                            retry_after_s=wait)
+            raise Throttled("throttled", "wrong codes were typed here recently, so codes are"
+                            f" checked more slowly: your code is kept and will be tried in"
+                            f" {math.ceil(wait)} s", retry_after_s=wait)
         digest = self.codes.digest(code)
         try:
             with self.store.transaction(now) as tx:
@@ -95,13 +100,6 @@ class PickupService:
         assert order is not None
         opened, failed = await pulse(self.store, self.driver, self.clock, doors)
         return PickupResult(order.id, opened, failed)
-
-    def _wait(self, now: float, screen: str) -> float:
-        return attempts.wait(self.store, self.config.throttle, self._scopes(screen), now)
-
-    @staticmethod
-    def _scopes(screen: str) -> tuple[str, str]:
-        return (f"screen:{screen}", GLOBAL_SCOPE)
 
     def _refusal(self, order: Order | None, now: float) -> PickupRefused | None:
         if order is None:
@@ -129,10 +127,11 @@ class PickupService:
                     compartments=list(exc.compartments))
 
     def _refused(self, now: float, screen: str, refusal: PickupRefused, *, guess: bool) -> None:
-        """Count a wrong code against the screen and the locker; alarm on a burst."""
+        """Count a wrong code for the whole locker (the screen only goes in the event); alarm on
+        a burst."""
         with self.store.transaction(now) as tx:
             tx.emit("security.code_refused", "security", screen=screen, reason=refusal.reason)
             if guess:
-                attempts.failed(tx, self.config.throttle, self._scopes(screen), now, screen,
-                                ("code_guessing", "pickup codes"))
-        refusal.retry_after_s = self._wait(now, screen)
+                attempts.failed(tx, self.config.throttle, PICKUP_SCOPE, now, screen,
+                                "pickup codes")
+        refusal.retry_after_s = attempts.wait(self.store, PICKUP_SCOPE, now)

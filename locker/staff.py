@@ -1,14 +1,16 @@
 """Couriers and technicians log in at the screen with their id and a TOTP code (RFC 6238).
 
 A code is accepted once: the time step it belongs to is stored, and a code of that step or an
-earlier one is refused as replayed. Wrong and replayed codes are throttled like pickup codes
-(per screen and for the whole locker, state in the store). A session lives in memory, ends after
+earlier one is refused as replayed. Wrong and replayed codes slow logins down like pickup codes
+(locker.throttle), in a scope of their own: guessed pickup codes never keep a courier out, nor
+guessed logins a customer. A session lives in memory, ends after
 the configured idle time, and is lost on restart (the courier logs in again).
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from locker.codes import create_private_file, read_private_file
 from locker.config import LockerConfig, StaffMember
 from locker.errors import ConfigError, LockerError
 from locker.store import Store
-from locker.throttle import LOGIN_GLOBAL_SCOPE
+from locker.throttle import LOGIN_SCOPE
 
 STEP_S = 30
 CODE_DIGITS = 6
@@ -97,11 +99,10 @@ class StaffDesk:
     def login(self, staff_id: str, code: str, screen: str) -> Session:
         deadline.check(self.clock)  # a login that waited spends no code
         now = self.clock.now()
-        scopes = (f"login:{screen}", LOGIN_GLOBAL_SCOPE)
-        wait = attempts.wait(self.store, self.config.throttle, scopes, now)
+        wait = attempts.wait(self.store, LOGIN_SCOPE, now)
         if wait > 0:
-            raise LoginRefused("throttled", f"too many wrong codes; try again in {wait:.0f} s",
-                               wait)
+            raise LoginRefused("throttled", "wrong codes were typed here recently; try again in"
+                               f" {math.ceil(wait)} s", wait)
         member = self.members.get(staff_id)
         totp = self.totp.get(staff_id)
         step = self._matching_step(totp, code, now) if totp is not None else None
@@ -120,12 +121,12 @@ class StaffDesk:
             if reason:
                 # the id typed is not echoed back: it may be a mistyped real one
                 tx.emit("security.login_refused", "security", screen=screen, reason=reason)
-                attempts.failed(tx, self.config.throttle, scopes, now, f"login:{screen}",
-                                ("login_guessing", "staff codes"))
+                attempts.failed(tx, self.config.throttle, LOGIN_SCOPE, now, f"login:{screen}",
+                                "staff codes")
         if reason:
             raise LoginRefused(reason, "wrong courier id or code" if reason == "wrong_code"
                                else "this code was used already; wait for the next one",
-                               attempts.wait(self.store, self.config.throttle, scopes, now))
+                               attempts.wait(self.store, LOGIN_SCOPE, now))
         assert member is not None
         session = Session(secrets.token_urlsafe(24), member, screen, self.clock.monotonic())
         self.sessions[session.token] = session

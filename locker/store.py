@@ -200,6 +200,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE orders SET code_digest = NULL"
         " WHERE state IN ('collected', 'reclaimed', 'cancelled')",
     ),
+    (
+        # wrong codes slow a scope down instead of locking it out (docs/adr/0004); the old
+        # per-screen and locker-wide buckets mean nothing now (central's remote openings stay)
+        """CREATE TABLE slowdown (
+            scope TEXT PRIMARY KEY,
+            wrong REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            next_at REAL NOT NULL,
+            delay_s REAL NOT NULL
+        )""",
+        "DELETE FROM throttle WHERE scope <> 'remote:open'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

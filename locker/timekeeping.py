@@ -167,12 +167,14 @@ class TimeKeeper:
 
 def shift_running(tx: Tx, by_s: float) -> None:
     """Move the start of every running duration by the step, so it keeps its length: door
-    timers and holds (the lifecycle's), throttle buckets and lockouts, the burst count, central's
+    timers and holds (the lifecycle's), throttle buckets and delays, the burst count, central's
     outage."""
     door_life.shift_timers(tx, by_s)
     order_life.shift_timers(tx, by_s)
     tx.execute("UPDATE throttle SET updated_at = updated_at + :by,"
                " locked_until = locked_until + :by", {"by": by_s})
+    tx.execute("UPDATE slowdown SET updated_at = updated_at + :by, next_at = next_at + :by",
+               {"by": by_s})
     tx.execute("UPDATE code_failures SET at = at + ?", (by_s,))
     since = tx.meta("central.outage_since")
     if since is not None:

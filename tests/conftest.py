@@ -32,12 +32,10 @@ address = 0
 address = 1
 
 [throttle]
-screen_capacity = 3
-screen_refill_per_hour = 30
-global_capacity = 6
-global_refill_per_hour = 30
-lockout_base_s = 30
-lockout_max_s = 600
+free_wrong_codes = 2
+first_delay_s = 10
+max_delay_s = 30
+forget_per_hour = 30
 alarm_failures = 5
 alarm_window_s = 600
 

@@ -1,12 +1,16 @@
 // The customer's screen: a keypad, a barcode reader typing into the same field (it ends with
 // Enter), one POST per code, answers in the customer's language, and back to the start when idle.
+// After wrong codes the locker judges codes more slowly (429 with retry_after_s, nothing judged):
+// the screen keeps the code, counts down and sends it again by itself.
 "use strict";
 const TEXT = {
   en: {prompt: "Type or scan your pickup code", clear: "C", ok: "OK",
        open: "Open now:", close: "Take your goods and close the doors. Thank you!",
        wrong: "This code is not valid.", used: "This code has already been used.",
        expired: "This code's pickup window has ended. Please call {phone}.",
-       wait: "Too many wrong codes. Try again in {s} s.",
+       wait: "Wrong codes were typed here recently, so codes are checked more slowly. Your code is kept and will be tried in {s} s.",
+       slow: "After wrong codes, the next code is checked in {s} s.",
+       again: "Codes are still checked slowly. Press OK to try your code again.",
        format: "A pickup code has {n} digits.",
        check: "Please check the code: one digit looks mistyped or two are swapped.", trouble: "Compartment {c} did not open. Please call {phone}.",
        starting: "The locker is starting. Try again in a moment.",
@@ -20,7 +24,9 @@ const TEXT = {
        open: "Ouvert :", close: "Prenez vos courses et refermez les portes. Merci !",
        wrong: "Ce code n'est pas valable.", used: "Ce code a déjà été utilisé.",
        expired: "Le délai de retrait de ce code est dépassé. Appelez le {phone}.",
-       wait: "Trop de codes erronés. Réessayez dans {s} s.",
+       wait: "Des codes erronés ont été tapés ici, les codes sont donc vérifiés plus lentement. Votre code est gardé et sera essayé dans {s} s.",
+       slow: "Après des codes erronés, le prochain code est vérifié dans {s} s.",
+       again: "Les codes sont encore vérifiés lentement. Appuyez sur OK pour réessayer votre code.",
        format: "Un code de retrait a {n} chiffres.",
        check: "Vérifiez le code : un chiffre semble erroné ou deux sont inversés.", trouble: "Le casier {c} ne s'est pas ouvert. Appelez le {phone}.",
        starting: "Le casier démarre. Réessayez dans un instant.",
@@ -32,6 +38,8 @@ const TEXT = {
        where: (loc) => loc.replace("column", "colonne").replace("level", "niveau")},
 };
 let lang = "en", info = {support_phone: "", digits: 11, idle_s: 45}, idleTimer = null, waitTimer = null;
+let autoTries = 0;  // the same code sent again by the screen; a guesser still at it may win a turn
+const AUTO_TRIES = 4;
 const $ = (id) => document.getElementById(id);
 const code = $("code"), answer = $("answer"), doors = $("doors");
 const t = (key, vars = {}) => TEXT[lang][key].replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
@@ -43,6 +51,7 @@ function setLang(next) {
   reset();
 }
 function reset() {
+  stopWaiting();
   code.value = ""; answer.textContent = ""; answer.className = ""; doors.textContent = "";
   code.focus();
 }
@@ -59,16 +68,24 @@ function learnClock() {
   }).catch(() => {});
 }
 function say(text, cls) { answer.textContent = text; answer.className = cls; }
-function countdown(seconds) {
-  clearInterval(waitTimer);
-  let left = seconds;
-  say(t("wait", {s: left}), "bad");
+function stopWaiting() { clearInterval(waitTimer); waitTimer = null; }
+function codeChanged() { if (waitTimer) { stopWaiting(); say("", ""); } }
+// say `key` with the seconds left, each second; then run `then` (if any)
+function countdown(seconds, key, then) {
+  stopWaiting();
+  let left = Math.max(1, Math.ceil(seconds));
+  say(t(key, {s: left}), "bad");
   waitTimer = setInterval(() => {
     left -= 1;
-    if (left <= 0) { clearInterval(waitTimer); say("", ""); } else say(t("wait", {s: left}), "bad");
+    if (left > 0) { say(t(key, {s: left}), "bad"); return; }
+    stopWaiting();
+    say("", "");
+    if (then) then();
   }, 1000);
 }
-async function submit() {
+async function submit(auto = false) {
+  stopWaiting();
+  if (!auto) autoTries = 0;
   const typed = code.value.trim();
   code.value = "";
   doors.textContent = "";
@@ -95,7 +112,14 @@ async function submit() {
     note.className = body.failed.length ? "bad" : "good";
     doors.appendChild(note);
   } else if (body.error === "throttled") {
-    countdown(body.retry_after_s);
+    code.value = typed;  // nothing was judged: the same code goes again when the wait is over
+    if (autoTries < AUTO_TRIES) {
+      autoTries += 1;
+      touched();  // the screen is busy for the customer: not idle
+      countdown(body.retry_after_s, "wait", () => submit(true));
+    } else {
+      say(t("again"), "bad");
+    }
   } else if (body.error === "bad_code_format") {
     say(t("format", {n: info.digits}), "bad");
   } else if (body.error === "check_the_code") {
@@ -103,7 +127,10 @@ async function submit() {
   } else if (["wrong_code", "used", "expired"].includes(body.error)) {
     const text = body.error === "wrong_code" ? "wrong" : body.error;
     say(t(text, {phone: info.support_phone}), "bad");
-    if (body.retry_after_s > 0) setTimeout(() => countdown(body.retry_after_s), 2500);
+    if (body.retry_after_s > 0) {
+      const left = body.retry_after_s - 2.5;
+      waitTimer = setTimeout(() => { if (left > 0) countdown(left, "slow"); }, 2500);
+    }
   } else if (body.error === "starting") {
     say(t("starting"), "bad");
   } else if (body.error === "temporarily_unavailable") {
@@ -119,9 +146,11 @@ async function submit() {
 }
 
 document.querySelectorAll(".keys button[type=button]").forEach((b) => b.addEventListener("click", () => {
+  codeChanged();  // a code being changed is not sent again by itself
   code.value = b.dataset.key === "clear" ? "" : code.value + b.textContent;
   code.focus();
 }));
+code.addEventListener("input", codeChanged);
 $("form").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
 $("lang-en").addEventListener("click", () => setLang("en"));
 $("lang-fr").addEventListener("click", () => setLang("fr"));

@@ -332,7 +332,7 @@ async def test_no_token_reaches_any_field_of_the_log(tmp_path: Path) -> None:
 async def test_a_screen_id_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
     config = locker_config(tmp_path, "port = 0")
     async with serving(config) as (port, _locker, driver), ClientSession() as session:
-        for body in ({"code": "12345678", "screen": "front\n"},
+        for body in ({"code": "12345678906", "screen": "front\n"},
                      {"staff": "courier-1", "code": "123456", "screen": "front\n"}):
             path = "/api/pickup" if "staff" not in body else "/api/staff/login"
             async with session.post(f"http://127.0.0.1:{port}{path}", json=body) as answer:

@@ -26,7 +26,7 @@ async def client(config: LockerConfig) -> AsyncIterator[tuple[TestClient, Locker
 def snapshot(locker: Locker) -> tuple[object, ...]:
     read = locker.store.read()
     return (read.all("SELECT * FROM orders"), read.all("SELECT * FROM compartments"),
-            read.all("SELECT * FROM authorisations"), read.all("SELECT * FROM throttle"),
+            read.all("SELECT * FROM authorisations"), read.all("SELECT * FROM slowdown"),
             read.all("SELECT kind FROM outbox"))
 
 

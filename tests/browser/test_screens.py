@@ -12,7 +12,13 @@ from playwright.async_api import Browser, Page, Route, expect
 from locker.orders import add_order_to_load, parse_bag
 from locker.staff import load_secret
 from tests.browser.conftest import shot
+from tests.conftest import code_no
 from tests.integration.conftest import OPS_TOKEN, Rig
+
+
+def a_wrong_code(code: str) -> str:
+    """A well-formed code that is not `code`: its check digit is right, so it is judged."""
+    return code_no((int(code[:10]) + 1) % 10**10)
 
 
 async def test_a_full_pickup_at_the_keypad(page: Page, rig: Rig) -> None:
@@ -50,6 +56,31 @@ async def test_a_wrong_code_in_french(page: Page, rig: Rig) -> None:
     await expect(page.locator("#answer")).to_have_text("Ce code n'est pas valable.")
     await shot(page, "customer-wrong-code")
     assert not rig.boards.received(command="unlock")
+
+
+async def test_a_code_typed_while_codes_are_slowed_is_kept_and_tried_again(
+        browser: Browser, make_rig: Callable[..., AsyncIterator[Rig]]) -> None:
+    # 3 s, not the default 30 s, for the test's sake: the browser really waits
+    def slow_3_s(text: str) -> str:
+        return text.replace("first_delay_s = 10", "first_delay_s = 3").replace(
+            "max_delay_s = 30", "max_delay_s = 3")
+
+    async for rig in make_rig("kerong", auto_close_s=1.0, edit=slow_3_s):
+        order = rig.add("o1", "fresh:S")
+        context = await browser.new_context(viewport={"width": 1024, "height": 768},
+                                            base_url=str(rig.http.make_url("/")).rstrip("/"))
+        page = await context.new_page()
+        await page.goto("/")
+        await page.locator("#code").fill(order.code)
+        for n in range(3):  # a guesser, just before: two free wrong codes, then 3 s
+            assert (await rig.pickup(a_wrong_code(order.code), screen=f"x{n}"))[0] == 403
+        await page.locator("#ok").click()
+        await expect(page.locator("#answer")).to_contain_text("Your code is kept")
+        await expect(page.locator("#code")).to_have_value(order.code)
+        await shot(page, "customer-code-kept")
+        await expect(page.locator("#doors")).to_contain_text(order.compartments[0][0],
+                                                             timeout=8000)
+        await context.close()
 
 
 async def test_a_courier_loads_an_order(page: Page, rig: Rig) -> None:

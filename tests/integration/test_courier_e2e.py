@@ -138,7 +138,7 @@ async def test_wrong_and_replayed_codes_are_refused_and_throttled(rig: Rig) -> N
     assert wrong.status == 403
     statuses = [(await rig.http.post("/api/staff/login", json={
         "staff": "nobody", "code": "123456"})).status for _ in range(3)]
-    assert statuses[-1] == 429  # screen_capacity = 3 for the whole set of failures
+    assert statuses[-1] == 429  # two free wrong codes, then a 10 s delay (first_delay_s)
     later = totp(rig, "courier-1", offset_steps=1)
     blocked = await rig.http.post("/api/staff/login", json={"staff": "courier-1",
                                                              "code": later})

@@ -1,5 +1,5 @@
 """The wall clock stepped, on the simulated clock (SimClock.step moves the wall clock alone):
-steps are events, nothing expires for good on an untrusted clock, lockouts and TOTP marks keep
+steps are events, nothing expires for good on an untrusted clock, throttle waits and TOTP marks keep
 their sense, and an old command is not revived by a clock set back."""
 
 from __future__ import annotations
@@ -127,16 +127,16 @@ async def test_an_expiry_confirmed_once_the_clock_is_trusted(rig) -> None:
     assert row == {"held_for": None}
 
 
-async def test_a_step_back_never_turns_a_lockout_into_hours(rig) -> None:
+async def test_a_step_back_never_turns_a_wait_into_hours(rig) -> None:
     locker, _driver, clock, _status = rig
     add(locker, "o1")
-    for _ in range(3):  # screen_capacity = 3: the third wrong code locks the screen out
-        with pytest.raises(Exception):  # noqa: B017 (wrong codes, then the lockout)
+    for _ in range(3):  # free_wrong_codes = 2: the third wrong code sets a wait
+        with pytest.raises(Exception):  # noqa: B017 (wrong codes, then the wait)
             await locker.pickup.collect("00000000000")
     with pytest.raises(Throttled) as locked:
         await locker.pickup.collect("00000000000")
-    before = locked.value.retry_after_s  # the lockout, or the next token (120 s at 30 an hour)
-    assert 0 < before <= 120
+    before = locked.value.retry_after_s  # first_delay_s
+    assert 0 < before <= 10
     clock.step(-3600)
     await clock.advance(2)
     with pytest.raises(Throttled) as after:
@@ -144,7 +144,7 @@ async def test_a_step_back_never_turns_a_lockout_into_hours(rig) -> None:
     assert after.value.retry_after_s <= before
 
 
-async def test_a_lockout_stays_short_even_when_the_step_was_not_seen(rig) -> None:
+async def test_a_wait_stays_short_even_when_the_step_was_not_seen(rig) -> None:
     locker, _driver, clock, _status = rig
     for _ in range(3):
         with pytest.raises(Exception):  # noqa: B017
@@ -155,7 +155,7 @@ async def test_a_lockout_stays_short_even_when_the_step_was_not_seen(rig) -> Non
     try:
         with pytest.raises(Throttled) as after:
             await again.pickup.collect("00000000000")
-        assert after.value.retry_after_s <= 120  # not the hour the clock went back
+        assert after.value.retry_after_s <= 10  # not the hour the clock went back
         assert [e["when"] for e in events(again, "clock.stepped")] == [
             "while the locker was stopped"]
     finally:

@@ -141,55 +141,63 @@ async def test_an_expired_code_is_refused(rig) -> None:
     assert order_state(locker, "o1") == "expired"  # housekeeping saw the window end
 
 
-async def test_wrong_codes_are_throttled_and_the_wait_survives_a_restart(rig) -> None:
+async def judged(locker: Locker, clock: SimClock, code: str, screen: str = "front"
+                 ) -> PickupRefused:
+    """Type a wrong code, waiting (as the screen does) until the locker judges it."""
+    while True:
+        try:
+            await locker.pickup.collect(code, screen=screen)
+        except Throttled as exc:
+            await clock.advance(exc.retry_after_s)
+        except PickupRefused as exc:
+            return exc
+        else:
+            raise AssertionError("a wrong code opened something")
+
+
+async def test_wrong_codes_slow_the_locker_down_and_the_wait_survives_a_restart(rig) -> None:
     locker, driver, clock = rig
     code = add(locker, "o1", "ambient:S")
     wrong = code_no((int(code[:10]) + 1) % 10**10)
-    for _ in range(3):  # screen_capacity = 3
+    for _ in range(3):  # free_wrong_codes = 2: the third one sets a delay
         with pytest.raises(PickupRefused):
             await locker.pickup.collect(wrong, screen="front")
     with pytest.raises(Throttled) as throttled:
         await locker.pickup.collect(code, screen="front")  # even the right code waits
-    assert 0 < throttled.value.retry_after_s <= 120  # one token back at 30 per hour
+    assert 0 < throttled.value.retry_after_s <= 10  # first_delay_s
+    assert "kept and will be tried in 10 s" in str(throttled.value)
+    with pytest.raises(Throttled):  # a screen named anew gets nothing
+        await locker.pickup.collect(code, screen="side")
     assert driver.unlocked == []
-    # another screen still has its own bucket, but the locker-wide one is shared
-    await locker.pickup.collect(code, screen="side")
+    await clock.advance(throttled.value.retry_after_s)
+    await locker.pickup.collect(code, screen="side")  # once the wait is over, it opens
     assert len(driver.unlocked) == 1
 
+    refused = await judged(locker, clock, wrong)
     await locker.stop()
     again = Locker(locker.config, FakeDriver(list(driver.doors)), clock)
     await again.start()
     try:
-        with pytest.raises(Throttled):
+        with pytest.raises(Throttled) as after:
             await again.pickup.collect(wrong, screen="front")
+        assert 0 < after.value.retry_after_s <= refused.retry_after_s
     finally:
         await again.stop()
 
 
-async def test_the_lockout_grows_with_each_lockout(rig) -> None:
+async def test_the_delay_grows_with_each_wrong_code_up_to_the_cap(rig) -> None:
     locker, _, clock = rig
     add(locker, "o1", "ambient:S")
-    waits = []
-    for _ in range(4):
-        while True:
-            try:
-                await locker.pickup.collect("99999999992", screen="front")
-            except Throttled as exc:
-                waits.append(exc.retry_after_s)
-                await clock.advance(exc.retry_after_s + 0.01)
-                break
-            except PickupRefused:
-                continue
-    assert waits[-1] > waits[0]
+    delays = [(await judged(locker, clock, "99999999992")).retry_after_s for _ in range(8)]
+    assert delays[:2] == [0, 0] and delays[2] == pytest.approx(10)  # 2 free, then 10 s
+    assert delays == sorted(delays) and delays[-1] == locker.config.throttle.max_delay_s == 30
 
 
 async def test_a_burst_of_wrong_codes_raises_an_alarm(rig) -> None:
-    locker, _, _clock = rig
+    locker, _, clock = rig
     add(locker, "o1", "ambient:S")
-    screens = ["s1", "s2", "s3", "s4", "s5"]
-    for screen in screens:  # alarm_failures = 5, spread over screens
-        with pytest.raises(PickupRefused):
-            await locker.pickup.collect("99999999992", screen=screen)
+    for screen in ["s1", "s2", "s3", "s4", "s5"]:  # alarm_failures = 5, spread over screens
+        await judged(locker, clock, "99999999992", screen)
     assert "alarm.code_guessing" in kinds(locker)
     alarm = [e for e in locker.store.events() if e.kind == "alarm.code_guessing"]
     assert len(alarm) == 1 and "99999999992" not in str(alarm[0].payload)
@@ -272,7 +280,7 @@ async def test_a_board_offline_refuses_before_anything_is_spent(rig) -> None:
     # a grocery order is collected whole: nothing opened, nothing committed, no token spent
     assert driver.unlocked == [] and order_state(locker, "o1") == "ready"
     assert locker.store.read().all("SELECT * FROM authorisations") == []
-    assert locker.store.read().all("SELECT * FROM throttle") == []
+    assert locker.store.read().all("SELECT * FROM slowdown") == []
     assert "order.pickup_unavailable" in kinds(locker)
     driver.offline.clear()  # the board answers again: the same code opens both doors
     result = await locker.pickup.collect(code)

@@ -107,8 +107,7 @@ FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                   HealthCheck.data_too_large,
                                                   HealthCheck.filter_too_much])
 # wide throttles: the fuzz must reach the code lookups, not spend its examples on 429s
-ROOMY_THROTTLE = (SMALL_CONFIG.replace("screen_capacity = 3", "screen_capacity = 100")
-                  .replace("global_capacity = 6", "global_capacity = 1000"))
+ROOMY_THROTTLE = SMALL_CONFIG.replace("free_wrong_codes = 2", "free_wrong_codes = 1000")
 
 
 def teardown_module() -> None:

@@ -60,7 +60,7 @@ def config_text(http_port: int) -> str:
              "[[bus.boards]]\naddress = 0\n", "[[bus.boards]]\naddress = 1\n",
              "[doors]\nopen_timeout_s = 3\nleft_open_alarm_s = 60\n",
              f"[http]\nport = {http_port}\n",
-             "[throttle]\nscreen_capacity = 50\nglobal_capacity = 100\n",
+             "[throttle]\nfree_wrong_codes = 100\n",
              "[staff]\nidle_timeout_s = 600\n"]
     for n in range(COURIERS):
         lines.append(f'[[staff.members]]\nid = "c{n}"\nrole = "courier"\n')

@@ -120,7 +120,7 @@ async def test_the_clock_stepped_four_days_ahead_then_corrected_costs_nothing(
         async with session.post(f"{c.daemon.url}/api/staff/login", json={
                 "staff": "courier-1", "code": pyotp.TOTP(secret).at(ahead)}) as answer:
             assert answer.status == 200  # the courier logs in on the wrong date
-        for _ in range(3):  # screen_capacity = 3: a locked-out screen
+        for _ in range(3):  # free_wrong_codes = 2: the third sets a 10 s wait
             await c.pickup(session, "00000000000")
         status, body = await c.pickup(session, "00000000000")
         assert status == 429
