@@ -19,10 +19,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from locker.codes import create_private_file, create_secret, load_secret
+from locker.codes import create_keys, create_private_file
 from locker.config import load_config
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
+from locker.staff import create_secret, load_secret
 from tests.conftest import SMALL_CONFIG, code_no, write_config
 from tests.locker.fakes import FakeDriver
 
@@ -44,7 +45,7 @@ def pickup_codes(locker: Locker, order_id: str) -> tuple[str, list[str]]:
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Locker, FakeDriver]]:
     config = load_config(write_config(tmp_path, FAST_THROTTLE))
-    create_secret(config.secret_file)
+    create_keys(config)
     create_secret(config.staff_secret_file("courier-1"))
     create_private_file(config.ops_token_file, OPS["X-Ops-Token"])
     driver = FakeDriver([c.id for c in config.compartments])
