@@ -51,6 +51,8 @@ COMPARTMENT_STATES = ("free", "reserved", "loaded", "out_of_service")
 ORDER_STATES = ("received", "allocated", "loaded", "ready", "collecting", "collected", "expired",
                 "reclaiming", "reclaimed", "cancelled")
 FAULT_MODES = ("none", "error", "slow", "garbage", "oversized", "wrong_types", "unknown_fields")
+# the locker's events that say an order is over: its sealed code is kept no longer
+FINISHED_EVENTS = ("order.collected", "order.reclaimed", "order.cancelled")
 LOCKER_CALLS = ("feed", "events", "heartbeat")  # route names; faults touch only these
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")  # not "." or ".."
 KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
@@ -127,6 +129,7 @@ class Central:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._db = Database(self.data_dir / "central.db")
         self._db.enable_wal()
+        self._db.execute("PRAGMA secure_delete = ON")  # a forgotten sealed code is zeroed
         for statement in SCHEMA:
             self._db.execute(statement)
         self._key = load_or_create_key(self.data_dir)
@@ -331,21 +334,21 @@ class Central:
                          (locker_id, after))
         return [{**json.loads(row.pop("body")), **row} for row in rows]
 
-    def forget_sealed_code(self, locker_id: str, order_id: str, version: object) -> None:
-        """The locker has the order up to `version`: its sealed code is dropped from the order
-        and from the feed, so a leaked database (with a copied card's box key) gives nothing
-        of it. A later version, not yet delivered, keeps its own."""
-        if not _is_int(version):
-            return
+    def forget_sealed_code(self, locker_id: str, order_id: str) -> None:
+        """The order is finished at the locker: its sealed code is dropped from the order and
+        from the feed, so a leaked database (even with a copied card's box key) gives nothing
+        of it. Until then it is kept, sealed, so that a locker restored from an older backup
+        gets the order again from the feed."""
         with self.db.atomic():
             self.db.execute(
                 "UPDATE orders SET body = json_remove(body, '$.code') WHERE locker_id = ?"
-                " AND id = ? AND version <= ?", (locker_id, order_id, version))
+                " AND id = ?", (locker_id, order_id))
             self.db.execute(
                 "UPDATE feed SET item = json_remove(item, '$.order.code') WHERE locker_id = ?"
                 " AND json_extract(item, '$.type') = 'order'"
-                " AND json_extract(item, '$.order.id') = ?"
-                " AND json_extract(item, '$.order.version') <= ?", (locker_id, order_id, version))
+                " AND json_extract(item, '$.order.id') = ?", (locker_id, order_id))
+        # the pages that held it are zeroed (secure_delete) and the WAL's old frames emptied
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def on_code_collision(self, locker_id: str, event: dict[str, Any]) -> None:
         """The locker found the order's code already in use: give the order a fresh code.
@@ -613,9 +616,8 @@ async def post_events(request: web.Request) -> web.Response:
     for event in central.store_events(locker_id, events):
         if event["kind"] == "security.code_collision":
             central.on_code_collision(locker_id, event)
-        elif event["kind"] in ("order.received", "order.changed") and event["order_id"]:
-            central.forget_sealed_code(locker_id, event["order_id"],
-                                       event["payload"].get("version", 1))
+        elif event["kind"] in FINISHED_EVENTS and event["order_id"]:
+            central.forget_sealed_code(locker_id, event["order_id"])
     return web.json_response({"acked": [event["id"] for event in events]})
 
 

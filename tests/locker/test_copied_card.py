@@ -117,7 +117,8 @@ async def test_rotating_the_key_keeps_every_open_code_working(tmp_path: Path) ->
     locker, driver = await started(config, clock)
     try:
         rotated = [e for e in locker.store.events() if e.kind == "security.keys_rotated"]
-        assert rotated[-1].payload == {"orders": 2, "fingerprint": new.fingerprint}
+        assert rotated[-1].payload == {"orders": 2, "fingerprint": new.fingerprint,
+                                       "reason": "locker rotate-keys"}
         await collect(locker, driver, codes["o0"])
         await load(locker, driver, "o2")
         await collect(locker, driver, codes["o2"])
@@ -154,6 +155,35 @@ def test_a_rotation_cut_at_any_point_settles_to_a_key_that_fits(
             settle_key_files(config, store, 4.0)
     finally:
         store.close()
+
+
+async def test_a_store_restored_from_before_a_rotation_is_re_keyed_and_its_codes_open(
+        tmp_path: Path) -> None:
+    config = central_config(tmp_path)
+    clock = SimClock(start=1_800_000_000.0)
+    locker, driver = await started(config, clock)
+    code = new_code()
+    await feed(locker, {"type": "order", "order": {**order("o1"), "code": code}})
+    await load(locker, driver, "o1")
+    await locker.stop()
+    backup = tmp_path / "before.db"
+    store = Store(config.database)
+    try:
+        store.db.execute("VACUUM INTO ?", (str(backup),))
+        rotate_keys(config, store, clock.now())
+    finally:
+        store.close()
+    for sidecar in config.data_dir.glob("locker.db*"):
+        sidecar.unlink()
+    shutil.copy(backup, config.database)  # the backup, as `locker restore` puts it back
+    locker, driver = await started(config, clock)
+    try:
+        await collect(locker, driver, code)
+        reasons = [e.payload["reason"] for e in locker.store.events()
+                   if e.kind == "security.keys_rotated"]
+        assert reasons[-1] == "the store came back from before the last rotation"
+    finally:
+        await locker.stop()
 
 
 def test_the_commands_draw_show_once_and_rotate(tmp_path: Path,

@@ -440,6 +440,21 @@ async def test_a_code_collision_gets_the_order_a_fresh_code_for_the_customer(
             )["items"] == []
 
 
+async def test_a_finished_order_leaves_no_sealed_code_at_central(
+        client: Client, locker: dict[str, Any], tmp_path: Path) -> None:
+    await client.order("L-0001", "A-1001")
+    await client.order("L-0001", "A-1002")
+    before = await client.feed("L-0001", locker["token"])
+    sealed = {i["order"]["id"]: i["order"]["code"] for i in before["items"]}
+    done = event(1, "order.collected", compartment_id=None, order_id="A-1001", payload={})
+    await client.locker("POST", "L-0001", "events", locker["token"], body={"events": [done]})
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "central").iterdir() if p.is_file())
+    assert sealed["A-1001"].encode() not in stored  # gone from the order and from the feed
+    assert sealed["A-1002"].encode() in stored  # still open: a restored locker may ask again
+    again = await client.feed("L-0001", locker["token"])
+    assert "code" not in again["items"][0]["order"] and "code" in again["items"][1]["order"]
+
+
 # ---- heartbeat ---------------------------------------------------------------------------------
 
 
