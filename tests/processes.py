@@ -13,6 +13,14 @@ from typing import Any
 
 from aiohttp import ClientSession
 
+from locker.codes import create_keys, create_private_file
+from locker.config import LockerConfig, load_config
+from locker.daemon import sync_compartments
+from locker.staff import create_secret
+from locker.store import Store
+from tests.integration.conftest import OPS_TOKEN
+from tests.integration.test_central_sync import LOG_EVERY_EVENT
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,3 +76,22 @@ class LockerProcess:
             return db.execute(sql, params).fetchall()
         finally:
             db.close()
+
+
+def prepare(path: Path, text: str) -> tuple[LockerConfig, Store]:
+    """A locker's config at `path` with its keys, ops token and staff secrets, and the store the
+    "order system" writes from another process, with a trigger that logs every event ever
+    committed (so a test sees what a killed daemon committed, even what it deleted since)."""
+    import time
+
+    path.write_text(text)
+    config = load_config(path)
+    create_keys(config)
+    create_private_file(config.ops_token_file, OPS_TOKEN)
+    for member in config.staff.members:
+        create_secret(config.staff_secret_file(member.id))
+    store = Store(config.database)
+    sync_compartments(store, config, time.time())
+    for statement in LOG_EVERY_EVENT:
+        store.db.execute(statement)
+    return config, store

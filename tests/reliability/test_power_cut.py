@@ -34,18 +34,16 @@ from typing import Any
 import pyotp
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import create_keys, create_private_file, load_codes
-from locker.config import LockerConfig, load_config
-from locker.daemon import sync_compartments
+from locker.codes import load_codes
+from locker.config import LockerConfig
 from locker.model import OPEN_DOOR_STATES
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
-from locker.staff import create_secret, load_secret
+from locker.staff import load_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
-from tests.integration.conftest import OPS_TOKEN
-from tests.integration.test_central_sync import LOG_EVERY_EVENT
 from tests.integration.test_demo import free_port
 from tests.processes import LockerProcess
+from tests.processes import prepare as prepare_files
 
 KILLS = int(os.environ.get("POWER_CUT_KILLS", "20"))
 COURIERS = 40  # a TOTP code is good once per 30 s step: each life logs in with a fresh courier
@@ -225,20 +223,8 @@ STUCK = "SELECT state, COUNT(*) FROM orders GROUP BY state"
 
 
 def prepare(tmp_path: Path, text: str) -> tuple[Path, LockerConfig, Store]:
-    """The config and its secrets, and the store the "order system" writes from another
-    process, with a trigger that logs every event ever committed."""
     path = tmp_path / "locker.toml"
-    path.write_text(text)
-    config = load_config(path)
-    create_keys(config)
-    create_private_file(config.ops_token_file, OPS_TOKEN)
-    for member in config.staff.members:
-        create_secret(config.staff_secret_file(member.id))
-    store = Store(config.database)
-    sync_compartments(store, config, time.time())
-    for statement in LOG_EVERY_EVENT:
-        store.db.execute(statement)
-    return path, config, store
+    return (path, *prepare_files(path, text))
 
 
 async def check_pulses(cabinet: Cabinet, unlocks: Counter[str], auths: Counter[str],

@@ -20,18 +20,16 @@ import pyotp
 import pytest
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import PickupCodes, create_keys, create_private_file, load_codes
-from locker.config import LockerConfig, load_config
-from locker.daemon import sync_compartments
+from locker.codes import PickupCodes, load_codes
+from locker.config import LockerConfig
 from locker.orders import AddedOrder, add_ready_order, parse_bag
-from locker.staff import create_secret, load_secret
+from locker.staff import load_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
 from tests.conftest import SMALL_CONFIG
 from tests.integration.conftest import OPS_TOKEN
-from tests.integration.test_central_sync import LOG_EVERY_EVENT
 from tests.integration.test_demo import free_port
-from tests.processes import LockerProcess
+from tests.processes import LockerProcess, prepare
 
 FAKETIME_LIBS = "/usr/lib/*/faketime/libfaketime.so.1"
 
@@ -79,16 +77,7 @@ async def cabinet(folder: Path, *, extra: str = "", env: dict[str, str] | None =
     if data_dir is not None:
         text = text.replace('data_dir = "data"', f'data_dir = "{data_dir}"')
     path = folder / "locker.toml"
-    path.write_text(text)
-    config = load_config(path)
-    create_keys(config)
-    create_private_file(config.ops_token_file, OPS_TOKEN)
-    for member in config.staff.members:
-        create_secret(config.staff_secret_file(member.id))
-    store = Store(config.database)
-    sync_compartments(store, config, time.time())
-    for statement in LOG_EVERY_EVENT:
-        store.db.execute(statement)
+    config, store = prepare(path, text)
     store.close()
     boards = await spawn(path, auto_close_s=0.6)
     daemon = LockerProcess(path, boards.port, port, config.database, env=env)
