@@ -46,6 +46,16 @@ async def idle(driver: BoardLockDriver, seconds: float) -> tuple[float, int]:
     return time.process_time() - cpu0, driver.bus.stats.tx_frames - tx0
 
 
+async def wakeup_cost(seconds: float = 3.0) -> float:
+    """CPU seconds of one bare asyncio timer wakeup (a 2 ms sleep) on this machine, now: the
+    floor under every transaction, which needs at least two (the inter-frame gap, the reply)."""
+    n, cpu0, t0 = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        await asyncio.sleep(0.002)
+        n += 1
+    return (time.process_time() - cpu0) / n
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default="kerong", choices=("kerong", "generic"))
@@ -90,6 +100,9 @@ async def main() -> None:
         print(f"  housekeeping: about {house_us:.0f} µs of CPU a second (the difference)")
         print(f"  start to ready: {ready_s:.3f} s (store, compartments, every board read,"
               " reconcile; target: under 0.5 s plus bus time)")
+        floor_us = await wakeup_cost() * 1e6
+        print(f"  this machine's floor now: {floor_us:.0f} µs of CPU per asyncio timer wakeup;"
+              f" a transaction blocks at least twice (the gap, the reply): {2 * floor_us:.0f} µs")
         if args.profile:
             profile = cProfile.Profile(time.process_time)
             profile.enable()
