@@ -64,6 +64,10 @@ class BoardLockDriver:
         self._inflight: dict[Lock, asyncio.Task[None]] = {}
         self._pulse_until: dict[Lock, float] = {}
         self._recent: dict[Lock, float] = {}
+        self._requests: list[tuple[int, Request]] | None = None  # one full read, built once
+        # the last reply whose doors were all reported, by request frame: a poll that reads the
+        # same bytes again changed nothing and costs no decoding (most polls, on an idle locker)
+        self._seen: dict[bytes, bytes] = {}
 
     # --- LockDriver --------------------------------------------------------------------------
 
@@ -169,21 +173,28 @@ class BoardLockDriver:
             task.exception()  # retrieved here too, so a caller that went away leaves no warning
 
     def _cycle(self, recent_first: bool) -> list[tuple[int, Request]]:
-        """The status requests of one full read, as (board, request)."""
-        items: list[tuple[int, Request]] = []
-        for address, board in self.boards.items():
-            wired = tuple(sorted(ch for (b, ch) in self.by_lock if b == address))
-            if not wired:
-                continue
-            items.extend((address, r) for r in self.codec.status_requests(board, wired))
+        """The status requests of one full read, as (board, request); the frames never change,
+        so they are built once (four times a second for every board would be wasted work)."""
+        if self._requests is None:
+            requests: list[tuple[int, Request]] = []
+            for address, board in self.boards.items():
+                wired = tuple(sorted(ch for (b, ch) in self.by_lock if b == address))
+                if wired:
+                    requests.extend((address, r) for r in self.codec.status_requests(board, wired))
+            self._requests = requests
+        items = self._requests
         if recent_first and len(items) > len(self.boards):  # per-lock protocol: W
+            items = list(items)
             now = asyncio.get_running_loop().time()
             fresh = {k for k, t in self._recent.items() if now - t < RECENT_UNLOCK_S}
             items.sort(key=lambda item: (item[0], item[1].channel) not in fresh)  # stable
         return items
 
     async def _read(self, request: Request, priority: Priority) -> dict[str, DoorSense] | None:
-        """One status transaction; applies and returns what it read, None if the board failed."""
+        """One status transaction; applies and returns what it read, None if the board failed.
+
+        A poll whose reply is the same bytes as the last one applied returns an empty dict:
+        nothing changed, nothing is decoded."""
         try:
             reply = await self.bus.request((request,), priority)
         except (BoardOffline, BoardTimeout) as exc:
@@ -194,20 +205,28 @@ class BoardLockDriver:
             return None
         if reply is None:
             return None
+        if priority is Priority.POLL and self._seen.get(request.frame) == reply:
+            return {}
         return self._apply(request, reply)
 
     def _apply(self, request: Request, reply: bytes) -> dict[str, DoorSense]:
         board = self.boards[request.board]
         states: dict[str, DoorSense] = {}
+        reported = True
         for channel, closed in self.codec.decode_doors(request, reply, board).items():
             compartment_id = self.by_lock.get((request.board, channel))
             if compartment_id is not None:
                 sense = DoorSense.CLOSED if closed else DoorSense.OPEN
                 states[compartment_id] = sense
-                self._set(compartment_id, sense)
+                reported = self._set(compartment_id, sense) and reported
+        if reported:
+            self._seen[request.frame] = reply
+        else:  # the listener failed on a change: the next poll must decode it again
+            self._seen.pop(request.frame, None)
         return states
 
-    def _set(self, compartment_id: str, sense: DoorSense) -> None:
+    def _set(self, compartment_id: str, sense: DoorSense) -> bool:
+        """Take one door's state; False if the listener failed on it (so it is not kept)."""
         old = self.doors.get(compartment_id)
         if self._reporting and old != sense and self._listener is not None:
             try:
@@ -215,8 +234,9 @@ class BoardLockDriver:
             except Exception:
                 # not remembered: the next poll reports the change again
                 log.exception("the listener failed on door %s -> %s", compartment_id, sense)
-                return
+                return False
         self.doors[compartment_id] = sense
+        return True
 
     async def _poll_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -248,6 +268,10 @@ class BoardLockDriver:
         for (board, _channel), compartment_id in self.by_lock.items():
             if board == address:
                 self._set(compartment_id, DoorSense.UNKNOWN)
+        # its doors are UNKNOWN now: its first reply back must be decoded, even if unchanged
+        for _board, request in self._cycle(recent_first=False):
+            if request.board == address:
+                self._seen.pop(request.frame, None)
 
     def _board_online(self, address: int) -> None:
         listener = self._listener

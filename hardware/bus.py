@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from hardware.codecs import Codec, Request, UnlockRefused
 from hardware.transport import FrameProtocol, open_serial
@@ -49,13 +49,13 @@ class Priority(IntEnum):
     POLL = 2
 
 
-@dataclass(frozen=True)
-class FrameRecord:
+class FrameRecord(NamedTuple):
     """One frame seen on the line: written ("tx") or read ("rx").
 
     `t_ns` is time.perf_counter_ns() just after the frame was handed to the OS (tx) or when its
     last byte was read (rx). For tx, `kind` is the request's kind ("unlock", "status", "config");
     for rx it is "reply" (answered the pending request) or "discarded" (stale, late, unasked).
+    A tuple: two are made per transaction, and a frozen dataclass costs several times more.
     """
 
     t_ns: int
@@ -101,6 +101,12 @@ class _Job:
         return self.requests[0].board
 
 
+def _no_reply(future: asyncio.Future[bytes | None]) -> None:
+    """The reply's timeout: None stands for "no answer" (the caller counts it and retries)."""
+    if not future.done():
+        future.set_result(None)
+
+
 BoardHandler = Callable[[int, str], None]
 OnlineHandler = Callable[[int], None]
 
@@ -130,7 +136,7 @@ class Bus:
         self._queue: asyncio.PriorityQueue[tuple[int, int, _Job]] = asyncio.PriorityQueue()
         self._seq = itertools.count()
         self._protocol = FrameProtocol(codec, self._on_frame, self._on_lost, self._on_bytes)
-        self._pending: tuple[Request, asyncio.Future[bytes]] | None = None
+        self._pending: tuple[Request, asyncio.Future[bytes | None]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._line_free_at = 0.0  # loop time when the next frame may start (after the gap)
         self._unlocks_waiting = 0
@@ -310,17 +316,16 @@ class Bus:
         loop = asyncio.get_running_loop()
         await self._wait_gap()
         self._protocol.clear()  # a half frame left on the line can only be stale now
-        future: asyncio.Future[bytes] = loop.create_future()
+        future: asyncio.Future[bytes | None] = loop.create_future()
         self._pending = (request, future)  # before writing: a fast reply must find it
+        # a bare timer that answers None, cheaper than asyncio.timeout's cancellation machinery
+        wire_s = (len(request.frame) + REPLY_ALLOWANCE_CHARS) * self.char_s
+        timer = loop.call_later(self.config.timeout_s + wire_s, _no_reply, future)
         try:
             self._write(request)
-            wire_s = (len(request.frame) + REPLY_ALLOWANCE_CHARS) * self.char_s
-            try:
-                async with asyncio.timeout(self.config.timeout_s + wire_s):
-                    return await future
-            except TimeoutError:
-                return None
+            return await future
         finally:
+            timer.cancel()
             self._pending = None
 
     def _write(self, request: Request) -> None:

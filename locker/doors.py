@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from locker.clock import Clock
 from locker.config import LockerConfig
@@ -29,6 +30,7 @@ from locker.ports import LockDriver
 from locker.store import Store, Tx
 
 log = logging.getLogger("locker.doors")
+T = TypeVar("T")
 HOLD_RECHECK_S = 60.0  # the holds are looked at again this often even when nothing changed
 FACTS_MAX = 1000  # door changes kept while the store cannot write (hours of a busy locker)
 
@@ -54,6 +56,9 @@ class DoorMonitor:
         self.facts_dropped = 0
         self._holds_seen: tuple[object, ...] | None = None
         self._holds_at = -HOLD_RECHECK_S
+        # what the per-second passes read from the store, kept while the store is unchanged
+        # (Store.version): an idle locker then asks one PRAGMA a second instead of six queries
+        self._cached: dict[str, tuple[tuple[int, int], object]] = {}
 
     # -- HardwareListener -------------------------------------------------------------------
 
@@ -136,14 +141,16 @@ class DoorMonitor:
         now = self.clock.now()
         policy = self.config.doors
         read = self.store.read()
-        waiting = [a for a in records.unsettled_authorisations(read)
+        unsettled = self._unchanged("unsettled", lambda: records.unsettled_authorisations(read))
+        waiting = [a for a in unsettled
                    if (a.acked_at if a.acked_at is not None else a.created_at)
                    <= now - policy.open_timeout_s]
-        left_open = read.all(
-            "SELECT c.id FROM compartments c WHERE c.door IN (?, ?) AND c.door_changed_at <= ?"
+        open_doors = self._unchanged("open_doors", lambda: read.all(
+            "SELECT c.id, c.door_changed_at FROM compartments c WHERE c.door IN (?, ?)"
             " AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'door_left_open'"
-            " AND a.subject = c.id AND a.cleared_at IS NULL)",
-            (*OPEN_DOOR_STATES, now - policy.left_open_alarm_s))
+            " AND a.subject = c.id AND a.cleared_at IS NULL)", OPEN_DOOR_STATES))
+        left_open = [row for row in open_doors
+                     if row["door_changed_at"] <= now - policy.left_open_alarm_s]
         if not waiting and not left_open:
             return []
         to_pulse: list[Door] = []
@@ -168,7 +175,7 @@ class DoorMonitor:
         """Every order under way settled again; ready orders whose doors cannot open now have
         their window held, and get the time back once they can."""
         read = self.store.read()
-        under_way = order_life.under_way(read)
+        under_way = self._unchanged("under_way", lambda: order_life.under_way(read))
         if under_way:
             with self.store.transaction(self.clock.now()) as tx:
                 moved = [order_life.settle(tx, self.config, order_id)
@@ -211,11 +218,26 @@ class DoorMonitor:
             order_life.settle(tx, self.config, order_id)
 
     def _hold_facts(self, read: Tx) -> tuple[object, ...]:
-        """What decides the holds, cheaply: a change in any of it means a full look."""
-        jammed = tuple(r["id"] for r in read.all(
-            "SELECT id FROM compartments WHERE door = 'jammed' ORDER BY id"))
+        """What decides the holds, cheaply: a change in any of it means a full look. The
+        driver is asked every time (a board may go offline without a store change)."""
         unreachable = tuple(c.id for c in self.config.compartments
                             if not self.driver.reachable(c.id))
+        return unreachable, self._unchanged("hold_facts", lambda: self._stored_hold_facts(read))
+
+    @staticmethod
+    def _stored_hold_facts(read: Tx) -> tuple[object, ...]:
+        jammed = tuple(r["id"] for r in read.all(
+            "SELECT id FROM compartments WHERE door = 'jammed' ORDER BY id"))
         zones = tuple(sorted(order_life.blocked_zones(read)))
         ready = read.one("SELECT COUNT(*) AS n FROM orders WHERE state = 'ready'")
-        return jammed, unreachable, zones, ready["n"] if ready else 0
+        return jammed, zones, ready["n"] if ready else 0
+
+    def _unchanged(self, key: str, query: Callable[[], T]) -> T:
+        """`query()`, or what it answered last time if the store has not changed since."""
+        version = self.store.version()
+        cached = self._cached.get(key)
+        if cached is not None and cached[0] == version:
+            return cast(T, cached[1])
+        value = query()
+        self._cached[key] = (version, value)
+        return value

@@ -458,6 +458,13 @@ class Store:
         row = self.read().one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else str(row["value"])
 
+    def version(self) -> tuple[int, int]:
+        """Moves whenever a row changes: PRAGMA data_version counts other connections' commits
+        (the CLI, a restore), total_changes this connection's own; for caching what a periodic
+        pass read (a change rolled back moves it too, which only costs a fresh read)."""
+        row = self.db.execute("PRAGMA data_version").fetchone()
+        return int(row[0]), self.db.total_changes
+
     def events(self, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self.read().all("SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                                (after, limit))
