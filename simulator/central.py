@@ -7,6 +7,7 @@ orders, signs commands, queues raw items and makes the locker calls misbehave on
 docs/central-api.yaml describes both; tests/simulator/test_central_openapi.py holds them together.
 
     python -m simulator.central --data DIR [--host H] [--port P] [--admin-token T] [--updates DIR]
+                                [--tls-cert PEM --tls-key PEM]
 
 prints `CENTRAL <url>` and `ADMIN <token>` and serves until SIGINT or SIGTERM. Every bit of state
 lives in `data_dir`, so a stop and a start on the same folder (and port) looks to a locker like a
@@ -893,8 +894,12 @@ async def start_central(data_dir: Path, *, host: str = "127.0.0.1", port: int = 
 
 
 async def serve(args: argparse.Namespace) -> None:
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     central = await start_central(Path(args.data), host=args.host, port=args.port,
-                                  admin_token=args.admin_token,
+                                  admin_token=args.admin_token, ssl_context=tls,
                                   updates_dir=Path(args.updates) if args.updates else None)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -917,7 +922,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--admin-token", help="default: kept in DATA/admin.token")
     parser.add_argument("--updates", help="serve this update repository (`locker release"
                         " --repo`) read-only under /v1/updates/")
-    asyncio.run(serve(parser.parse_args(argv)))
+    parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":
