@@ -470,8 +470,9 @@ def per_day(count: float, seconds: float) -> float:
     return count * DAY_S / seconds
 
 
-def kib(count: float) -> str:
-    return f"{count / 1024:,.1f} KiB" if count < 1024 * 1024 else f"{count / 2**20:,.2f} MiB"
+def human(count: float) -> str:
+    """Decimal units, as the target (2 MB a day) and a 4G plan count them."""
+    return f"{count / 1e3:,.1f} kB" if count < 1e6 else f"{count / 1e6:,.2f} MB"
 
 
 async def wire(args: argparse.Namespace, folder: Path) -> None:
@@ -522,17 +523,18 @@ async def wire(args: argparse.Namespace, folder: Path) -> None:
             poll_bytes = sum(e.up + e.down for e in polls)
             beats = (t1 - t0) / link.heartbeat_s
             rest = up + down - poll_bytes - conns * (hs_up + hs_down)
+            daily = functools.partial(per_day, seconds=t1 - t0)
             print(f"\nidle {t1 - t0:.0f} s: {up} B up, {down} B down, {conns} new TLS"
-                  f" connections -> {kib(per_day(up, t1 - t0))} up + {kib(per_day(down, t1 - t0))}"
-                  f" down = {kib(idle_day)} a day (target: under 2 MB)")
+                  f" connections -> {human(daily(up))} up + {human(daily(down))}"
+                  f" down = {human(idle_day)} a day (target: under 2 MB)")
             if polls:
                 print(f"  {len(polls)} long polls answered empty at their wait:"
-                      f" {poll_bytes / len(polls):.0f} B each, {kib(per_day(poll_bytes, t1 - t0))}"
+                      f" {poll_bytes / len(polls):.0f} B each, {human(daily(poll_bytes))}"
                       " a day")
-            print(f"  {conns} TLS handshakes: {kib(per_day(conns * (hs_up + hs_down), t1 - t0))}"
+            print(f"  {conns} TLS handshakes: {human(daily(conns * (hs_up + hs_down)))}"
                   " a day")
             print(f"  the rest (heartbeats, ~{beats:.1f} in the window):"
-                  f" ~{rest / max(beats, 1):.0f} B each, {kib(per_day(rest, t1 - t0))} a day")
+                  f" ~{rest / max(beats, 1):.0f} B each, {human(daily(rest))} a day")
 
             # -- orders, one after the other --------------------------------------------------
             auth = await daemon.login(session, config, courier)
@@ -565,11 +567,11 @@ async def wire(args: argparse.Namespace, folder: Path) -> None:
             per_order = spent / max(args.wire_orders, 1)
             print(f"\n{args.wire_orders} orders through their life in {t3 - t2:.0f} s:"
                   f" {proxy.total(t2)} B, of which beyond idle {spent:.0f} B ="
-                  f" {kib(per_order)} an order (its item in the feed, its events, their acks)")
+                  f" {human(per_order)} an order (its item in the feed, its events, their acks)")
             print("\nsummary:")
             for orders_a_day in (0, 100, 1000):
                 day = idle_day + orders_a_day * per_order
-                print(f"  {orders_a_day:>4} orders a day: {kib(day)} a day")
+                print(f"  {orders_a_day:>4} orders a day: {human(day)} a day")
     finally:
         await daemon.stop()
         await central.stop()
