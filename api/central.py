@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ from aiohttp import (
     ClientError,
     ClientSession,
     ClientTimeout,
+    ServerDisconnectedError,
     TCPConnector,
     web,
 )
@@ -51,6 +53,11 @@ MAX_ANSWER_BYTES = 1 << 20
 PUSH_IDLE_S = 5.0  # the outbox is looked at this often even when nothing wakes the pusher
 PUSH_LINGER_S = 1.0  # after a wake, wait this long for more events before sending
 CLOCK_SKEW_WARN_S = 60.0
+# an idle connection is kept this much longer than the heartbeat period, so that the next
+# heartbeat reuses it instead of paying a TLS handshake (~2 KB); central keeps idle connections
+# longer still (docs/central.md, "Bytes on the wire")
+KEEPALIVE_MARGIN_S = 30.0
+GZIP_OVER_BYTES = 1024  # a request body this large is sent gzipped: event batches of a few events
 
 
 class Unreachable(Exception):
@@ -130,10 +137,15 @@ class CentralLink:
                 self.last_answer += float(fields["by_s"])
 
     async def start(self) -> None:
+        # every header is paid for on every call of a 4G plan: no Accept, no Accept-Encoding (the
+        # feed's sealed codes do not compress), a short User-Agent
         self._session = ClientSession(
-            connector=TCPConnector(ssl=self.ssl if self.ssl is not None else True, limit=4),
+            connector=TCPConnector(ssl=self.ssl if self.ssl is not None else True, limit=4,
+                                   keepalive_timeout=self.config.heartbeat_s
+                                   + KEEPALIVE_MARGIN_S),
             headers={"Authorization": f"Bearer {self.token}",
-                     "User-Agent": f"locker-controller/{__version__}"})
+                     "User-Agent": f"locker/{__version__}"},
+            skip_auto_headers=("Accept", "Accept-Encoding"))
         self._tasks = [asyncio.create_task(loop(), name=f"central {loop.__name__}")
                        for loop in (self._pull, self._push, self._beat)]
         log.info("syncing with central at %s", self.config.url)
@@ -235,27 +247,36 @@ class CentralLink:
 
     async def _call(self, method: str, path: str, *, timeout_s: float,
                     params: dict[str, str] | None = None, json_body: Any = None) -> Any:
-        assert self._session is not None
+        data, headers = _request_body(json_body)
         try:
-            async with self._session.request(
-                    method, self.base + path, params=params,
-                    data=None if json_body is None else json.dumps(json_body).encode(),
-                    headers={"Content-Type": "application/json"} if json_body is not None
-                    else None, timeout=ClientTimeout(total=timeout_s)) as answer:
-                raw = await answer.content.read(MAX_ANSWER_BYTES + 1)
-                if answer.status >= 500 or answer.status in (408, 429):
-                    raise Unreachable(f"{method} {path}: HTTP {answer.status}")
-                if answer.status in (401, 403):
-                    raise Rejected(f"central refused this locker's token (HTTP {answer.status}"
-                                   f" on {path}): check {self.config.token_file}")
-                if answer.status != 200:
-                    raise Garbled(f"{method} {path}: HTTP {answer.status}:"
-                                  f" {raw[:200].decode('utf-8', 'replace')}")
+            try:
+                return await self._call_once(method, path, timeout_s, params, data, headers)
+            except ServerDisconnectedError:
+                # a kept-alive connection that central or a NAT closed while it was idle: once
+                # more on a new one (every call is idempotent) before it counts as an outage
+                return await self._call_once(method, path, timeout_s, params, data, headers)
         except ClientConnectorCertificateError as exc:
             raise Unreachable(f"central's TLS certificate was refused ({exc.certificate_error});"
                               " check [central] ca_file") from None
         except (ClientError, TimeoutError, OSError) as exc:
             raise Unreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+
+    async def _call_once(self, method: str, path: str, timeout_s: float,
+                         params: dict[str, str] | None, data: bytes | None,
+                         headers: dict[str, str] | None) -> Any:
+        assert self._session is not None
+        async with self._session.request(
+                method, self.base + path, params=params, data=data, headers=headers,
+                timeout=ClientTimeout(total=timeout_s)) as answer:
+            raw = await answer.content.read(MAX_ANSWER_BYTES + 1)
+            if answer.status >= 500 or answer.status in (408, 429):
+                raise Unreachable(f"{method} {path}: HTTP {answer.status}")
+            if answer.status in (401, 403):
+                raise Rejected(f"central refused this locker's token (HTTP {answer.status}"
+                               f" on {path}): check {self.config.token_file}")
+            if answer.status != 200:
+                raise Garbled(f"{method} {path}: HTTP {answer.status}:"
+                              f" {raw[:200].decode('utf-8', 'replace')}")
         if len(raw) > MAX_ANSWER_BYTES:
             raise Garbled(f"{method} {path}: answer over {MAX_ANSWER_BYTES} bytes")
         try:
@@ -292,6 +313,17 @@ class CentralLink:
         except Exception:  # a full disk must not end the loop
             log.exception("recording a central failure failed")
         await asyncio.sleep(backoff.next_delay())
+
+
+def _request_body(json_body: Any) -> tuple[bytes | None, dict[str, str] | None]:
+    """The body as compact JSON, gzipped when that pays (docs/central.md allows it)."""
+    if json_body is None:
+        return None, None
+    data = json.dumps(json_body, separators=(",", ":")).encode()
+    if len(data) < GZIP_OVER_BYTES:
+        return data, {"Content-Type": "application/json"}
+    return (gzip.compress(data, mtime=0),
+            {"Content-Type": "application/json", "Content-Encoding": "gzip"})
 
 
 def _acked(answer: Any) -> list[str]:

@@ -1,5 +1,6 @@
 """What the benchmarks that run the locker as in the field share: the reference central and the
-daemon as child processes, the store read from outside, /proc figures, a free port, polling.
+daemon as child processes, the store read from outside, /proc figures, a free port, polling, and
+a TCP proxy that counts the bytes between the locker and central.
 
 Imported as `bench.processes` by bench/sync.py and bench/pi_budget.py, which put the repository
 root on sys.path first (bench/ has no __init__.py: a namespace package). Not a benchmark itself:
@@ -29,6 +30,7 @@ from aiohttp import ClientSession
 from locker.codes import box_public_key, create_keys, create_private_file, load_box_key
 from locker.config import LockerConfig
 from locker.staff import load_secret
+from simulator.pki import Pki
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -113,15 +115,18 @@ class Central:
     port: int
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     process: asyncio.subprocess.Process | None = None
+    tls: Pki | None = None  # serve https with this certificate
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def argv(self) -> list[str]:
+        tls = [] if self.tls is None else [
+            "--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
         return [sys.executable, "-m", "simulator.central", "--data", str(self.data),
-                "--port", str(self.port), "--admin-token", self.admin_token]
+                "--port", str(self.port), "--admin-token", self.admin_token, *tls]
 
     async def start(self) -> float:
         """Start it; returns the monotonic time at which it said it listens."""
@@ -237,3 +242,70 @@ class Daemon:
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._reader, 2)
+
+
+# ---- bytes on the wire --------------------------------------------------------------------------
+
+@dataclass
+class Chunk:
+    """One read the proxy forwarded: when, which connection, which way, how many bytes."""
+
+    at: float
+    connection: int
+    up: bool  # locker -> central
+    size: int
+
+
+class CountingProxy:
+    """A TCP proxy on loopback in front of central that counts every byte it forwards.
+
+    The locker is pointed at it, so TLS records, handshakes, HTTP headers and keep-alive reuse
+    are all in the count: TCP payload, what a 4G plan bills less the IP and TCP headers
+    (about 40 bytes a segment, not seen from here). Every read is logged as a `Chunk`.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.chunks: list[Chunk] = []
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in self._writers:
+                writer.close()
+
+    def total(self, since: float = 0.0, *, up: bool | None = None) -> int:
+        return sum(c.size for c in self.chunks
+                   if c.at >= since and (up is None or c.up == up))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        connection = self.connections
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:  # central is down: the locker sees a refused connection, as it would
+            writer.close()
+            return
+        self._writers += [writer, up_writer]
+        await asyncio.gather(self._pump(reader, up_writer, connection, True),
+                             self._pump(up_reader, writer, connection, False))
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter,
+                    connection: int, up: bool) -> None:
+        try:
+            while data := await source.read(65536):
+                self.chunks.append(Chunk(time.monotonic(), connection, up, len(data)))
+                sink.write(data)
+                await sink.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            sink.close()

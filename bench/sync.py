@@ -1,4 +1,5 @@
-"""Central sync: orders ingested a second, events acknowledged a second, bytes written an event.
+"""Central sync: orders ingested a second, events acknowledged a second, bytes written an event;
+with --wire, bytes on the network a day between the locker and central over TLS.
 
 Four processes, as in the field: the simulated lock boards (on a pseudo-terminal), the daemon
 (`locker run`, a subprocess with its link to central), the reference central
@@ -24,19 +25,31 @@ device: SQLite's WAL appends, checkpoints into locker.db; not the filesystem jou
 kernel writes on its own account). Its logs go to a pipe, so they are not counted. Prints figures,
 asserts nothing.
 
+--wire measures the network instead: the reference central serves https with a throwaway CA
+(simulator/pki.py) that the locker trusts through `[central] ca_file`, and the locker talks to it
+through a counting TCP proxy (bench/processes.py), so every byte is counted as the locker would
+pay for it: TLS handshakes and records, HTTP headers, keep-alive reuse. The locker runs with its
+shipped [central] defaults (or `--set key=value`). An idle window (--idle-s, best a multiple of
+heartbeat_s and poll_wait_s) gives the bytes of an idle day; then --wire-orders orders go through
+their life one after the other (placed at central, loaded by a courier, collected by the
+customer): what they add beyond idle, per order, gives the day with 100 orders.
+
     python bench/sync.py [--orders 500] [--events 5000] [--batch-size 100] [--dir DIR]
+    python bench/sync.py --wire [--idle-s 600] [--wire-orders 10] [--set poll_wait_s=60 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import platform
 import shlex
 import shutil
 import sqlite3
+import ssl
 import sys
 import tempfile
 import time
@@ -44,16 +57,25 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import ClientSession, ClientTimeout
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import Central, Daemon, free_port, mount_of, read_only  # noqa: E402
+from bench.processes import (  # noqa: E402
+    Central,
+    Chunk,
+    CountingProxy,
+    Daemon,
+    free_port,
+    mount_of,
+    read_only,
+)
 from bench.processes import until as poll_until  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from locker.staff import create_secret  # noqa: E402
 from simulator.control import spawn  # noqa: E402
+from simulator.pki import make_pki  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "locker.toml"
 POLL_S = 0.01
@@ -65,15 +87,14 @@ BACKOFF = (0.05, 0.25)  # [central] backoff_min_s, backoff_max_s: the locker not
 until = functools.partial(poll_until, poll_s=POLL_S)  # the store polled every POLL_S
 
 
-def write_config(folder: Path, central_url: str, http_port: int, batch_size: int) -> Path:
+def write_config(folder: Path, http_port: int, central_table: str) -> Path:
     """examples/locker.toml (66 compartments, 3 generic boards), with its own data folder and
-    HTTP port, and a [central] table."""
+    HTTP port, and the [central] table's lines given."""
     text = EXAMPLE.read_text()
     text = text.replace('data_dir = "../var/drive-lyon-07"', 'data_dir = "data"', 1)
     text = text.replace("port = 8080", f"port = {http_port}", 1)
-    text += (f'\n[central]\nurl = "{central_url}"\nallow_insecure = true\n'
-             f'batch_size = {batch_size}\n'
-             f"backoff_min_s = {BACKOFF[0]}\nbackoff_max_s = {BACKOFF[1]}\n")
+    text += f"\n[central]\n{central_table}"
+    (folder / "data").mkdir(mode=0o700)  # the daemon refuses a data dir others can read
     path = folder / "locker.toml"
     path.write_text(text)
     return path
@@ -157,6 +178,13 @@ async def main() -> None:
     parser.add_argument("--dir", type=Path, default=None,
                         help="where the stores live (default: a new folder under the temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the stores afterwards")
+    parser.add_argument("--wire", action="store_true",
+                        help="measure bytes on the network (TLS) instead, idle and per order")
+    parser.add_argument("--idle-s", type=float, default=600.0, help="--wire: the idle window")
+    parser.add_argument("--wire-orders", type=int, default=10,
+                        help="--wire: orders taken through their life, one after the other")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="--wire: a [central] setting (TOML value), e.g. poll_wait_s=60")
     args = parser.parse_args()
     parent = args.dir.resolve() if args.dir else None
     if parent:
@@ -167,11 +195,21 @@ async def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs ({platform.machine()}), Python"
           f" {platform.python_version()}, {platform.system()} {platform.release()};"
           f" stores on {mount_of(folder)}")
+    if args.wire:
+        try:
+            await wire(args, folder)
+        finally:
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        print(f"bench ran {time.monotonic() - began:.0f} s")
+        return
     print("disk:", commit_probe(folder))
 
     central = Central(folder / "central", free_port())
     http_port = free_port()
-    path = write_config(folder, central.url + "/v1", http_port, args.batch_size)
+    path = write_config(folder, http_port, (
+        f'url = "{central.url}/v1"\nallow_insecure = true\nbatch_size = {args.batch_size}\n'
+        f"backoff_min_s = {BACKOFF[0]}\nbackoff_max_s = {BACKOFF[1]}\n"))
     config: LockerConfig = load_config(path)
     assert config.central is not None
     database = config.database
@@ -370,6 +408,185 @@ async def main() -> None:
     else:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"bench ran {time.monotonic() - began:.0f} s")
+
+
+# ---- --wire: bytes on the network ----------------------------------------------------------------
+
+DAY_S = 86400.0
+SLOW_ANSWER_S = 1.0  # an exchange answered this much later was a long poll that waited
+
+
+@dataclass
+class Exchange:
+    """What went up a connection and the answer that came down before the next request."""
+
+    at: float
+    up: int = 0
+    down: int = 0
+    answered_after_s: float = 0.0
+
+
+def exchanges(chunks: list[Chunk]) -> list[Exchange]:
+    """The proxy's reads cut into request and answer pairs, connection by connection: an
+    exchange starts at bytes going up after bytes came down."""
+    found: list[Exchange] = []
+    open_by_connection: dict[int, tuple[Exchange, float | None]] = {}
+    for chunk in chunks:
+        current = open_by_connection.get(chunk.connection)
+        if current is None or (chunk.up and current[1] is not None):
+            current = (Exchange(chunk.at), None)
+            found.append(current[0])
+        exchange, answered = current
+        if chunk.up:
+            exchange.up += chunk.size
+            last_up = chunk.at
+            exchange.answered_after_s = 0.0
+            open_by_connection[chunk.connection] = (exchange, None)
+            exchange.at = last_up
+        else:
+            exchange.down += chunk.size
+            if answered is None:
+                exchange.answered_after_s = chunk.at - exchange.at
+            open_by_connection[chunk.connection] = (exchange, chunk.at)
+    return found
+
+
+async def tls_handshake_bytes(proxy: CountingProxy, context: ssl.SSLContext) -> tuple[int, int]:
+    """(up, down): a full TLS handshake through the proxy, as the locker's client makes it, the
+    server's session tickets and the closing alerts included."""
+    before = len(proxy.chunks)
+    _, writer = await asyncio.open_connection("127.0.0.1", proxy.port, ssl=context)
+    await asyncio.sleep(0.3)  # the tickets a TLS 1.3 server sends after the handshake
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    await asyncio.sleep(0.2)
+    mine = proxy.chunks[before:]
+    del proxy.chunks[before:]
+    return sum(c.size for c in mine if c.up), sum(c.size for c in mine if not c.up)
+
+
+def per_day(count: float, seconds: float) -> float:
+    return count * DAY_S / seconds
+
+
+def human(count: float) -> str:
+    """Decimal units, as the target (2 MB a day) and a 4G plan count them."""
+    return f"{count / 1e3:,.1f} kB" if count < 1e6 else f"{count / 1e6:,.2f} MB"
+
+
+async def wire(args: argparse.Namespace, folder: Path) -> None:
+    pki = make_pki(folder / "pki")
+    central = Central(folder / "central", free_port(), tls=pki)
+    proxy = CountingProxy(central.port)
+    await proxy.start()
+    settings = "".join(f"{item.split('=', 1)[0].strip()} = {item.split('=', 1)[1].strip()}\n"
+                       for item in args.set)
+    http_port = free_port()
+    path = write_config(folder, http_port, (
+        f'url = "https://127.0.0.1:{proxy.port}/v1"\nca_file = "pki/ca.pem"\n{settings}'))
+    config = load_config(path)
+    link = config.central
+    assert link is not None
+    print(f"[central] poll_wait_s = {link.poll_wait_s:g}, heartbeat_s = {link.heartbeat_s:g},"
+          f" batch_size = {link.batch_size}, outage_alarm_s = {link.outage_alarm_s:g}"
+          f"{' (set: ' + ', '.join(args.set) + ')' if args.set else ' (the defaults)'}")
+    courier = next(m.id for m in config.staff.members if m.role == "courier")
+    create_secret(config.staff_secret_file(courier))
+    compartments = config.compartments
+    trust = ssl.create_default_context(cafile=str(pki.ca))
+    boards = await spawn(path, auto_close_s=AUTO_CLOSE_S)
+    daemon = Daemon(path, boards.port, http_port)
+    try:
+        async with ClientSession(timeout=ClientTimeout(total=30),
+                                 connector=TCPConnector(ssl=trust)) as session:
+            await central.start()
+            await central.enrol(session, config)
+            hs_up, hs_down = await tls_handshake_bytes(proxy, trust)
+            print(f"one TLS handshake (this certificate: ECDSA P-256, one CA): {hs_up} B up,"
+                  f" {hs_down} B down")
+            await daemon.start(session)
+            await until(lambda: central.query("SELECT heartbeat_at FROM lockers")[0][0]
+                        is not None and outbox_depth(config.database) == 0, 60,
+                        "the first heartbeat and the start's events")
+            await asyncio.sleep(2.0)
+
+            # -- idle ---------------------------------------------------------------------------
+            t0, conns0 = time.monotonic(), proxy.connections
+            await asyncio.sleep(args.idle_s)
+            t1, conns = time.monotonic(), proxy.connections - conns0
+            window = [c for c in proxy.chunks if t0 <= c.at < t1]
+            up = sum(c.size for c in window if c.up)
+            down = sum(c.size for c in window if not c.up)
+            idle_day = per_day(up + down, t1 - t0)
+            polls = [e for e in exchanges(window) if e.answered_after_s >= SLOW_ANSWER_S]
+            poll_bytes = sum(e.up + e.down for e in polls)
+            beats = (t1 - t0) / link.heartbeat_s
+            rest = up + down - poll_bytes - conns * (hs_up + hs_down)
+            daily = functools.partial(per_day, seconds=t1 - t0)
+            print(f"\nidle {t1 - t0:.0f} s: {up} B up, {down} B down, {conns} new TLS"
+                  f" connections -> {human(daily(up))} up + {human(daily(down))}"
+                  f" down = {human(idle_day)} a day (target: under 2 MB)")
+            if polls:
+                print(f"  {len(polls)} long polls answered empty at their wait:"
+                      f" {poll_bytes / len(polls):.0f} B each, {human(daily(poll_bytes))}"
+                      " a day")
+            print(f"  {conns} TLS handshakes: {human(daily(conns * (hs_up + hs_down)))}"
+                  " a day")
+            print(f"  the rest (heartbeats, ~{beats:.1f} in the window):"
+                  f" ~{rest / max(beats, 1):.0f} B each, {human(daily(rest))} a day")
+
+            # -- orders, one after the other --------------------------------------------------
+            auth = await daemon.login(session, config, courier)
+            await until(lambda: outbox_depth(config.database) == 0, 60, "the login's events")
+            await asyncio.sleep(PUSH_SETTLE_S)
+            t2 = time.monotonic()
+            for i in range(args.wire_orders):
+                c = compartments[i % len(compartments)]
+                order_id = f"W-{i:04d}"
+                order = await central.admin(
+                    session, "POST", f"/lockers/{config.locker_id}/orders",
+                    {"id": order_id, "window_hours": 72,
+                     "bags": [{"zone": c.zone.value, "size": c.size.value}]})
+                await reach(config.database, order_id, "received")
+                async with session.post(f"{daemon.url}/api/courier/orders/{order_id}/load",
+                                        json={"together": True}, headers=auth) as answer:
+                    if answer.status != 200:
+                        raise SystemExit(f"loading {order_id}: {await answer.text()}")
+                await reach(config.database, order_id, "ready")
+                await until(lambda: outbox_depth(config.database) == 0, 60, "the outbox")
+                async with session.post(f"{daemon.url}/api/pickup", json={
+                        "code": order["code"], "screen": "bench"}) as answer:
+                    if answer.status != 200:
+                        raise SystemExit(f"pickup of {order_id}: {await answer.text()}")
+                await reach(config.database, order_id, "collected")
+                await until(lambda: outbox_depth(config.database) == 0, 60, "the outbox")
+            await asyncio.sleep(PUSH_SETTLE_S)
+            t3 = time.monotonic()
+            spent = proxy.total(t2) - idle_day * (t3 - t2) / DAY_S
+            per_order = spent / max(args.wire_orders, 1)
+            print(f"\n{args.wire_orders} orders through their life in {t3 - t2:.0f} s:"
+                  f" {proxy.total(t2)} B, of which beyond idle {spent:.0f} B ="
+                  f" {human(per_order)} an order (its item in the feed, its events, their acks)")
+            print("\nsummary:")
+            for orders_a_day in (0, 100, 1000):
+                day = idle_day + orders_a_day * per_order
+                print(f"  {orders_a_day:>4} orders a day: {human(day)} a day")
+    finally:
+        await daemon.stop()
+        await central.stop()
+        await proxy.stop()
+        await boards.stop()
+
+
+PUSH_SETTLE_S = 3.0  # after the outbox emptied: the last acknowledgement's bytes arrive
+
+
+async def reach(database: Path, order_id: str, state: str) -> None:
+    def there() -> bool:
+        rows = read_only(database, "SELECT state FROM orders WHERE id = ?", (order_id,))
+        return bool(rows) and rows[0][0] == state
+    await until(there, 60, f"order {order_id} {state}")
 
 
 if __name__ == "__main__":

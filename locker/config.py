@@ -249,9 +249,11 @@ class CentralConfig:
     command_key_file: Path  # central's Ed25519 public key (PEM): commands must verify against it
     ca_file: Path | None = None  # trust this CA instead of the system's
     allow_insecure: bool = False  # http:// accepted (a test bench, the demo); never in a shop
-    poll_wait_s: float = 25.0
+    # a long poll and a heartbeat cost ~450 B and ~700 B on the wire over TLS: these periods
+    # keep an idle locker near 0.6 MB a day (docs/performance.md, "Bytes on the network")
+    poll_wait_s: float = 120.0
     batch_size: int = 100
-    heartbeat_s: float = 60.0
+    heartbeat_s: float = 300.0
     request_timeout_s: float = 10.0
     backoff_min_s: float = 1.0
     backoff_max_s: float = 300.0
@@ -730,7 +732,7 @@ def _central(table: _Table | None, data_dir: Path, base: Path) -> CentralConfig 
         token_file=data_dir / table.text("token_file", "central.token"),
         command_key_file=data_dir / table.text("command_key_file", "central-commands.pub"),
         ca_file=(base / ca).resolve() if ca else None,
-        poll_wait_s=table.number("poll_wait_s", d.poll_wait_s, lo=0, hi=30),
+        poll_wait_s=table.number("poll_wait_s", d.poll_wait_s, lo=0, hi=300),
         batch_size=table.integer("batch_size", d.batch_size, lo=1, hi=500),
         heartbeat_s=table.number("heartbeat_s", d.heartbeat_s, lo=1, hi=3600),
         request_timeout_s=table.number("request_timeout_s", d.request_timeout_s, lo=1, hi=120),

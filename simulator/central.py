@@ -7,6 +7,7 @@ orders, signs commands, queues raw items and makes the locker calls misbehave on
 docs/central-api.yaml describes both; tests/simulator/test_central_openapi.py holds them together.
 
     python -m simulator.central --data DIR [--host H] [--port P] [--admin-token T] [--updates DIR]
+                                [--tls-cert PEM --tls-key PEM]
 
 prints `CENTRAL <url>` and `ADMIN <token>` and serves until SIGINT or SIGTERM. Every bit of state
 lives in `data_dir`, so a stop and a start on the same folder (and port) looks to a locker like a
@@ -43,7 +44,11 @@ from sqlite_utils import Database
 
 API_PREFIX = "/v1"
 MAX_BODY = 1024 * 1024  # the spec's limit on a request body (and the locker's on an answer)
-MAX_WAIT_S = 30.0
+MAX_WAIT_S = 300.0
+# idle keep-alive connections are kept this long: longer than a locker's heartbeat period (at
+# most 300 s by default), so its heartbeats reuse one connection instead of a TLS handshake each
+KEEPALIVE_S = 600.0
+SILENT_AFTER_S = 360.0  # no call for longer than the longest long poll and a minute: silent
 CATEGORIES = ("order", "door", "alarm", "security", "coldchain", "telemetry")
 ZONES = ("ambient", "fresh", "frozen")
 SIZES = ("S", "M", "L")
@@ -114,6 +119,7 @@ class Central:
         self.data_dir = Path(data_dir)
         self.admin_token = admin_token
         self.silent_after_s = silent_after_s
+        self.seen: dict[str, float] = {}  # locker id -> its last call (feed, events, heartbeat)
         self.faults = Faults()
         # codes for customers that no admin call answered (a collision's new code): the stand-in
         # for the SMS gateway, in memory only, drained by GET /admin/lockers/{id}/messages
@@ -194,10 +200,14 @@ class Central:
 
     def lockers(self) -> list[dict[str, Any]]:
         now = time.time()
+
+        def last_seen(row: dict[str, Any]) -> float | None:
+            return max(filter(None, (row["heartbeat_at"], self.seen.get(row["id"]))),
+                       default=None)
         return [{"id": row["id"], "last_heartbeat_at": row["heartbeat_at"],
+                 "last_seen_at": last_seen(row),
                  "heartbeat": None if row["heartbeat"] is None else json.loads(row["heartbeat"]),
-                 "silent": row["heartbeat_at"] is None
-                 or now - row["heartbeat_at"] > self.silent_after_s}
+                 "silent": (seen := last_seen(row)) is None or now - seen > self.silent_after_s}
                 for row in self._all("SELECT * FROM lockers ORDER BY id")]
 
     def events_seq(self, locker_id: str) -> int:
@@ -594,6 +604,7 @@ def _locker_of(request: web.Request) -> str:
         raise Problem(401, "unknown token")
     if owner != request.match_info["locker_id"]:
         raise Problem(403, "this token is for another locker")
+    request.app[CENTRAL].seen[owner] = time.time()  # a locker that polls is alive
     return owner
 
 
@@ -604,6 +615,7 @@ async def get_feed(request: web.Request) -> web.Response:
     wait_s = _query_number(request, "wait", 25.0, 0, MAX_WAIT_S, integer=False)
     limit = int(_query_number(request, "limit", 50, 1, 100))
     items = await central.wait_for_items(locker_id, after, limit, wait_s)
+    central.seen[locker_id] = time.time()
     answered = [{"cursor": cursor, **item} if isinstance(item, dict) else item
                 for cursor, item in items]
     return web.json_response({"cursor": items[-1][0] if items else after, "items": answered})
@@ -796,7 +808,8 @@ async def faults_middleware(request: web.Request, handler: Handler) -> web.Strea
 # ---- the app and how to run it ---------------------------------------------------------------
 
 
-def create_central_app(data_dir: Path, *, admin_token: str, silent_after_s: float = 180.0,
+def create_central_app(data_dir: Path, *, admin_token: str,
+                       silent_after_s: float = SILENT_AFTER_S,
                        updates_dir: Path | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY,
                           middlewares=[errors_middleware, admin_middleware, faults_middleware])
@@ -870,14 +883,15 @@ def _admin_token(data_dir: Path, given: str | None) -> str:
 
 async def start_central(data_dir: Path, *, host: str = "127.0.0.1", port: int = 0,
                         admin_token: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                        silent_after_s: float = 180.0,
+                        silent_after_s: float = SILENT_AFTER_S,
                         updates_dir: Path | None = None) -> RunningCentral:
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     token = _admin_token(data_dir, admin_token)
     app = create_central_app(data_dir, admin_token=token, silent_after_s=silent_after_s,
                              updates_dir=updates_dir)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
+                           keepalive_timeout=KEEPALIVE_S)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
@@ -893,8 +907,12 @@ async def start_central(data_dir: Path, *, host: str = "127.0.0.1", port: int = 
 
 
 async def serve(args: argparse.Namespace) -> None:
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     central = await start_central(Path(args.data), host=args.host, port=args.port,
-                                  admin_token=args.admin_token,
+                                  admin_token=args.admin_token, ssl_context=tls,
                                   updates_dir=Path(args.updates) if args.updates else None)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -917,7 +935,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--admin-token", help="default: kept in DATA/admin.token")
     parser.add_argument("--updates", help="serve this update repository (`locker release"
                         " --repo`) read-only under /v1/updates/")
-    asyncio.run(serve(parser.parse_args(argv)))
+    parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,16 @@ def test_only_a_url_gives_the_documented_defaults(tmp_path: Path) -> None:
                  "backoff_min_s", "backoff_max_s", "outage_alarm_s", "offline_hold_h",
                  "outbox_max_events", "remote_opens_burst", "remote_opens_per_hour"):
         assert getattr(central, name) == getattr(defaults, name), name
-    assert (central.poll_wait_s, central.batch_size, central.outbox_max_events) == (
-        25.0, 100, 50_000)
+    assert (central.poll_wait_s, central.heartbeat_s, central.batch_size,
+            central.outbox_max_events) == (120.0, 300.0, 100, 50_000)
+
+
+def test_with_the_defaults_a_dead_link_fails_a_call_before_the_outage_alarm_is_due() -> None:
+    """The long poll and the heartbeat were made rare to save bytes; an outage is still counted
+    from a failed call, so each loop must fail (give up its wait) before outage_alarm_s."""
+    defaults = CentralConfig("x", Path(), Path())
+    assert defaults.poll_wait_s + defaults.request_timeout_s < defaults.outage_alarm_s
+    assert defaults.heartbeat_s <= defaults.outage_alarm_s
 
 
 def test_files_are_placed_where_the_docs_say(tmp_path: Path,
@@ -103,9 +111,9 @@ URL = 'url = "https://central.example.com/v1"'
         ('url = "http://central.example.com/v1"\nallow_insecure = "yes"',
          r"central\.allow_insecure: must be true or false"),
         (URL + '\ncafile = "ca.pem"', r"central\.cafile: unknown key"),
-        (URL + "\npoll_wait_s = 31",
-         r"central\.poll_wait_s: must be between 0 and 30, not 31"),
-        (URL + "\npoll_wait_s = -1", r"central\.poll_wait_s: must be between 0 and 30"),
+        (URL + "\npoll_wait_s = 301",
+         r"central\.poll_wait_s: must be between 0 and 300, not 301"),
+        (URL + "\npoll_wait_s = -1", r"central\.poll_wait_s: must be between 0 and 300"),
         (URL + "\nbatch_size = 0", r"central\.batch_size: must be between 1 and 500, not 0"),
         (URL + "\nbatch_size = 501", r"central\.batch_size: must be between 1 and 500"),
         (URL + "\nbatch_size = 2.5", r"central\.batch_size: must be an integer, not float"),

@@ -168,7 +168,7 @@ async def test_every_answer_fits_the_document(checked: Checked, doc: dict[str, A
     # refusals answer the Error body with a documented status
     assert (await call("GET", "/lockers/{locker_id}/feed", query="?wait=0", token="wrong",
                        locker_id="L-0001"))[0] == 401
-    assert (await call("GET", "/lockers/{locker_id}/feed", query="?wait=99", token=token,
+    assert (await call("GET", "/lockers/{locker_id}/feed", query="?wait=301", token=token,
                        locker_id="L-0001"))[0] == 400
     assert (await call("GET", "/admin/lockers/{locker_id}/orders/{order_id}",
                        locker_id="L-0001", order_id="nope"))[0] == 404
