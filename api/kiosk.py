@@ -118,7 +118,7 @@ def speech_text(config: LockerConfig, lang: str, parts: list[str], doors: list[s
                 c = config.compartment(cid)
                 said.append(text["door"].format(id=c.id, zone=text["zones"][c.zone.value],
                                                 column=c.column, level=c.level) + ".")
-        elif part != "door" and isinstance(text.get(part), str):  # "door" is read by "doors"
+        elif part not in ("door", "door_is") and isinstance(text.get(part), str):
             said.append(text[part].format_map(values))
         else:
             raise BadRequest("say", f"no message {part!r}")

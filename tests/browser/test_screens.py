@@ -30,7 +30,7 @@ async def test_a_full_pickup_at_the_keypad(page: Page, rig: Rig) -> None:
     doors = page.locator("#doors")
     for cid, _ in order.compartments:
         await expect(doors).to_contain_text(cid)
-    await expect(doors).to_contain_text("close the doors")
+    await expect(page.locator("#result-note")).to_contain_text("close the doors")
     await shot(page, "customer-opened")
     await rig.until(lambda: rig.order_state("o1") == "collected", timeout_s=8)
 
