@@ -117,6 +117,7 @@ async def test_the_ops_grid_follows_a_door(page: Page, rig: Rig) -> None:
     rig.boards.force("A2")  # someone forces a door: the page learns it from the live stream
     await expect(cell).to_have_attribute("data-door", "forced", timeout=5_000)
     await expect(page.locator("#alarms")).to_contain_text("door_forced A2")
+    assert await axe(page) == []
     await shot(page, "ops")
 
 
