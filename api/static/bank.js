@@ -4,7 +4,7 @@
 // (the content security policy allows no inline style).
 "use strict";
 const Bank = (() => {
-  const NS = "http://www.w3.org/2000/svg", W = 100, H = 70, GAP = 10;
+  const NS = "http://www.w3.org/2000/svg", W = 100, GAP = 10;
   function add(parent, name, attrs, text) {
     const node = document.createElementNS(NS, name);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -22,7 +22,11 @@ const Bank = (() => {
   function draw(svg, bank, lit) {
     svg.textContent = "";
     if (!bank) return;
-    svg.setAttribute("viewBox", `0 0 ${bank.columns * (W + GAP) + GAP} ${bank.levels * (H + GAP) + GAP}`);
+    // boxes as tall as the space given allows (a portrait screen has room), within reason
+    const wide = bank.columns * (W + GAP) + GAP;
+    const room = svg.clientWidth && svg.clientHeight ? svg.clientHeight / svg.clientWidth * wide : 80 * bank.levels;
+    const H = Math.max(60, Math.min(160, (room - GAP) / bank.levels - GAP));
+    svg.setAttribute("viewBox", `0 0 ${wide} ${bank.levels * (H + GAP) + GAP}`);
     for (const c of bank.compartments) {
       const x = GAP + (c.column - 1) * (W + GAP), y = GAP + (bank.levels - c.level) * (H + GAP);
       const state = lit.get(c.id);
@@ -30,8 +34,8 @@ const Bank = (() => {
                                "data-id": c.id, "data-state": state || ""});
       add(g, "rect", {x, y, width: W, height: H, rx: 8});
       if (!state) continue;
-      add(g, "text", {x: x + 8, y: y + 30}, c.id);
-      if (c.zone === "frozen") snowflake(g, x + W - 22, y + 20, 13);
+      add(g, "text", {x: x + 8, y: y + 34}, c.id);
+      if (c.zone === "frozen") snowflake(g, x + W - 17, y + H - 20, 12);
       add(g, "text", {x: x + 8, y: y + H - 10, class: "mark"},
           {opening: "…", closed: "✓", stuck: "!"}[state] || "");
     }
