@@ -89,6 +89,7 @@ async def test_a_courier_loads_an_order_on_a_phone(page: Page, rig: Rig) -> None
                       [parse_bag("ambient:M"), parse_bag("frozen:M")])
     secret = load_secret(rig.config.staff_secret_file("courier-1"))
     await page.goto("/courier")
+    assert await axe(page) == []
     await page.get_by_label("Courier id").fill("courier-1")
     await page.get_by_label("Code from your phone").fill(pyotp.TOTP(secret).now())
     await page.get_by_role("button", name="Log in").click()
@@ -123,6 +124,7 @@ async def test_the_ops_grid_follows_a_door(page: Page, rig: Rig) -> None:
 
 async def test_the_ops_page_refuses_a_wrong_token(page: Page, rig: Rig) -> None:
     await page.goto("/ops")
+    assert await axe(page) == []
     await page.locator("#token").fill("wrong")
     await page.get_by_role("button", name="Open").first.click()
     await expect(page.locator("#auth-answer")).to_contain_text("X-Ops-Token")
@@ -143,6 +145,14 @@ async def test_the_customer_screen_returns_to_the_start_when_idle(
         await expect(page.locator("#prompt")).to_have_text("Type or scan your pickup code",
                                                            timeout=5_000)
         await expect(page.locator("#answer")).to_be_empty()
+        # with the assistance on, three times as long, then back to the start without it
+        await page.get_by_role("button", name="Français").click()
+        await page.locator("#assist").click()
+        await page.wait_for_timeout(3000)
+        await expect(page.locator("#prompt")).to_have_text("Tapez ou scannez votre code de retrait")
+        await expect(page.locator("#prompt")).to_have_text("Type or scan your pickup code",
+                                                           timeout=5_000)
+        await expect(page.locator("#assist")).to_have_attribute("aria-pressed", "false")
         await context.close()
 
 
@@ -161,6 +171,7 @@ async def test_a_technician_action_from_the_ops_page(page: Page, rig: Rig) -> No
 
 
 async def test_the_ops_page_charts_the_zone_record(page: Page, rig: Rig) -> None:
+    await page.set_viewport_size({"width": 1280, "height": 800})
     now = rig.locker.clock.now()
     with rig.locker.store.transaction(now) as tx:  # a day of HACCP record, as the zone loop writes
         for i in range(288):
@@ -174,6 +185,11 @@ async def test_the_ops_page_charts_the_zone_record(page: Page, rig: Rig) -> None
     await expect(page.locator('polyline[data-zone="fresh"]')).to_have_count(1)
     await expect(page.locator('polyline[data-zone="frozen"]')).to_have_count(1)
     await expect(page.locator('.zone-now[data-zone="frozen"]')).to_contain_text("°C")
+    # readable: as tall as it was drawn, its temperature and time axes labelled
+    box = await page.locator("#temps svg").bounding_box()
+    assert box is not None and box["height"] > 250 and box["width"] > 1000
+    await expect(page.locator("#temps .axis").filter(has_text="°C")).not_to_have_count(0)
+    await expect(page.locator("#temps .axis").filter(has_text=":")).to_have_count(5)
     await shot(page, "ops-temperatures")
 
 
