@@ -29,6 +29,8 @@ TEXT: dict[str, dict[str, Any]] = json.loads((STATIC / "kiosk-text.json").read_t
 VOICES = {"en": "en-gb", "fr": "fr-fr"}
 MAX_STREAMS = 8  # screens watching doors at once; more is not a kiosk
 MAX_PARTS = 6
+MAX_DOORS = 8  # an order's doors, read out
+KEPT_SOUNDS = 400  # the speech folder's bound: the oldest files go first (a few MB in all)
 STREAMS = web.AppKey("kiosk_streams", set)
 SPEAKING = web.AppKey("speaking", asyncio.Lock)
 
@@ -140,7 +142,7 @@ async def speech(request: web.Request) -> web.FileResponse:
         raise BadRequest("say", f"say: 1 to {MAX_PARTS} message names")
     known = {c.id for c in locker.config.compartments}
     for key, ids in (("doors", doors), ("failed", failed)):
-        if not set(ids) <= known or len(ids) > len(known):
+        if not set(ids) <= known or len(ids) > MAX_DOORS:
             raise BadRequest(key, f"{key}: compartments of this locker")
     seconds = query.get("s", "0")
     if not seconds.isdigit() or int(seconds) > 999:
@@ -167,6 +169,9 @@ async def speech(request: web.Request) -> web.FileResponse:
                     text='{"error": "speech", "message": "espeak-ng failed"}',
                     content_type="application/json")
             partial.replace(path)
+            sounds = sorted(folder.glob("*.wav"), key=lambda p: p.stat().st_mtime)
+            for old in sounds[:-KEPT_SOUNDS]:
+                old.unlink(missing_ok=True)
     return web.FileResponse(path, headers={"Content-Type": "audio/wav",
                                            "Cache-Control": "max-age=86400"})
 

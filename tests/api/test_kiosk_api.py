@@ -65,3 +65,12 @@ async def test_speech_is_made_only_of_the_screens_messages(http: TestClient,
     response = await http.get("/api/speech", params=params)
     assert response.status == 400
     assert (await response.json())["error"] == "bad_request"
+
+
+async def test_the_spoken_messages_kept_are_bounded(http: TestClient, config: LockerConfig,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("api.kiosk.KEPT_SOUNDS", 3)
+    for seconds in range(5):  # each a different sentence, so a different file
+        response = await http.get("/api/speech", params={"say": "wait", "s": str(seconds)})
+        assert response.status == 200
+    assert len(list((config.data_dir / "speech").glob("*.wav"))) == 3
