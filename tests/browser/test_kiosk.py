@@ -55,6 +55,13 @@ async def test_the_customer_screen_fits_each_panel_and_follows_the_doors(
         if n in (0, 3):
             assert await axe(page) == [], size
             await shot(page, f"customer-{size}")
+        if n == 0:  # the smallest panel in the other language and assisted too, then back
+            await page.get_by_role("button", name="Français").click()
+            await page.locator("#assist").click()
+            await page.evaluate(LONGEST)
+            assert await misfits(page) == [], f"{size} fr, assisted"
+            await page.locator("#assist").click()
+            await page.get_by_role("button", name="English").click()
         for digit in order.code:
             await page.get_by_role("button", name=digit, exact=True).click()
         await expect(page.locator("#code")).to_have_value(
