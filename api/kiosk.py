@@ -30,7 +30,7 @@ VOICES = {"en": "en-gb", "fr": "fr-fr"}
 MAX_STREAMS = 8  # screens watching doors at once; more is not a kiosk
 MAX_PARTS = 6
 MAX_DOORS = 8  # an order's doors, read out
-KEPT_SOUNDS = 400  # the speech folder's bound, the oldest files going first (100 MB at worst)
+KEPT_SOUNDS = 200  # the speech folder's bound, the oldest files going first (50 MB at worst)
 STREAMS = web.AppKey("kiosk_streams", set)
 SPEAKING = web.AppKey("speaking", asyncio.Lock)
 
