@@ -278,10 +278,10 @@ def watchable(fd: int) -> bool:
 async def interact(session: ClientSession, url: str) -> None:
     stdin = sys.stdin.fileno() if sys.stdin is not None else -1
     if stdin < 0 or not watchable(stdin):
-        say(f"no keyboard here: type the pickup codes on the touchscreen page, {url}/, in a"
-            " browser; stop the demo with Ctrl-C or kill -TERM")
         stop = asyncio.Event()  # as a service is stopped: the boards and central stop too
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        say(f"no keyboard here: type the pickup codes on the touchscreen page, {url}/, in a"
+            " browser; stop the demo with Ctrl-C or kill -TERM")
         await stop.wait()
         return
     # a reader on the event loop, not a thread: Ctrl-C must not wait for one more Enter

@@ -59,8 +59,8 @@ def test_the_demo_without_a_keyboard_says_to_use_the_browser(tmp_path: Path) -> 
                 break
         assert "in a browser" in lines[-1], "".join(lines)
         demo.terminate()  # as a service is stopped
-        rest = demo.stdout.read()
-        assert demo.wait(timeout=30) == 0, "".join(lines) + rest
+        rest = demo.communicate(timeout=30)[0]
+        assert demo.returncode == 0, "".join(lines) + rest
     finally:
         if demo.poll() is None:
             demo.kill()
