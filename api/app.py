@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from api import metrics, ops
+from api import kiosk, metrics, ops
 from api.central import add_central_link
 from api.common import (
     LOCKER,
@@ -196,10 +196,6 @@ async def health(request: web.Request) -> web.Response:
     }, status=200 if ready else 503)
 
 
-async def kiosk(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "kiosk.html")
-
-
 def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     async def serve(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / name)
@@ -235,11 +231,12 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
     app.router.add_post("/api/courier/orders/{order}/reclaim", courier_reclaim)
     app.router.add_post("/api/technician/compartments/{compartment}/open", technician_open)
     app.router.add_post("/api/technician/compartments/{compartment}/service", technician_service)
-    app.router.add_get("/", kiosk)
+    app.router.add_get("/", page("kiosk.html"))
     app.router.add_get("/courier", page("courier.html"))
     app.router.add_get("/ops", page("ops.html"))
     app.router.add_static("/static", STATIC)
     ops.add_routes(app)
+    kiosk.add_routes(app)
     metrics.add_routes(app, locker)
     locker.store.listeners.append(app[ops.LIVE].publish)
     return app

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import secrets
+import signal
+import stat
 import sys
 import tempfile
 import time
@@ -265,12 +268,26 @@ async def report_central(locker: Locker, session: ClientSession, central: Runnin
         f" {len(locker.store.events())} still in the locker's outbox")
 
 
+def watchable(fd: int) -> bool:
+    """A terminal, a pipe or a socket: what the event loop can watch (a file or /dev/null, as
+    under nohup or a service, cannot: epoll refuses them)."""
+    mode = os.fstat(fd).st_mode
+    return os.isatty(fd) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 async def interact(session: ClientSession, url: str) -> None:
+    stdin = sys.stdin.fileno() if sys.stdin is not None else -1
+    if stdin < 0 or not watchable(stdin):
+        stop = asyncio.Event()  # as a service is stopped: the boards and central stop too
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        say(f"no keyboard here: type the pickup codes on the touchscreen page, {url}/, in a"
+            " browser; stop the demo with Ctrl-C or kill -TERM")
+        await stop.wait()
+        return
+    # a reader on the event loop, not a thread: Ctrl-C must not wait for one more Enter
     say("type a pickup code and Enter (q to quit); the simulated customer closes the doors")
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str] = asyncio.Queue()
-    stdin = sys.stdin.fileno()
-    # a reader on the event loop, not a thread: Ctrl-C must not wait for one more Enter
     loop.add_reader(stdin, lambda: lines.put_nowait(sys.stdin.readline()))
     try:
         while True:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hmac
 import json
-import time
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +27,6 @@ from api.common import (
 )
 from api.live import LiveFeed
 from locker import attempts
-from locker.codes import CODE_DIGITS
 from locker.config import BoardWiring
 from locker.daemon import Locker
 from locker.model import Zone
@@ -56,18 +54,6 @@ def require_ops(request: web.Request) -> None:
         raise web.HTTPUnauthorized(
             text='{"error": "ops_token", "message": "a valid X-Ops-Token is required"}',
             content_type="application/json")
-
-
-async def kiosk_info(request: web.Request) -> web.Response:
-    locker = _locker(request)
-    return web.json_response({
-        "locker": locker.config.locker_id, "name": locker.config.name,
-        "support_phone": locker.config.support_phone, "digits": CODE_DIGITS,
-        "idle_s": locker.config.http.screen_idle_s,
-        # the screens say when they asked, on this clock, and give up after request_timeout_s
-        # (past the locker's own deadline to act, so a request they gave up on did nothing)
-        "now": time.time(), "request_timeout_s": locker.config.http.stale_request_s + 5.0,
-    })
 
 
 async def courier_order(request: web.Request) -> web.Response:
@@ -234,7 +220,6 @@ async def ops_clear_throttle(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     feed = LiveFeed()
     app[LIVE] = feed
-    app.router.add_get("/api/kiosk", kiosk_info)
     app.router.add_get("/api/courier/orders/{order}", courier_order)
     app.router.add_get("/api/ops/state", ops_get_state)
     app.router.add_get("/api/ops/stream", ops_stream)

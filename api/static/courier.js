@@ -1,7 +1,7 @@
 // The courier's screen: log in with a TOTP code, load orders (all doors at once or one by one),
-// watch each door open and close, take back expired orders. The server ends idle sessions.
+// watch each door open and close (on the bank's drawing too), take back expired orders. The server ends idle sessions.
 "use strict";
-let token = null, watching = null;
+let token = null, watching = null, bank = null;
 const $ = (id) => document.getElementById(id);
 
 const LATE = "The locker did not answer in time; nothing was done. Please try again.";
@@ -67,6 +67,9 @@ function watch(order) {
     $("progress").hidden = false;
     $("progress-title").textContent = `Order ${order}`;
     const list = $("progress-doors"); list.textContent = "";
+    const lit = new Map(data.doors.map((d) => [d.compartment, d.closed ? "closed"
+      : d.door === "open" ? "opened" : d.door === "jammed" ? "stuck" : d.door === "unlocking" ? "opening" : "waiting"]));
+    Bank.draw($("progress-bank"), bank, lit);
     for (const d of data.doors) {
       const status = d.closed ? "done" : d.door === "open" ? "open: put the goods in, then close"
                    : d.door === "jammed" ? "jammed" : d.door === "unlocking" ? "opening" : "waiting";
@@ -96,4 +99,4 @@ $("login").addEventListener("submit", async (e) => {
   refresh();
 });
 $("logout").addEventListener("click", async () => { await call("POST", "/api/staff/logout"); loggedOut(); });
-Ask.learn().catch(() => {});
+Ask.learn().then((data) => { bank = data.bank; }).catch(() => {});

@@ -68,16 +68,37 @@ function renderTemps() {
   const zones = Object.keys(state.temperatures);
   if (!zones.length) { temps.innerHTML = '<p class="muted">No temperature record on this locker yet.</p>'; return; }
   const svgNS = "http://www.w3.org/2000/svg", svg = document.createElementNS(svgNS, "svg");
-  svg.setAttribute("viewBox", "0 0 1440 200"); svg.setAttribute("preserveAspectRatio", "none");
-  const colours = {ambient: "#9e9e9e", fresh: "#4fc3ff", frozen: "#b388ff"}, now = Date.now() / 1000;
+  const add = (name, attrs, text) => {
+    const node = document.createElementNS(svgNS, name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.appendChild(node); return node;
+  };
+  // the axes fit the record: from its first reading to now, whole 5 °C steps around it
+  const W = 1000, H = 260, L = 60, B = 30, now = Date.now() / 1000;
+  const readings = zones.flatMap((z) => state.temperatures[z].filter(([, c]) => c !== null));
+  const first = Math.min(now - 600, ...readings.map(([t]) => t));
+  const lo = Math.floor(Math.min(...readings.map(([, c]) => c)) / 5) * 5 - 5;
+  const hi = Math.ceil(Math.max(...readings.map(([, c]) => c)) / 5) * 5 + 5;
+  const x = (t) => (L + (t - first) / (now - first) * (W - L - 10)).toFixed(1);
+  const y = (c) => (10 + (hi - c) / (hi - lo) * (H - B - 10)).toFixed(1);
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("role", "img"); svg.setAttribute("aria-label", "zone temperatures over time");
+  const step = hi - lo > 30 ? 10 : 5;
+  for (let c = lo; c <= hi; c += step) {
+    add("line", {x1: L, x2: W - 10, y1: y(c), y2: y(c), class: "grid"});
+    add("text", {x: L - 8, y: Number(y(c)) + 6, class: "axis", "text-anchor": "end"}, `${c} °C`);
+  }
+  for (let i = 0; i <= 4; i += 1) {
+    const t = first + (now - first) * i / 4;
+    add("text", {x: x(t), y: H - 6, class: "axis", "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle"},
+        new Date(t * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"}));
+  }
+  const colours = {ambient: "#9e9e9e", fresh: "#4fc3ff", frozen: "#b388ff"};
   for (const zone of zones) {
-    const points = state.temperatures[zone].filter(([, c]) => c !== null).map(([t, c]) =>
-      `${Math.round(1440 - (now - t) / 60)},${Math.round(100 - c * 3)}`).join(" ");
-    const line = document.createElementNS(svgNS, "polyline");
-    line.setAttribute("points", points); line.setAttribute("fill", "none");
-    line.setAttribute("stroke", colours[zone] || "#fff"); line.setAttribute("stroke-width", "3");
+    const points = state.temperatures[zone].filter(([, c]) => c !== null).map(([t, c]) => `${x(t)},${y(c)}`).join(" ");
+    const line = add("polyline", {points, fill: "none", stroke: colours[zone] || "#fff", "stroke-width": "3"});
     line.dataset.zone = zone;
-    svg.appendChild(line);
     const last = state.temperatures[zone].at(-1);
     const label = document.createElement("span");
     label.className = "zone-now"; label.dataset.zone = zone;

@@ -11,7 +11,7 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from locker.orders import add_order_to_load, parse_bag
 from locker.staff import load_secret
-from tests.browser.conftest import shot
+from tests.browser.conftest import axe, misfits, shot
 from tests.conftest import code_no
 from tests.integration.conftest import OPS_TOKEN, Rig
 
@@ -30,7 +30,7 @@ async def test_a_full_pickup_at_the_keypad(page: Page, rig: Rig) -> None:
     doors = page.locator("#doors")
     for cid, _ in order.compartments:
         await expect(doors).to_contain_text(cid)
-    await expect(doors).to_contain_text("close the doors")
+    await expect(page.locator("#result-note")).to_contain_text("close the doors")
     await shot(page, "customer-opened")
     await rig.until(lambda: rig.order_state("o1") == "collected", timeout_s=8)
 
@@ -83,23 +83,32 @@ async def test_a_code_typed_while_codes_are_slowed_is_kept_and_tried_again(
         await context.close()
 
 
-async def test_a_courier_loads_an_order(page: Page, rig: Rig) -> None:
+async def test_a_courier_loads_an_order_on_a_phone(page: Page, rig: Rig) -> None:
+    await page.set_viewport_size({"width": 390, "height": 844})
     add_order_to_load(rig.locker.store, rig.config, rig.locker.codes, rig.locker.clock.now(), "o7",
                       [parse_bag("ambient:M"), parse_bag("frozen:M")])
     secret = load_secret(rig.config.staff_secret_file("courier-1"))
     await page.goto("/courier")
+    assert await axe(page) == []
     await page.get_by_label("Courier id").fill("courier-1")
     await page.get_by_label("Code from your phone").fill(pyotp.TOTP(secret).now())
     await page.get_by_role("button", name="Log in").click()
     await expect(page.locator("#to-load")).to_contain_text("o7")
+    assert await misfits(page, scrolls=True) == []
     await page.get_by_role("button", name="Open all doors").click()
     await expect(page.locator("#progress-doors")).to_contain_text("frozen")
+    # the same drawing as the customer's: the order's doors lit, the frozen one with its flake
+    await expect(page.locator("#progress-bank g.lit")).to_have_count(2)
+    await expect(page.locator("#progress-bank g.lit.frozen .flake")).to_have_count(3)
+    assert await misfits(page, scrolls=True) == []
+    assert await axe(page) == []
     await shot(page, "courier-loading")
     await expect(page.locator("#progress-state")).to_have_text("State: ready", timeout=10_000)
     assert rig.order_state("o7") == "ready"
 
 
 async def test_the_ops_grid_follows_a_door(page: Page, rig: Rig) -> None:
+    await page.set_viewport_size({"width": 1280, "height": 800})
     await page.goto("/ops")
     await page.locator("#token").fill(OPS_TOKEN)
     await page.get_by_role("button", name="Open").first.click()
@@ -109,11 +118,13 @@ async def test_the_ops_grid_follows_a_door(page: Page, rig: Rig) -> None:
     rig.boards.force("A2")  # someone forces a door: the page learns it from the live stream
     await expect(cell).to_have_attribute("data-door", "forced", timeout=5_000)
     await expect(page.locator("#alarms")).to_contain_text("door_forced A2")
+    assert await axe(page) == []
     await shot(page, "ops")
 
 
 async def test_the_ops_page_refuses_a_wrong_token(page: Page, rig: Rig) -> None:
     await page.goto("/ops")
+    assert await axe(page) == []
     await page.locator("#token").fill("wrong")
     await page.get_by_role("button", name="Open").first.click()
     await expect(page.locator("#auth-answer")).to_contain_text("X-Ops-Token")
@@ -134,6 +145,14 @@ async def test_the_customer_screen_returns_to_the_start_when_idle(
         await expect(page.locator("#prompt")).to_have_text("Type or scan your pickup code",
                                                            timeout=5_000)
         await expect(page.locator("#answer")).to_be_empty()
+        # with the assistance on, three times as long, then back to the start without it
+        await page.get_by_role("button", name="Français").click()
+        await page.locator("#assist").click()
+        await page.wait_for_timeout(3000)
+        await expect(page.locator("#prompt")).to_have_text("Tapez ou scannez votre code de retrait")
+        await expect(page.locator("#prompt")).to_have_text("Type or scan your pickup code",
+                                                           timeout=5_000)
+        await expect(page.locator("#assist")).to_have_attribute("aria-pressed", "false")
         await context.close()
 
 
@@ -152,6 +171,7 @@ async def test_a_technician_action_from_the_ops_page(page: Page, rig: Rig) -> No
 
 
 async def test_the_ops_page_charts_the_zone_record(page: Page, rig: Rig) -> None:
+    await page.set_viewport_size({"width": 1280, "height": 800})
     now = rig.locker.clock.now()
     with rig.locker.store.transaction(now) as tx:  # a day of HACCP record, as the zone loop writes
         for i in range(288):
@@ -165,6 +185,11 @@ async def test_the_ops_page_charts_the_zone_record(page: Page, rig: Rig) -> None
     await expect(page.locator('polyline[data-zone="fresh"]')).to_have_count(1)
     await expect(page.locator('polyline[data-zone="frozen"]')).to_have_count(1)
     await expect(page.locator('.zone-now[data-zone="frozen"]')).to_contain_text("°C")
+    # readable: as tall as it was drawn, its temperature and time axes labelled
+    box = await page.locator("#temps svg").bounding_box()
+    assert box is not None and box["height"] > 250 and box["width"] > 1000
+    await expect(page.locator("#temps .axis").filter(has_text="°C")).not_to_have_count(0)
+    await expect(page.locator("#temps .axis").filter(has_text=":")).to_have_count(5)
     await shot(page, "ops-temperatures")
 
 

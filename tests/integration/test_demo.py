@@ -41,3 +41,27 @@ def test_the_demo_collects_every_order(tmp_path: Path) -> None:
     central.close()
     # 3 loadings and 3 collections: 12 door openings, each event once
     assert kinds.count("order.collected") == 3 and kinds.count("door.opened") == 12
+
+
+def test_the_demo_without_a_keyboard_says_to_use_the_browser(tmp_path: Path) -> None:
+    # standard input is /dev/null, as under nohup or a service: the loop cannot watch it
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "locker.cli", "simulate", "--auto-close", "0.5",
+         "--http-port", str(free_port()), "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    assert demo.stdout is not None
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "no keyboard here" in line:
+                break
+        assert "in a browser" in lines[-1], "".join(lines)
+        demo.terminate()  # as a service is stopped
+        rest = demo.communicate(timeout=30)[0]
+        assert demo.returncode == 0, "".join(lines) + rest
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert "Traceback" not in rest and "stopped" in rest
