@@ -201,7 +201,12 @@ ROUTES = (
           frozenset({"ops"}), unlocks=True),
     Route("ops_service", "POST", "/api/ops/compartments/{compartment}/service",
           {"in_service": "bool", "reason": "reason"}, frozenset({"ops"})),
+    Route("ops_throttle", "GET", "/api/ops/throttle", {}, frozenset({"ops"})),
+    Route("ops_throttle_clear", "POST", "/api/ops/throttle/clear", {"reason": "reason"},
+          frozenset({"ops"})),
     Route("kiosk_info", "GET", "/api/kiosk", {}, frozenset()),
+    Route("kiosk_doors", "GET", "/api/kiosk/doors", {}, frozenset()),
+    Route("speech", "GET", "/api/speech", {}, frozenset()),
     Route("health", "GET", "/api/health", {}, frozenset()),
     Route("metrics", "GET", "/metrics", {}, frozenset()),
     Route("kiosk", "GET", "/", {}, frozenset()),
@@ -542,10 +547,10 @@ class HttpRig:
                                    data=body, headers=headers,
                                    skip_auto_headers=skip) as response:
             status = response.status
-            if response.content_type == "text/event-stream":  # the ops page's live feed
-                assert status == 200 and "ops" in valid
+            if response.content_type == "text/event-stream":  # the ops page's or the kiosk's
+                assert status == 200 and ("ops" in valid or given.route.name == "kiosk_doors")
                 first = await response.content.readline()
-                assert first.startswith(b": connected")
+                assert first.startswith((b": connected", b"data: "))
                 answer: Any = None
             else:
                 raw = await response.read()
@@ -649,7 +654,8 @@ def test_http_api_survives_any_header_bytes(tmp_path: Path) -> None:
     rig = HttpRig(tmp_path)
     try:
         @settings(max_examples=250, **FAST)
-        @given(route=st.sampled_from([r for r in ROUTES if r.name != "ops_stream"]),
+        @given(route=st.sampled_from([r for r in ROUTES
+                                      if r.name not in ("ops_stream", "kiosk_doors")]),
                headers=raw_headers(), body=st.sampled_from([b"", b"{}", b'{"code": "12345678906"}',
                                                             b'{"reason": "fix the hinge"}',
                                                             b"\x1f\x8b\x08\x00garbage"]))
