@@ -9,7 +9,6 @@ module checks (a compartment of the config, a number of seconds), never from tex
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import shutil
@@ -20,7 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from api.common import LOCKER, BadRequest
-from api.ops import HEARTBEAT_S, LIVE
+from api.live import stream
+from api.ops import LIVE
 from locker.codes import CODE_DIGITS
 from locker.config import LockerConfig
 
@@ -78,32 +78,13 @@ async def door_stream(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(
             text='{"error": "busy", "message": "too many screens watching the doors"}',
             content_type="application/json")
-    feed = request.app[LIVE]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-store"})
-    await response.prepare(request)
-    queue = feed.subscribe()
-    streams.add(queue)
-    try:
-        await response.write(door_states(request))
-        while True:
-            try:
-                async with asyncio.timeout(HEARTBEAT_S):
-                    line = await queue.get()
-            except TimeoutError:
-                await response.write(b": heartbeat\n\n")
-                continue
-            event = json.loads(line)
-            if event["kind"].startswith("door."):
-                await response.write(door_states(request, event))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        feed.unsubscribe(queue)
-        streams.discard(queue)
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-    return response
+
+    def doors_of(line: str) -> bytes | None:
+        event = json.loads(line)
+        return door_states(request, event) if event["kind"].startswith("door.") else None
+
+    return await stream(request, request.app[LIVE], lambda: door_states(request), doors_of,
+                        streams)
 
 
 def speech_text(config: LockerConfig, lang: str, parts: list[str], doors: list[str],

@@ -8,8 +8,6 @@ says who and why).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 from typing import Any
@@ -25,7 +23,7 @@ from api.common import (
     set_in_service,
     staff_session,
 )
-from api.live import LiveFeed
+from api.live import LiveFeed, stream
 from locker import attempts
 from locker.config import BoardWiring
 from locker.daemon import Locker
@@ -34,7 +32,6 @@ from locker.sync import outage_since
 from locker.throttle import SCOPES
 
 LIVE = web.AppKey("live", LiveFeed)
-HEARTBEAT_S = 15.0
 OPS_ACTOR = "ops"
 
 
@@ -148,28 +145,8 @@ async def ops_get_state(request: web.Request) -> web.Response:
 async def ops_stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: every committed event as one `data:` line, a comment as heartbeat."""
     require_ops(request)
-    feed = request.app[LIVE]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-store"})
-    await response.prepare(request)
-    queue = feed.subscribe()
-    try:
-        await response.write(b": connected\n\n")
-        while True:
-            try:
-                async with asyncio.timeout(HEARTBEAT_S):
-                    line = await queue.get()
-            except TimeoutError:
-                await response.write(b": heartbeat\n\n")
-                continue
-            await response.write(f"data: {line}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        feed.unsubscribe(queue)
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-    return response
+    return await stream(request, request.app[LIVE], lambda: b": connected\n\n",
+                        lambda line: f"data: {line}\n\n".encode())
 
 
 async def ops_open(request: web.Request) -> web.Response:
