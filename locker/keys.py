@@ -19,6 +19,7 @@ from locker.config import LockerConfig
 from locker.errors import ConfigError
 from locker.lifecycle import order as order_life
 from locker.store import Store
+from locker.update import sync_dir
 
 KEY_META = "codes.digest_key"  # the fingerprint of the key the store's digests are made with
 
@@ -49,7 +50,7 @@ def settle_key_files(config: LockerConfig, store: Store, now: float) -> DigestKe
         new = load_digest_key(pending)
         if new.fingerprint == named:  # cut after the commit: the new key is the store's
             os.replace(pending, config.digest_key_file)
-            _sync_dir(config.digest_key_file.parent)
+            sync_dir(config.digest_key_file.parent)
             return new
     retired = retired_file(config)
     if retired.exists():
@@ -77,7 +78,7 @@ def rotate_keys(config: LockerConfig, store: Store, now: float) -> int:
     retired.unlink(missing_ok=True)
     create_private_file(retired, old.text)
     os.replace(pending, config.digest_key_file)
-    _sync_dir(config.digest_key_file.parent)
+    sync_dir(config.digest_key_file.parent)
     return count
 
 
@@ -88,11 +89,3 @@ def _rekey(store: Store, now: float, old: DigestKey, new: DigestKey, why: str) -
         tx.emit("security.keys_rotated", "security", orders=count, fingerprint=new.fingerprint,
                 reason=why)
     return count
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
