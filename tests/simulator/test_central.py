@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import signal
@@ -21,15 +19,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.x509.oid import NameOID
 from nacl.public import PrivateKey, SealedBox
 
 from locker.codes import damm_interim
 from simulator.central import RunningCentral, start_central
+from simulator.pki import make_pki
 
 ADMIN = "admin-token-for-tests"
 SILENT_AFTER_S = 0.5
@@ -686,33 +682,14 @@ async def test_the_command_line_prints_its_url_and_admin_token(tmp_path: Path) -
         assert await asyncio.wait_for(process.wait(), 10) == 0
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = generate_private_key(SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 async def test_central_over_tls(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    pki = make_pki(tmp_path / "pki")
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
+    server_context.load_cert_chain(pki.cert, pki.key)
     central = await start_central(tmp_path / "c", admin_token=ADMIN, ssl_context=server_context)
     try:
         assert central.url.startswith("https://127.0.0.1:")
-        client_context = ssl.create_default_context(cafile=str(cert))
+        client_context = ssl.create_default_context(cafile=str(pki.ca))
         connector = aiohttp.TCPConnector(ssl=client_context)
         async with aiohttp.ClientSession(connector=connector) as session:
             client = Client(session, central)
