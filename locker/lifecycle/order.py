@@ -491,8 +491,8 @@ def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> str:
     else:
         release(tx, order_id)
     move(tx, Kind.ORDER, order_id, state, "cancel")
-    tx.execute("UPDATE orders SET code_digest = NULL, held_since = NULL, held_for = NULL,"
-               " cancel_pending = NULL, phase_since = NULL WHERE id = ?", (order_id,))
+    tx.execute("UPDATE orders SET held_since = NULL, held_for = NULL, cancel_pending = NULL,"
+               " phase_since = NULL WHERE id = ?", (order_id,))  # move() erased the code
     tx.emit("order.cancelled", "order", order_id=order_id, actor=actor, reason=reason,
             goods_inside=goods_inside)
     return "cancelled"
