@@ -219,18 +219,23 @@ class DoorMonitor:
 
     def _hold_facts(self, read: Tx) -> tuple[object, ...]:
         """What decides the holds, cheaply: a change in any of it means a full look. The
-        driver is asked every time (a board may go offline without a store change)."""
-        unreachable = tuple(c.id for c in self.config.compartments
-                            if not self.driver.reachable(c.id))
-        return unreachable, self._unchanged("hold_facts", lambda: self._stored_hold_facts(read))
+        driver is asked every time (a board may go offline without a store change), but only
+        about the doors of ready orders: no other door's reachability can hold a window."""
+        stored = self._unchanged("hold_facts", lambda: self._stored_hold_facts(read))
+        reachable = self.driver.reachable
+        unreachable = tuple(cid for cid in stored[2] if not reachable(cid))
+        return unreachable, stored
 
     @staticmethod
-    def _stored_hold_facts(read: Tx) -> tuple[object, ...]:
+    def _stored_hold_facts(read: Tx) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         jammed = tuple(r["id"] for r in read.all(
             "SELECT id FROM compartments WHERE door = 'jammed' ORDER BY id"))
         zones = tuple(sorted(order_life.blocked_zones(read)))
-        ready = read.one("SELECT COUNT(*) AS n FROM orders WHERE state = 'ready'")
-        return jammed, zones, ready["n"] if ready else 0
+        ready_doors = tuple(r["compartment_id"] for r in read.all(
+            "SELECT DISTINCT oc.compartment_id FROM orders o JOIN order_compartments oc"
+            " ON oc.order_id = o.id AND oc.released_at IS NULL WHERE o.state = 'ready'"
+            " ORDER BY oc.compartment_id"))
+        return jammed, zones, ready_doors
 
     def _unchanged(self, key: str, query: Callable[[], T]) -> T:
         """`query()`, or what it answered last time if the store has not changed since."""
