@@ -107,12 +107,13 @@ async def errors_as_json(request: web.Request,
 
 async def pickup(request: web.Request) -> web.Response:
     locker = request.app[LOCKER]
-    body = await read_json(request, {"code": str, "screen": str})
+    body = await read_json(request, {"code": str, "screen": str, "assistance": bool})
     if "code" not in body:
         raise BadRequest("code", "code is required")
     if not locker.ready:
         return problem(503, "starting", "the locker is starting; try again in a moment")
-    result = await locker.pickup.collect(body["code"], body.get("screen", "front"))
+    result = await locker.pickup.collect(body["code"], body.get("screen", "front"),
+                                         assistance=body.get("assistance", False))
     return web.json_response({
         "order": result.order_id,
         "opened": [door_json(d) for d in result.opened],

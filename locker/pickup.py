@@ -65,7 +65,11 @@ class PickupService:
         # after a forward step of the wall clock, no window counts as ended (timekeeping)
         self.expiry_suspended = expiry_suspended
 
-    async def collect(self, typed: str, screen: str = "front") -> PickupResult:
+    async def collect(self, typed: str, screen: str = "front", *,
+                      assistance: bool = False) -> PickupResult:
+        """Open the doors of the order whose code this is. `assistance`: the customer turned on
+        speech and large text; central hears it with the pickup, so the customer's next orders
+        are loaded in the lower compartments (the order's `accessible`)."""
         if not SCREEN_ID.fullmatch(screen):
             raise PickupRefused("bad_screen", "screen: 1-32 lower-case letters, digits, - or _")
         code = self.codes.normalise(typed)  # BadCodeFormat: judged by no one, costs nothing
@@ -91,6 +95,9 @@ class PickupService:
                     refusal = PickupRefused("used", "this code has already been used")
                 if refusal is None and order is not None:
                     doors = order_life.accept_code(tx, self.config, order, self.driver.reachable)
+                    if assistance:
+                        tx.emit("order.assistance_used", "order", order_id=order.id,
+                                screen=screen, accessible=order.accessible)
         except Unavailable as exc:
             self._unavailable(now, order, exc)
             raise

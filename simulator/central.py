@@ -86,6 +86,13 @@ SCHEMA = (
         seq INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL, category TEXT NOT NULL,
         compartment_id TEXT, order_id TEXT, payload TEXT NOT NULL, received_at REAL NOT NULL,
         body TEXT NOT NULL, UNIQUE (locker_id, id))""",
+    # the shop's customer behind an order (never on the feed: the locker needs no customer)
+    """CREATE TABLE IF NOT EXISTS order_customers (
+        locker_id TEXT NOT NULL, order_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+        PRIMARY KEY (locker_id, order_id))""",
+    # customers who turned on the kiosk's assistance: their next orders are loaded low
+    """CREATE TABLE IF NOT EXISTS customers (
+        id TEXT PRIMARY KEY, assisted_at REAL NOT NULL)""",
 )
 
 
@@ -263,15 +270,23 @@ class Central:
         return code, seal(self.locker(locker_id)["box_key"], code)
 
     def create_order(self, locker_id: str, order_id: str, bags: list[dict[str, str]],
-                     window_hours: float, accessible: bool) -> dict[str, Any]:
+                     window_hours: float, accessible: bool | None,
+                     customer: str | None = None) -> dict[str, Any]:
+        """A new order; `accessible` left out is the customer's own preference: true once
+        they have used the kiosk's assistance at a pickup."""
         self.locker(locker_id)
         if self._one("SELECT id FROM orders WHERE locker_id = ? AND id = ?", (locker_id, order_id)):
             raise Problem(409, f"order {order_id!r} exists already")
+        if accessible is None:
+            accessible = customer is not None and self.customer(customer)["assisted"]
         with self.db.atomic():
             code, sealed = self._sealed_new_code(locker_id)
             order = {"id": order_id, "version": 1, "code": sealed, "state": "active",
                      "window_hours": window_hours, "accessible": accessible, "bags": bags}
             self._save_order(locker_id, order, insert=True)
+            if customer is not None:
+                self.db.execute("INSERT INTO order_customers (locker_id, order_id, customer_id)"
+                                " VALUES (?, ?, ?)", (locker_id, order_id, customer))
         self.queue(locker_id, {"type": "order", "order": order})
         return {**self.order_view(locker_id, order_id), "code": code}
 
@@ -296,9 +311,34 @@ class Central:
     def order_view(self, locker_id: str, order_id: str) -> dict[str, Any]:
         """The order as it is now (its code is central's no more: only the locker can open it)."""
         order = self._order(locker_id, order_id)
-        return {"id": order["id"], "version": order["version"],
+        view = {"id": order["id"], "version": order["version"],
                 "window_hours": order["window_hours"], "bags": order["bags"],
                 "accessible": order["accessible"], "state": order["state"]}
+        customer = self._customer_of(locker_id, order_id)
+        return view if customer is None else {**view, "customer": customer}
+
+    # ---- customers ----
+
+    def _customer_of(self, locker_id: str, order_id: str) -> str | None:
+        row = self._one("SELECT customer_id FROM order_customers WHERE locker_id = ?"
+                        " AND order_id = ?", (locker_id, order_id))
+        return None if row is None else str(row["customer_id"])
+
+    def customer(self, customer_id: str) -> dict[str, Any]:
+        """What central knows of a customer: whether they use the kiosk's assistance."""
+        row = self._one("SELECT assisted_at FROM customers WHERE id = ?", (customer_id,))
+        return {"id": customer_id, "assisted": row is not None,
+                "assisted_at": None if row is None else row["assisted_at"]}
+
+    def on_assistance_used(self, locker_id: str, event: dict[str, Any]) -> None:
+        """A customer turned on speech and large text for a pickup: from now on their orders
+        are loaded in the lower compartments (those still to be sent)."""
+        order_id = event["order_id"]
+        customer = None if order_id is None else self._customer_of(locker_id, order_id)
+        if customer is not None:
+            with self.db.atomic():
+                self.db.execute("INSERT OR IGNORE INTO customers (id, assisted_at)"
+                                " VALUES (?, ?)", (customer, event["at"]))
 
     def new_version(self, locker_id: str, order_id: str, *, cancel: bool = False,
                     new_code: bool = False) -> dict[str, Any]:
@@ -628,6 +668,8 @@ async def post_events(request: web.Request) -> web.Response:
     for event in central.store_events(locker_id, events):
         if event["kind"] == "security.code_collision":
             central.on_code_collision(locker_id, event)
+        elif event["kind"] == "order.assistance_used":
+            central.on_assistance_used(locker_id, event)
         elif event["kind"] in FINISHED_EVENTS and event["order_id"]:
             central.forget_sealed_code(locker_id, event["order_id"])
     return web.json_response({"acked": [event["id"] for event in events]})
@@ -669,15 +711,25 @@ async def get_lockers(request: web.Request) -> web.Response:
 async def post_order(request: web.Request) -> web.Response:
     central = request.app[CENTRAL]
     data = await _body(request)
-    _keys(data, "body", ("id", "bags", "window_hours"), ("accessible",))
+    _keys(data, "body", ("id", "bags", "window_hours"), ("accessible", "customer"))
     _text(data["id"], "id")
     hours = data["window_hours"]
     _require(_is_number(hours) and 0 < hours <= 720, "window_hours must be above 0, at most 720")
-    accessible = data.get("accessible", False)
-    _require(isinstance(accessible, bool), "accessible must be true or false")
+    accessible = data.get("accessible")
+    _require(accessible is None or isinstance(accessible, bool),
+             "accessible must be true or false")
+    customer = data.get("customer")
+    if customer is not None:
+        _text(customer, "customer")
     order = central.create_order(request.match_info["locker_id"], data["id"],
-                                 check_bags(data["bags"]), hours, accessible)
+                                 check_bags(data["bags"]), hours, accessible, customer)
     return web.json_response(order, status=201)
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    customer = request.match_info["customer_id"]
+    _text(customer, "customer")
+    return web.json_response(request.app[CENTRAL].customer(customer))
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -839,6 +891,7 @@ def create_central_app(data_dir: Path, *, admin_token: str,
     app.router.add_get("/admin/lockers/{locker_id}/events", get_events)
     app.router.add_get("/admin/lockers/{locker_id}/messages", get_messages)
     app.router.add_post("/admin/faults", post_faults)
+    app.router.add_get("/admin/customers/{customer_id}", get_customer)
     if updates_dir is not None:
         # the update repository (TUF: metadata/ and targets/, made by `locker release`), as
         # static files, read-only and without a token: every file in it is signed or hashed,

@@ -148,7 +148,7 @@ async function submit(auto = false) {
   if (!typed) return;
   let r, body;
   try {
-    r = await Ask.send("POST", "/api/pickup", {code: typed, screen: "front"});
+    r = await Ask.send("POST", "/api/pickup", {code: typed, screen: "front", assistance: assist});
     body = await r.json();
   } catch (e) {
     tell(e.name === "AbortError" ? "late" : "error");

@@ -99,3 +99,7 @@ async def test_the_customer_screen_fits_each_panel_and_follows_the_doors(
             await expect(page.locator("#code")).to_be_focused()
         await context.close()
         await rig.until(lambda o=order.order_id: rig.order_state(o) == "collected", timeout_s=8)
+        # an assisted pickup tells central, so the customer's next orders are loaded low
+        told = rig.locker.store.read().all(
+            "SELECT order_id FROM outbox WHERE kind = 'order.assistance_used'")
+        assert (order.order_id in {r["order_id"] for r in told}) == french, (size, told)

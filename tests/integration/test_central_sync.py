@@ -12,6 +12,7 @@ import asyncio
 import base64
 import itertools
 import json
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -346,3 +347,89 @@ def read_db(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+# -- a customer who needs the lower compartments (order.assistance_used) -----------------------
+
+
+def two_levels(text: str) -> str:
+    """A1 (M) up on level 3, A2 (L) below on level 2: a plain M bag takes the smaller A1, an
+    accessible one the lower A2."""
+    return re.sub(r'(\{ id = "A1",[^}]*?) \}', r"\1, level = 3 }", text)
+
+
+@pytest.fixture
+async def synced_two_levels(tmp_path: Path, central: Central,
+                 make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
+    text = two_levels(config_text("kerong")) + SYNC.format(url=central.running.api_url)
+    probe = tmp_path / "enrol.toml"
+    probe.write_text(text)
+    config = load_config(probe)
+    await enrol(central.session, central.running, config)
+    prepare_log(config.database)
+    async for rig in make_rig("kerong", edit=lambda _: text):
+        yield rig
+
+
+def compartment_of(rig: Rig, order_id: str) -> str:
+    row = rig.locker.store.read().one(
+        "SELECT compartment_id FROM order_compartments WHERE order_id = ?", (order_id,))
+    assert row is not None
+    return str(row["compartment_id"])
+
+
+async def test_assistance_at_a_pickup_puts_the_customers_next_order_low(
+        synced_two_levels: Rig, central: Central) -> None:
+    rig = synced_two_levels
+    status, first = await central.call("POST", "/admin/lockers/test-locker/orders", {
+        "id": "C-1", "window_hours": 72, "customer": "cust-7",
+        "bags": [{"zone": "ambient", "size": "M"}]})
+    assert status == 201 and first["accessible"] is False, first
+    await arrived(rig, "C-1")
+    await courier_loads(rig, "C-1")
+    assert compartment_of(rig, "C-1") == "A1"  # a plain order: the upper compartment
+    response = await rig.http.post("/api/pickup", json={
+        "code": first["code"], "screen": "front", "assistance": True})
+    assert response.status == 200, await response.text()
+    await rig.until(lambda: rig.order_state("C-1") == "collected", 10)
+    assert payloads(rig, "order.assistance_used") == [{"screen": "front", "accessible": False}]
+    await all_delivered(rig, central)
+    status, customer = await central.call("GET", "/admin/customers/cust-7")
+    assert status == 200 and customer["assisted"] is True, customer
+
+    status, second = await central.call("POST", "/admin/lockers/test-locker/orders", {
+        "id": "C-2", "window_hours": 72, "customer": "cust-7",
+        "bags": [{"zone": "ambient", "size": "M"}]})
+    assert status == 201 and second["accessible"] is True, second  # the customer's preference
+    await arrived(rig, "C-2")
+    await courier_loads(rig, "C-2")
+    assert compartment_of(rig, "C-2") == "A2"  # the lower row
+    # another customer, and an order that says otherwise, are not touched
+    status, other = await central.call("POST", "/admin/lockers/test-locker/orders", {
+        "id": "C-3", "window_hours": 72, "customer": "cust-8",
+        "bags": [{"zone": "fresh", "size": "M"}]})
+    assert other["accessible"] is False
+    status, told = await central.call("POST", "/admin/lockers/test-locker/orders", {
+        "id": "C-4", "window_hours": 72, "customer": "cust-7", "accessible": False,
+        "bags": [{"zone": "fresh", "size": "M"}]})
+    assert told["accessible"] is False
+
+
+async def test_a_pickup_without_assistance_says_nothing_and_a_bad_flag_changes_nothing(
+        synced_two_levels: Rig, central: Central) -> None:
+    rig = synced_two_levels
+    order = await central.order("C-5", "fresh:M")
+    await arrived(rig, "C-5")
+    await courier_loads(rig, "C-5")
+    response = await rig.http.post("/api/pickup", json={"code": order["code"],
+                                                        "assistance": "yes"})
+    assert response.status == 400
+    assert rig.order_state("C-5") == "ready"  # the code was not judged
+    status, _ = await rig.pickup(order["code"])
+    assert status == 200
+    await rig.until(lambda: rig.order_state("C-5") == "collected", 10)
+    await until(lambda: "order.collected" in kinds(rig))
+    assert "order.assistance_used" not in kinds(rig)
+    status, _ = await central.call("POST", "/admin/lockers/test-locker/orders", {
+        "id": "C-6", "window_hours": 72, "customer": 7, "bags": [{"zone": "fresh", "size": "M"}]})
+    assert status == 400

@@ -132,6 +132,12 @@ async def test_every_answer_fits_the_document(checked: Checked, doc: dict[str, A
                        locker_id="L-0001"))[0] == 201
     assert (await call("GET", "/admin/lockers/{locker_id}/orders/{order_id}",
                        locker_id="L-0001", order_id="A-1001"))[0] == 200
+    assert (await call("POST", "/admin/lockers/{locker_id}/orders", locker_id="L-0001", body={
+        "id": "A-1002", "bags": bags, "window_hours": 72, "customer": "cust-1"}))[0] == 201
+    assert (await call("GET", "/admin/lockers/{locker_id}/orders/{order_id}",
+                       locker_id="L-0001", order_id="A-1002"))[1]["customer"] == "cust-1"
+    assert (await call("GET", "/admin/customers/{customer_id}",
+                       customer_id="cust-1"))[1]["assisted"] is False
     command = {"action": "open_compartment", "ttl_s": 120,
                "args": {"compartment": "A03", "reason": "customer stuck, ticket 4411"}}
     status, signed = await call("POST", "/admin/lockers/{locker_id}/commands", body=command,
@@ -143,7 +149,7 @@ async def test_every_answer_fits_the_document(checked: Checked, doc: dict[str, A
 
     status, feed = await call("GET", "/lockers/{locker_id}/feed", query="?wait=0&limit=10",
                               token=token, locker_id="L-0001")
-    assert status == 200 and len(feed["items"]) == 3
+    assert status == 200 and len(feed["items"]) == 4
     event = {"id": str(uuid.uuid4()), "seq": 1, "at": time.time(), "kind": "door.opened",
              "category": "door", "compartment_id": "A03", "order_id": None,
              "payload": {"actor": "customer"}}
