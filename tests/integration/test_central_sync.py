@@ -111,7 +111,15 @@ async def central(tmp_path: Path) -> AsyncIterator[Central]:
 async def synced(tmp_path: Path, central: Central,
                  make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
     """A locker enrolled at central (token, shared secret, command key), syncing with it."""
-    text = config_text("kerong") + SYNC.format(url=central.running.api_url)
+    async for rig in enrolled_rig(tmp_path, central, make_rig, config_text("kerong")):
+        yield rig
+
+
+async def enrolled_rig(tmp_path: Path, central: Central,
+                       make_rig: Callable[..., AsyncIterator[Rig]],
+                       layout: str) -> AsyncIterator[Rig]:
+    """The rig on `layout` (a config without [central]), enrolled at central and syncing."""
+    text = layout + SYNC.format(url=central.running.api_url)
     probe = tmp_path / "enrol.toml"
     probe.write_text(text)
     config = load_config(probe)  # same data_dir as the rig's: enrol writes the locker's files
@@ -360,14 +368,8 @@ def two_levels(text: str) -> str:
 
 @pytest.fixture
 async def synced_two_levels(tmp_path: Path, central: Central,
-                 make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
-    text = two_levels(config_text("kerong")) + SYNC.format(url=central.running.api_url)
-    probe = tmp_path / "enrol.toml"
-    probe.write_text(text)
-    config = load_config(probe)
-    await enrol(central.session, central.running, config)
-    prepare_log(config.database)
-    async for rig in make_rig("kerong", edit=lambda _: text):
+                            make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
+    async for rig in enrolled_rig(tmp_path, central, make_rig, two_levels(config_text("kerong"))):
         yield rig
 
 
