@@ -1,4 +1,5 @@
-"""The locker's local HTTP app: the touchscreen's pickup call, staff logins and their actions.
+"""The locker's local HTTP app: the touchscreen's pickup call, health, the pages and the routes of
+api/kiosk.py, api/staff.py (staff logins, couriers, technicians) and api/ops.py.
 
 Handlers are thin: parse and check the body, call one use case, answer. One middleware turns our
 errors into JSON problems ({"error": code, "message": text}) with a status. Bodies are small and
@@ -14,19 +15,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from api import kiosk, metrics, ops
+from api import kiosk, metrics, ops, staff
 from api.central import add_central_link
 from api.common import (
     LOCKER,
     BadRequest,
     SlowBody,
     door_json,
-    doors_answer,
-    open_compartment,
+    page,
     problem,
     read_json,
-    set_in_service,
-    staff_session,
 )
 from api.freshness import act_in_time, add_loop_watch
 from api.listener import add_safety_headers, check_host
@@ -36,7 +34,7 @@ from locker.codes import BadCodeFormat
 from locker.daemon import Locker
 from locker.deadline import StaleRequest
 from locker.errors import LockerError, Refused, StoreError, Unavailable, UnknownCompartment
-from locker.pickup import SCREEN_ID, PickupRefused, Throttled
+from locker.pickup import PickupRefused, Throttled
 from locker.staff import LoginRefused, NotAllowed
 
 log = logging.getLogger("locker.api")
@@ -123,64 +121,6 @@ async def pickup(request: web.Request) -> web.Response:
     })
 
 
-async def staff_login(request: web.Request) -> web.Response:
-    locker = request.app[LOCKER]
-    body = await read_json(request, {"staff": str, "code": str, "screen": str})
-    for key in ("staff", "code"):
-        if key not in body:
-            raise BadRequest(key, f"{key} is required")
-    screen = body.get("screen", "front")
-    if not SCREEN_ID.fullmatch(screen):
-        raise BadRequest("screen", "screen: 1-32 lower-case letters, digits, - or _")
-    session = locker.staff.login(body["staff"], body["code"].strip(), screen)
-    return web.json_response({
-        "token": session.token, "staff": session.member.id, "name": session.member.name,
-        "role": session.member.role, "idle_timeout_s": locker.config.staff.idle_timeout_s,
-    })
-
-
-async def staff_logout(request: web.Request) -> web.Response:
-    session = staff_session(request)
-    request.app[LOCKER].staff.logout(session.token)
-    return web.json_response({"ended": True})
-
-
-async def courier_orders(request: web.Request) -> web.Response:
-    staff_session(request)
-    return web.json_response(request.app[LOCKER].courier.orders())
-
-
-async def courier_load(request: web.Request) -> web.Response:
-    session = staff_session(request)
-    body = await read_json(request, {"together": bool})
-    result = await request.app[LOCKER].courier.load(session.actor, request.match_info["order"],
-                                                    together=body.get("together", True))
-    return doors_answer(result)
-
-
-async def courier_open(request: web.Request) -> web.Response:
-    session = staff_session(request)
-    body = await read_json(request, {"compartment": str})
-    if "compartment" not in body:
-        raise BadRequest("compartment", "compartment is required")
-    return doors_answer(await request.app[LOCKER].courier.open_for_loading(
-        session.actor, request.match_info["order"], body["compartment"]))
-
-
-async def courier_reclaim(request: web.Request) -> web.Response:
-    session = staff_session(request)
-    return doors_answer(await request.app[LOCKER].courier.reclaim(
-        session.actor, request.match_info["order"]))
-
-
-async def technician_open(request: web.Request) -> web.Response:
-    return await open_compartment(request, staff_session(request, technician=True).actor)
-
-
-async def technician_service(request: web.Request) -> web.Response:
-    return await set_in_service(request, staff_session(request, technician=True).actor)
-
-
 async def health(request: web.Request) -> web.Response:
     """Ready: started (store open, doors reconciled), every board answers (a board that has not
     answered since the start, or stopped, is named in boards_offline), and the store writes."""
@@ -195,13 +135,6 @@ async def health(request: web.Request) -> web.Response:
                  f"cannot write since {store.unwritable_since:.0f}: {store.unwritable_reason}",
         "clock": locker.time.trust().why or "trusted",
     }, status=200 if ready else 503)
-
-
-def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
-    async def serve(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / name)
-
-    return serve
 
 
 def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application:
@@ -224,20 +157,12 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
         add_update_agent(app, locker)
     app.router.add_post("/api/pickup", pickup)
     app.router.add_get("/api/health", health)
-    app.router.add_post("/api/staff/login", staff_login)
-    app.router.add_post("/api/staff/logout", staff_logout)
-    app.router.add_get("/api/courier/orders", courier_orders)
-    app.router.add_post("/api/courier/orders/{order}/load", courier_load)
-    app.router.add_post("/api/courier/orders/{order}/open", courier_open)
-    app.router.add_post("/api/courier/orders/{order}/reclaim", courier_reclaim)
-    app.router.add_post("/api/technician/compartments/{compartment}/open", technician_open)
-    app.router.add_post("/api/technician/compartments/{compartment}/service", technician_service)
     app.router.add_get("/", page("kiosk.html"))
-    app.router.add_get("/courier", page("courier.html"))
     app.router.add_get("/ops", page("ops.html"))
     app.router.add_static("/static", STATIC)
     ops.add_routes(app)
     kiosk.add_routes(app)
+    staff.add_routes(app)
     metrics.add_routes(app, locker)
     locker.store.listeners.append(app[ops.LIVE].publish)
     return app

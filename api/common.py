@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from locker.staff import Session
 from locker.unlocking import Door
 
 LOCKER = web.AppKey("locker", Locker)
+STATIC = Path(__file__).parent / "static"
 
 
 class BadRequest(LockerError, ValueError):
@@ -69,11 +72,13 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def staff_session(request: web.Request, *, technician: bool = False) -> Session:
-    """The session named by `Authorization: Bearer <token>`."""
+def staff_session(request: web.Request, *, technician: bool = False,
+                  touch: bool = True) -> Session:
+    """The session named by `Authorization: Bearer <token>`; `touch=False` for what a screen
+    reads by itself (it does not keep an idle session alive)."""
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
-    return request.app[LOCKER].staff.session(token, technician=technician)
+    return request.app[LOCKER].staff.session(token, technician=technician, touch=touch)
 
 
 def door_json(door: Door) -> dict[str, str]:
@@ -87,8 +92,6 @@ def doors_answer(result: DoorsResult) -> web.Response:
         "opened": [door_json(d) for d in result.opened],
         "failed": [door_json(d) for d in result.failed],
     })
-
-
 
 
 async def open_compartment(request: web.Request, actor: str) -> web.Response:
@@ -107,3 +110,11 @@ async def set_in_service(request: web.Request, actor: str) -> web.Response:
                                                body["in_service"], body.get("reason", ""))
     return web.json_response({"compartment": request.match_info["compartment"],
                               "in_service": body["in_service"]})
+
+
+def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    """A screen's page, served as a file from api/static."""
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / name)
+
+    return serve

@@ -1,5 +1,5 @@
-"""What the screens read: the kiosk's settings, a courier's loading progress, and the ops page's
-state, live feed and remote maintenance (behind the ops token, `X-Ops-Token`).
+"""What the ops page reads: the locker's state, its live feed and remote maintenance (behind the
+ops token, `X-Ops-Token`).
 
 Reads only, except the two maintenance actions, which go through the same use cases as a
 technician's, with "ops" as the actor, and clearing the guessing throttle (an event for central
@@ -21,7 +21,6 @@ from api.common import (
     open_compartment,
     read_json,
     set_in_service,
-    staff_session,
 )
 from api.live import LiveFeed, stream
 from locker import attempts
@@ -51,28 +50,6 @@ def require_ops(request: web.Request) -> None:
         raise web.HTTPUnauthorized(
             text='{"error": "ops_token", "message": "a valid X-Ops-Token is required"}',
             content_type="application/json")
-
-
-async def courier_order(request: web.Request) -> web.Response:
-    staff_session(request)
-    locker = _locker(request)
-    order_id = request.match_info["order"]
-    read = locker.store.read()
-    order = read.one("SELECT id, state FROM orders WHERE id = ?", (order_id,))
-    if order is None:
-        return web.json_response({"error": "no_order", "message": f"no order {order_id}"},
-                                 status=404)
-    doors = []
-    for row in read.all(
-        "SELECT oc.compartment_id, oc.opened_at, oc.closed_at, c.door FROM order_compartments oc"
-        " JOIN compartments c ON c.id = oc.compartment_id WHERE oc.order_id = ?"
-        " ORDER BY oc.compartment_id", (order_id,)):
-        compartment = locker.config.compartment(row["compartment_id"])
-        doors.append({"compartment": compartment.id, "zone": compartment.zone.value,
-                      "location": compartment.location, "door": row["door"],
-                      "opened": row["opened_at"] is not None,
-                      "closed": row["closed_at"] is not None})
-    return web.json_response({"order": order_id, "state": order["state"], "doors": doors})
 
 
 def central_state(locker: Locker, link: CentralLink | None) -> dict[str, Any] | None:
@@ -197,7 +174,6 @@ async def ops_clear_throttle(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     feed = LiveFeed()
     app[LIVE] = feed
-    app.router.add_get("/api/courier/orders/{order}", courier_order)
     app.router.add_get("/api/ops/state", ops_get_state)
     app.router.add_get("/api/ops/stream", ops_stream)
     app.router.add_post("/api/ops/compartments/{compartment}/open", ops_open)

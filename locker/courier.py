@@ -1,10 +1,15 @@
 """What couriers and technicians do at the locker: load orders, take back expired ones, open a
-compartment for maintenance, take one out of service.
+compartment for maintenance, take one out of service; and what their screens show of it.
 
 Every door goes through locker.lifecycle.door (authorise in a transaction, commit, then pulse),
 with the staff member (or central ops) as the actor, so every opening records who and why.
 Nothing is authorised when a door cannot open now (its board is offline). What happens when the
 doors close again (an order becomes ready, or is reclaimed) is the reconcile pass's business.
+
+`progress()` says, door by door, how an order's loading or taking back goes, from the store
+alone (the authorisations and the order's compartments), so a screen that comes back, or looks
+after the order is done, reads the same truth: which door opened, closed, did not unlock or
+jammed, and where a jammed compartment's bags went instead. It never writes.
 """
 
 from __future__ import annotations
@@ -22,12 +27,60 @@ from locker.lifecycle import door as door_life
 from locker.lifecycle import order as order_life
 from locker.lifecycle import records
 from locker.lifecycle.order import RECLAIMABLE, blocked_zones
-from locker.model import OrderState
+from locker.lifecycle.table import AuthState
+from locker.model import CompartmentState, OrderState
 from locker.ports import LockDriver
-from locker.store import Store
+from locker.store import Store, Tx
 from locker.unlocking import Door, pulse
 
-__all__ = ["CourierService", "DoorsResult", "Refused"]
+__all__ = ["CourierService", "DoorStep", "DoorsResult", "Progress", "Refused"]
+
+# what a door of an order under a courier's hands is doing, in the order a courier sees them
+STEPS = ("waiting", "opening", "open", "closed", "did_not_unlock", "jammed")
+# the authorisation's state -> the door's step, while the door has not been seen open
+_NOT_OPEN_YET = {
+    AuthState.PENDING: "opening", AuthState.ACKED: "opening", AuthState.OPENED: "open",
+    AuthState.SUPERSEDED: "waiting", AuthState.FAILED: "did_not_unlock",
+    AuthState.UNCONFIRMED: "did_not_unlock", AuthState.INTERRUPTED: "did_not_unlock",
+    AuthState.JAMMED: "jammed",
+}
+REASON_CHARS = (3, 200)  # why a technician opens a compartment or changes its service
+
+
+@dataclass(frozen=True)
+class DoorStep:
+    """One door of an order being loaded or taken back."""
+
+    compartment_id: str
+    step: str  # one of STEPS
+    replaces: str | None = None  # this compartment holds the bags of one that jammed
+    moved_to: tuple[str, ...] = ()  # a jammed compartment: where its bags went
+    may_open: bool = False  # the courier may ask for this door (again) now
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How an order's loading or taking back goes. `result` is None while it is under way:
+    ready, held (loaded, but a zone is out of its limits), reclaimed, interrupted (a door of
+    the taking back did not open), to_reclaim (expired or cancelled, goods inside), cancelled
+    (nothing inside)."""
+
+    order_id: str
+    state: str
+    phase: str  # "load" or "reclaim"
+    result: str | None
+    doors: list[DoorStep]
+    unplaced: list[dict[str, str]]  # bags whose compartment jammed and found no other
+    held_zones: list[str]  # zones out of their limits, for a held order
+
+
+def _why(reason: str, what: str) -> str:
+    """The reason a technician gave, checked (3-200 characters)."""
+    reason = reason.strip()
+    low, high = REASON_CHARS
+    if not low <= len(reason) <= high:
+        raise Refused("reason", f"say why {what} ({low}-{high} characters)")
+    return reason
 
 
 @dataclass
@@ -44,24 +97,129 @@ class CourierService:
         self.store, self.config, self.driver, self.clock = store, config, driver, clock
 
     def orders(self) -> dict[str, list[dict[str, Any]]]:
-        """Orders to load (received or being loaded) and expired orders to take back."""
+        """Orders to load (received or being loaded) and expired orders to take back. An order
+        is `under_way` while one of its doors is being opened or stands open (someone is at
+        it), or while its taking back runs."""
         read = self.store.read()
+        busy = {r["order_id"] for r in read.all(
+            "SELECT DISTINCT order_id FROM compartments WHERE order_id IS NOT NULL"
+            " AND door IN ('unlocking', 'open')")}
         to_load = []
         for order in records.orders_in(read, OrderState.RECEIVED, OrderState.ALLOCATED):
             to_load.append({"order": order.id, "state": order.state.value,
-                            "accessible": order.accessible,
+                            "accessible": order.accessible, "under_way": order.id in busy,
                             "bags": [{"zone": b.zone.value, "size": b.size.value,
                                       "compartment": b.compartment_id}
                                      for b in records.bags(read, order.id)]})
         to_reclaim = [
-            {"order": r["id"], "compartments": (r["compartments"] or "").split(",")}
+            {"order": r["id"], "compartments": (r["compartments"] or "").split(","),
+             "under_way": r["state"] == OrderState.RECLAIMING.value
+             and r["phase_since"] is not None}
             for r in read.all(
-                "SELECT o.id, group_concat(oc.compartment_id) AS compartments FROM orders o"
+                "SELECT o.id, o.state, o.phase_since, group_concat(oc.compartment_id)"
+                " AS compartments FROM orders o"
                 " JOIN order_compartments oc ON oc.order_id = o.id AND oc.released_at IS NULL"
                 " WHERE o.state IN (?, ?, ?) GROUP BY o.id ORDER BY o.window_end",
                 tuple(s.value for s in RECLAIMABLE))
         ]
         return {"to_load": to_load, "to_reclaim": to_reclaim}
+
+    def progress(self, order_id: str) -> Progress:
+        """Door by door, how the order's loading or taking back goes (Refused: no such order)."""
+        read = self.store.read()
+        order = order_life.get(read, order_id)
+        state = order.state
+        if state in (OrderState.EXPIRED, OrderState.CANCELLED, OrderState.RECLAIMING,
+                     OrderState.RECLAIMED):
+            return self._reclaim_progress(read, order)
+        bags = records.bags(read, order_id)
+        held = records.links(read, order_id, held_only=state is not OrderState.COLLECTED)
+        loading = state in (OrderState.RECEIVED, OrderState.ALLOCATED)
+        doors: list[DoorStep] = []
+        for link in held:
+            cid = link.compartment_id
+            if not loading:
+                step = "closed"  # activate() counts the doors again for the customer
+            elif link.closed_at is not None:
+                step = "closed"
+            elif link.opened_at is not None:
+                step = "open"
+            else:
+                auth = records.latest_authorisation(read, cid, order_id)
+                step = "waiting" if auth is None else _NOT_OPEN_YET[auth.state]
+            doors.append(DoorStep(cid, step, link.replaces, may_open=(
+                state is OrderState.ALLOCATED and step in ("waiting", "did_not_unlock"))))
+        linked = {link.compartment_id for link in held}
+        for jam in read.all(
+                "SELECT DISTINCT compartment_id FROM authorisations WHERE order_id = ?"
+                " AND reason = 'load' AND outcome = ? ORDER BY compartment_id",
+                (order_id, AuthState.JAMMED.value)):
+            cid = jam["compartment_id"]
+            if cid not in linked:  # jammed while loading: its bags were given another
+                moved = tuple(link.compartment_id for link in held if link.replaces == cid)
+                doors.append(DoorStep(cid, "jammed", moved_to=moved))
+        doors.sort(key=lambda d: (d.replaces or d.compartment_id, d.replaces is not None))
+        unplaced = [{"zone": b.zone.value, "size": b.size.value}
+                    for b in bags if b.compartment_id is None and state is OrderState.ALLOCATED
+                    and any(d.step == "jammed" for d in doors)]
+        result = None if loading else "held" if state is OrderState.LOADED else "ready"
+        held_zones = (sorted({b.zone.value for b in bags} & blocked_zones(read))
+                      if result == "held" else [])
+        return Progress(order_id, state.value, "load", result, doors, unplaced, held_zones)
+
+    def _reclaim_progress(self, read: Tx, order: records.Order) -> Progress:
+        """The taking back: every compartment it opened (or must open), door by door."""
+        state = order.state
+        links = {link.compartment_id: link
+                 for link in records.links(read, order.id, held_only=False)}
+        asked = {r["compartment_id"] for r in read.all(
+            "SELECT DISTINCT compartment_id FROM authorisations WHERE order_id = ?"
+            " AND reason = 'reclaim'", (order.id,))}
+        held = {cid for cid, link in links.items() if link.released_at is None}
+        doors = []
+        for cid in sorted(asked | held):
+            link = links.get(cid)
+            if link is not None and (link.released_at is not None or link.closed_at is not None):
+                step = "closed"  # its goods are out
+            elif link is not None and link.opened_at is not None:
+                step = "open"
+            elif state in (OrderState.EXPIRED, OrderState.CANCELLED):
+                step = "waiting"
+            else:
+                auth = records.latest_authorisation(read, cid, order.id, order.phase_since)
+                step = ("did_not_unlock" if auth is None or auth.reason != "reclaim"
+                        else _NOT_OPEN_YET[auth.state])
+            doors.append(DoorStep(cid, step))
+        if state is OrderState.RECLAIMED:
+            result: str | None = "reclaimed"
+        elif state is OrderState.RECLAIMING:
+            result = None if order.phase_since is not None else "interrupted"
+        else:
+            result = "to_reclaim" if held else "cancelled"
+        return Progress(order.id, state.value, "reclaim", result, doors, [], [])
+
+    def bank(self) -> list[dict[str, Any]]:
+        """Every compartment as a technician needs it: its state, its door, why it is out of
+        service, its open alarms, the order it holds."""
+        read = self.store.read()
+        alarms: dict[str, list[str]] = {}
+        for alarm in read.all("SELECT kind, subject FROM alarms WHERE cleared_at IS NULL"
+                              " ORDER BY raised_at"):
+            alarms.setdefault(alarm["subject"], []).append(alarm["kind"])
+        rows = {row.id: row for row in records.compartments(read)}
+        bank = []
+        for c in self.config.compartments:
+            row = rows.get(c.id)
+            if row is None:
+                continue
+            bank.append({"id": c.id, "zone": c.zone.value, "size": c.size.value,
+                         "column": c.column, "level": c.level, "state": row.state.value,
+                         "door": row.door.value, "order": row.order_id,
+                         "service_reason": row.service_reason,
+                         "alarms": alarms.get(c.id, []),
+                         "may_take_out": row.state is CompartmentState.FREE,
+                         "may_put_back": row.state is CompartmentState.OUT_OF_SERVICE})
+        return bank
 
     async def load(self, actor: str, order_id: str, together: bool = True) -> DoorsResult:
         """Allocate the order's bags and open the doors (all now, or one by one later)."""
@@ -75,7 +233,8 @@ class CourierService:
             blocked = {b.zone.value for b in bags} & blocked_zones(tx)
             if blocked:
                 raise Refused("zone_blocked", f"loading into {', '.join(sorted(blocked))} is"
-                              " blocked: the zone is out of its temperature limits")
+                              " blocked: the zone is out of its temperature limits",
+                              zones=sorted(blocked))
             if any(b.compartment_id is None for b in bags):
                 try:
                     order_life.allocate(tx, self.config, order_id,
@@ -124,9 +283,7 @@ class CourierService:
     async def open_compartment(self, actor: str, compartment_id: str,
                                reason: str) -> DoorsResult:
         """A technician opens one compartment, saying why."""
-        reason = reason.strip()
-        if not 3 <= len(reason) <= 200:
-            raise Refused("reason", "say why the compartment is opened (3-200 characters)")
+        reason = _why(reason, "the compartment is opened")
         with self.store.transaction(self.clock.now()) as tx:
             deadline.check(self.clock)
             row = compartment_life.get(tx, compartment_id)
@@ -138,7 +295,9 @@ class CourierService:
 
     def set_in_service(self, actor: str, compartment_id: str, in_service: bool,
                        reason: str) -> None:
-        """Take an empty compartment out of service, or put one back."""
+        """Take an empty compartment out of service, or put one back, saying why."""
+        reason = _why(reason, "the compartment goes out of service" if not in_service
+                      else "the compartment is back in service")
         with self.store.transaction(self.clock.now()) as tx:
             deadline.check(self.clock)
             compartment_life.set_in_service(tx, compartment_id, in_service, actor, reason)

@@ -5,6 +5,10 @@ earlier one is refused as replayed. Wrong and replayed codes slow logins down li
 (locker.throttle), in a scope of their own: guessed pickup codes never keep a courier out, nor
 guessed logins a customer. A session lives in memory, ends after
 the configured idle time, and is lost on restart (the courier logs in again).
+
+Idle means nobody acted: what a staff member does (an action, a touch the screen reports)
+keeps the session; what a screen reads by itself (a list, a door's progress) does not, so a
+screen left alone ends its session on time and can ask when that will be (`ends_in_s`).
 """
 
 from __future__ import annotations
@@ -132,8 +136,10 @@ class StaffDesk:
         self.sessions[session.token] = session
         return session
 
-    def session(self, token: str | None, *, technician: bool = False) -> Session:
-        """The live session behind a token, touched; NotAllowed if none or not allowed."""
+    def session(self, token: str | None, *, technician: bool = False,
+                touch: bool = True) -> Session:
+        """The live session behind a token, touched (unless `touch` is False: a read the screen
+        made by itself); NotAllowed if none or not allowed."""
         session = self.sessions.get(token or "")
         now = self.clock.monotonic()
         if session is None:
@@ -143,8 +149,14 @@ class StaffDesk:
             raise NotAllowed("session_ended", "the session ended after being idle; log in again")
         if technician and session.member.role != "technician":
             raise NotAllowed("role", "only a technician may do this")
-        session.last_seen = now
+        if touch:
+            session.last_seen = now
         return session
+
+    def ends_in_s(self, session: Session) -> float:
+        """How long this session has left if nobody acts meanwhile."""
+        idle_s = self.clock.monotonic() - session.last_seen
+        return max(0.0, self.config.staff.idle_timeout_s - idle_s)
 
     def logout(self, token: str | None) -> None:
         self.sessions.pop(token or "", None)

@@ -212,6 +212,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "DELETE FROM throttle WHERE scope <> 'remote:open'",
     ),
+    (
+        # a compartment given to an order's bags because the one they had jammed while loading:
+        # the courier's screen says "A1 jammed: use A2", during the loading and after it
+        "ALTER TABLE order_compartments ADD COLUMN replaces TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,7 +1,8 @@
 // The locker bank as it is built (columns and levels from the config, level 1 at the bottom):
 // one box a compartment; the ones of this order lit in their zone's colour (frozen ones with a
 // snowflake) and marked with their door's state. Drawn as SVG elements with attributes only
-// (the content security policy allows no inline style).
+// (the content security policy allows no inline style). The technician's screen draws every
+// compartment (`options.every`) and lets each be chosen (`options.pick`).
 "use strict";
 const Bank = (() => {
   const NS = "http://www.w3.org/2000/svg", W = 100, GAP = 10;
@@ -18,8 +19,11 @@ const Bank = (() => {
       add(g, "line", {x1: cx - dx, y1: cy - dy, x2: cx + dx, y2: cy + dy, class: "flake"});
     }
   }
-  // lit: Map of compartment id -> state ("waiting", "opening", "opened", "closed", "stuck")
-  function draw(svg, bank, lit) {
+  // lit: Map of compartment id -> state ("waiting", "opening", "opened", "closed", "stuck").
+  // options (all optional): every(c) -> {state, mark, label} draws the compartments not lit too,
+  // each with its id, as class "every"; pick(id) makes each box a button named by its label;
+  // chosen: the id of the box shown pressed.
+  function draw(svg, bank, lit, options = {}) {
     svg.textContent = "";
     if (!bank) return;
     // boxes as tall as the space given allows (a portrait screen has room), within reason
@@ -29,15 +33,31 @@ const Bank = (() => {
     svg.setAttribute("viewBox", `0 0 ${wide} ${bank.levels * (H + GAP) + GAP}`);
     for (const c of bank.compartments) {
       const x = GAP + (c.column - 1) * (W + GAP), y = GAP + (bank.levels - c.level) * (H + GAP);
-      const state = lit.get(c.id);
-      const g = add(svg, "g", {class: state ? `door lit ${c.zone} ${state}` : "door",
+      let state = lit.get(c.id), mark, label, kind = "lit";
+      if (!state && options.every) {
+        ({state, mark, label} = options.every(c));
+        kind = "every";
+      }
+      const g = add(svg, "g", {class: state ? `door ${kind} ${c.zone} ${state}` : "door",
                                "data-id": c.id, "data-state": state || ""});
+      if (options.pick) {
+        g.setAttribute("role", "button");
+        g.setAttribute("tabindex", "0");
+        g.setAttribute("aria-label", label || c.id);
+        g.setAttribute("aria-pressed", String(options.chosen === c.id));
+        g.addEventListener("click", () => options.pick(c.id));
+        g.addEventListener("keydown", (e) => {
+          if (e.key === "Enter" || e.key === " ") { e.preventDefault(); options.pick(c.id); }
+        });
+      }
       add(g, "rect", {x, y, width: W, height: H, rx: 8});
       if (!state) continue;
       add(g, "text", {x: x + 8, y: y + 34}, c.id);
       if (c.zone === "frozen") snowflake(g, x + W - 17, y + H - 20, 12);
-      add(g, "text", {x: x + 8, y: y + H - 10, class: "mark"},
-          {opening: "…", closed: "✓", stuck: "!"}[state] || "");
+      // a short box: the mark beside the id, not on it
+      const low = H >= 80;
+      add(g, "text", {x: low ? x + 8 : x + 62, y: low ? y + H - 10 : y + 34, class: "mark"},
+          mark ?? ({opening: "…", closed: "✓", stuck: "!"}[state] || ""));
     }
   }
   return {draw};

@@ -563,6 +563,9 @@ def reallocate_after_jam(tx: Tx, config: LockerConfig, auth: Authorisation,
                        f"order {order_id}: compartment {cid} jammed during loading and {exc};"
                        " the courier must take those bags back, or load them once room is free")
         return []
+    for new in moved:
+        tx.execute("UPDATE order_compartments SET replaces = ? WHERE order_id = ?"
+                   " AND compartment_id = ?", (cid, order_id, new))
     tx.emit("order.reallocated", "order", order_id=order_id, jammed=cid, to=moved)
     return [door.authorise(tx, config, new, order_id, auth.actor, "load") for new in moved]
 

@@ -62,6 +62,7 @@ class Link:
     opened_at: float | None
     closed_at: float | None
     released_at: float | None
+    replaces: str | None = None  # the compartment that jammed while loading, whose bags these are
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def links(tx: Tx, order_id: str, *, held_only: bool = True) -> list[Link]:
                   + (" AND released_at IS NULL" if held_only else "")
                   + " ORDER BY compartment_id", (order_id,))
     return [Link(r["order_id"], r["compartment_id"], Zone(r["bag_zone"]), Size(r["bag_size"]),
-                 r["opened_at"], r["closed_at"], r["released_at"]) for r in rows]
+                 r["opened_at"], r["closed_at"], r["released_at"], r["replaces"]) for r in rows]
 
 
 def compartment(tx: Tx, compartment_id: str) -> Compartment | None:

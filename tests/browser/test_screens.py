@@ -1,17 +1,14 @@
-"""The screens in a real browser: pickups at the keypad and by scanner, a wrong code, a courier
-loading an order, the ops grid following a door."""
+"""The screens in a real browser: pickups at the keypad and by scanner, a wrong code, the ops grid
+following a door. The courier's and the technician's screens: test_courier.py."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
 
-import pyotp
 from playwright.async_api import Browser, Page, Route, expect
 
-from locker.orders import add_order_to_load, parse_bag
-from locker.staff import load_secret
-from tests.browser.conftest import axe, misfits, shot
+from tests.browser.conftest import axe, shot
 from tests.conftest import code_no
 from tests.integration.conftest import OPS_TOKEN, Rig
 
@@ -81,30 +78,6 @@ async def test_a_code_typed_while_codes_are_slowed_is_kept_and_tried_again(
         await expect(page.locator("#doors")).to_contain_text(order.compartments[0][0],
                                                              timeout=8000)
         await context.close()
-
-
-async def test_a_courier_loads_an_order_on_a_phone(page: Page, rig: Rig) -> None:
-    await page.set_viewport_size({"width": 390, "height": 844})
-    add_order_to_load(rig.locker.store, rig.config, rig.locker.codes, rig.locker.clock.now(), "o7",
-                      [parse_bag("ambient:M"), parse_bag("frozen:M")])
-    secret = load_secret(rig.config.staff_secret_file("courier-1"))
-    await page.goto("/courier")
-    assert await axe(page) == []
-    await page.get_by_label("Courier id").fill("courier-1")
-    await page.get_by_label("Code from your phone").fill(pyotp.TOTP(secret).now())
-    await page.get_by_role("button", name="Log in").click()
-    await expect(page.locator("#to-load")).to_contain_text("o7")
-    assert await misfits(page, scrolls=True) == []
-    await page.get_by_role("button", name="Open all doors").click()
-    await expect(page.locator("#progress-doors")).to_contain_text("frozen")
-    # the same drawing as the customer's: the order's doors lit, the frozen one with its flake
-    await expect(page.locator("#progress-bank g.lit")).to_have_count(2)
-    await expect(page.locator("#progress-bank g.lit.frozen .flake")).to_have_count(3)
-    assert await misfits(page, scrolls=True) == []
-    assert await axe(page) == []
-    await shot(page, "courier-loading")
-    await expect(page.locator("#progress-state")).to_have_text("State: ready", timeout=10_000)
-    assert rig.order_state("o7") == "ready"
 
 
 async def test_the_ops_grid_follows_a_door(page: Page, rig: Rig) -> None:

@@ -109,6 +109,12 @@ async def test_a_door_that_jams_while_loading_is_replaced(rig: Rig) -> None:
         "SELECT compartment_id FROM order_compartments WHERE order_id = 'o1'")]
     assert moved in free_before - {"A1"}
     assert rig.boards.doors.times(moved, "door", "open")
+    # the courier's screen is told which compartment took the jammed one's bags, even after
+    progress = await (await rig.http.get("/api/courier/orders/o1", headers=auth)).json()
+    assert progress["result"] == "ready" and progress["phase"] == "load"
+    assert [(d["compartment"], d["step"], d["moved_to"], d["replaces"])
+            for d in progress["doors"]] == [("A1", "jammed", [moved], None),
+                                            (moved, "closed", [], "A1")]
 
 
 async def test_a_courier_takes_back_an_expired_order(rig: Rig) -> None:
@@ -173,6 +179,33 @@ async def test_a_technician_opens_a_compartment_and_takes_one_out_of_service(rig
     body = await (await rig.http.post("/api/courier/orders/o1/load", json={},
                                       headers=courier)).json()
     assert body.get("compartments") == ["Z2"], body  # Z1 is out of service
+    # putting it back says why too; without a reason nothing changes
+    unsaid = await rig.http.post("/api/technician/compartments/Z1/service",
+                                 json={"in_service": True, "reason": "  "}, headers=auth)
+    assert (unsaid.status, (await unsaid.json())["error"]) == (409, "reason")
+    assert rig.locker.store.read().one("SELECT state FROM compartments WHERE id = 'Z1'") == {
+        "state": "out_of_service"}
     back = await rig.http.post("/api/technician/compartments/Z1/service",
-                               json={"in_service": True}, headers=auth)
+                               json={"in_service": True, "reason": "hinge replaced"},
+                               headers=auth)
     assert back.status == 200
+    bank = await (await rig.http.get("/api/technician/compartments", headers=auth)).json()
+    z1 = next(c for c in bank["compartments"] if c["id"] == "Z1")
+    assert (z1["state"], z1["may_take_out"], z1["level"]) == ("free", True, 1)
+    refused = await rig.http.get("/api/technician/compartments", headers=courier)
+    assert (refused.status, (await refused.json())["error"]) == (403, "role")
+
+
+async def test_what_a_screen_reads_by_itself_does_not_keep_a_session_alive(rig: Rig) -> None:
+    auth = await login(rig)
+    session = rig.locker.staff.sessions[auth["Authorization"].removeprefix("Bearer ")]
+    session.last_seen -= 50  # 50 s idle of the rig's 60
+    for path in ("/api/courier/orders", "/api/staff/session"):
+        assert (await rig.http.get(path, headers=auth)).status == 200
+    left = (await (await rig.http.get("/api/staff/session", headers=auth)).json())["ends_in_s"]
+    assert 0 < left <= 10
+    touched = await (await rig.http.post("/api/staff/session", headers=auth)).json()
+    assert touched["ends_in_s"] > 55 and touched["role"] == "courier"
+    session.last_seen -= 61
+    ended = await rig.http.get("/api/staff/session", headers=auth)
+    assert (ended.status, (await ended.json())["error"]) == (401, "session_ended")

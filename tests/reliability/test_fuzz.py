@@ -4,9 +4,10 @@ Issue "Reliability", point 4. Each fuzz is a hypothesis test with a bounded numb
 (`deadline=None`: some examples wait for line time); the rig of each (a Locker, an HTTP server, a
 pseudo-terminal) is built once per test and driven example by example on its own event loop.
 
-1. The local HTTP API (`api.app.create_app`), every route: pickup, staff login and logout, the
-   courier's orders/load/open/reclaim, the technician's open/service, the ops endpoints with and
-   without `X-Ops-Token`, the kiosk's info and pages, health and /metrics. Bodies are arbitrary
+1. The local HTTP API (`api.app.create_app`), every route: pickup, staff login, logout and
+   session, the courier's orders/load/open/reclaim, the technician's compartments and
+   open/service, the ops endpoints with and without `X-Ops-Token`, the kiosk's info and pages,
+   the staff's pages, health and /metrics. Bodies are arbitrary
    JSON values (recursive), objects with the route's own fields holding well- and ill-typed
    values, raw binary, huge strings around the body limit, unicode, 1e308/NaN/Infinity and
    numbers as strings, arrays nested up to the body limit; content types right and wrong; path
@@ -183,6 +184,8 @@ ROUTES = (
     Route("staff_login", "POST", "/api/staff/login",
           {"staff": "staff", "code": "totp", "screen": "screen"}, frozenset()),
     Route("staff_logout", "POST", "/api/staff/logout", {}, STAFF),
+    Route("staff_session", "GET", "/api/staff/session", {}, STAFF),
+    Route("staff_touch", "POST", "/api/staff/session", {}, STAFF),
     Route("courier_orders", "GET", "/api/courier/orders", {}, STAFF),
     Route("courier_order", "GET", "/api/courier/orders/{order}", {}, STAFF),
     Route("courier_load", "POST", "/api/courier/orders/{order}/load", {"together": "bool"},
@@ -191,6 +194,8 @@ ROUTES = (
           {"compartment": "compartment"}, STAFF, unlocks=True),
     Route("courier_reclaim", "POST", "/api/courier/orders/{order}/reclaim", {}, STAFF,
           unlocks=True),
+    Route("technician_compartments", "GET", "/api/technician/compartments", {},
+          frozenset({"technician"})),
     Route("technician_open", "POST", "/api/technician/compartments/{compartment}/open",
           {"reason": "reason"}, frozenset({"technician"}), unlocks=True),
     Route("technician_service", "POST", "/api/technician/compartments/{compartment}/service",
@@ -211,6 +216,7 @@ ROUTES = (
     Route("metrics", "GET", "/metrics", {}, frozenset()),
     Route("kiosk", "GET", "/", {}, frozenset()),
     Route("courier_page", "GET", "/courier", {}, frozenset()),
+    Route("technician_page", "GET", "/technician", {}, frozenset()),
     Route("ops_page", "GET", "/ops", {}, frozenset()),
     Route("static", "GET", "/static/screens.css", {}, frozenset()),
 )
