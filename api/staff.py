@@ -11,16 +11,17 @@ time without being touched.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from api.common import (
     LOCKER,
+    STATIC,
     BadRequest,
     doors_answer,
     open_compartment,
-    page,
     problem,
     read_json,
     set_in_service,
@@ -31,6 +32,25 @@ from locker.courier import Progress
 from locker.errors import Refused
 from locker.pickup import SCREEN_ID
 from locker.staff import Session
+
+
+def screen_html(screen: str, title: str) -> str:
+    """One staff screen's page: the frame every staff screen shares (staff.html: header,
+    languages, login) around the screen's own part (`<screen>-screen.html`: its header link,
+    then `<!-- work -->`, then what it shows once logged in)."""
+    frame = (STATIC / "staff.html").read_text("utf-8")
+    nav, work = (STATIC / f"{screen}-screen.html").read_text("utf-8").split("<!-- work -->\n")
+    page = frame.replace("<!-- nav -->\n", nav).replace("<!-- work -->\n", work)
+    return page.replace("<!-- title -->", title).replace("<!-- screen -->", screen)
+
+
+def screen_page(screen: str, title: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    html = screen_html(screen, title)
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    return serve
 
 
 def session_json(request: web.Request, session: Session) -> dict[str, Any]:
@@ -151,5 +171,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/technician/compartments", technician_compartments)
     app.router.add_post("/api/technician/compartments/{compartment}/open", technician_open)
     app.router.add_post("/api/technician/compartments/{compartment}/service", technician_service)
-    app.router.add_get("/courier", page("courier.html"))
-    app.router.add_get("/technician", page("technician.html"))
+    app.router.add_get("/courier", screen_page("courier", "Courier"))
+    app.router.add_get("/technician", screen_page("technician", "Technician"))

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from api.staff import screen_html
 from locker.errors import Refused
 from locker.staff import LoginRefused, NotAllowed
 
@@ -139,7 +140,7 @@ def test_every_message_the_screens_ask_for_is_in_the_catalogue() -> None:
         asked = set(re.findall(r"""\bt\(\s*["']([\w.]+)["']""", script))
         asked |= set(re.findall(r'data-t(?:-label)?="([\w.]+)"', script))
         assert asked - known == set(), f"{name}: {sorted(asked - known)}"
-    for name in ("courier.html", "technician.html"):
-        page = (ROOT / "api" / "static" / name).read_text("utf-8")
+    for name in ("courier", "technician"):
+        page = screen_html(name, name)
         asked = set(re.findall(r'data-t(?:-label)?="([\w.]+)"', page))
         assert asked and asked - known == set(), f"{name}: {sorted(asked - known)}"
