@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +35,7 @@ from locker.codes import BadCodeFormat
 from locker.daemon import Locker
 from locker.deadline import StaleRequest
 from locker.errors import LockerError, Refused, StoreError, Unavailable, UnknownCompartment
+from locker.lifecycle.order import Exposed
 from locker.pickup import PickupRefused, Throttled
 from locker.staff import LoginRefused, NotAllowed
 
@@ -112,13 +114,27 @@ async def pickup(request: web.Request) -> web.Response:
         return problem(503, "starting", "the locker is starting; try again in a moment")
     result = await locker.pickup.collect(body["code"], body.get("screen", "front"),
                                          assistance=body.get("assistance", False))
+    message = ("take your goods and close the doors" if not result.failed else
+               f"some doors did not open; call {locker.config.support_phone}")
+    if result.withheld:
+        message += (f"; {', '.join(e.compartment_id for e in result.withheld)} kept back: its"
+                    " zone was out of its temperature limits while your goods were inside")
     return web.json_response({
         "order": result.order_id,
         "opened": [door_json(d) for d in result.opened],
         "failed": [door_json(d) for d in result.failed],
-        "message": "take your goods and close the doors" if not result.failed else
-                   f"some doors did not open; call {locker.config.support_phone}",
+        "withheld": [exposed_json(locker, e) for e in result.withheld],
+        "warned": [exposed_json(locker, e) for e in result.warned],
+        "message": message,
     })
+
+
+def exposed_json(locker: Locker, bag: Exposed) -> dict[str, Any]:
+    """A bag whose zone left its limits while it was inside, for the screen to explain."""
+    compartment = locker.config.compartment(bag.compartment_id)
+    return {"compartment": bag.compartment_id, "zone": bag.zone,
+            "location": compartment.location, "minutes_above": bag.minutes_above,
+            "minutes_below": bag.minutes_below, "peak_c": bag.peak_c}
 
 
 async def health(request: web.Request) -> web.Response:

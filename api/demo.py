@@ -30,9 +30,12 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from api.app import create_app
 from api.listener import make_runner, start_site
+from locker import certificates
+from locker.certificate_html import render_html
 from locker.codes import box_public_key, create_keys, create_private_file, grouped, load_box_key
 from locker.config import CentralConfig, LockerConfig, load_config
 from locker.daemon import Locker
+from locker.haccp import public_pem, record_key
 from locker.model import Zone
 from locker.staff import create_secret, load_secret
 from simulator.central import RunningCentral, start_central
@@ -81,13 +84,15 @@ def demo_config(path: Path, data_dir: Path, port: str, http_port: int | None,
 
 
 async def enrol(session: ClientSession, central: RunningCentral, config: LockerConfig) -> None:
-    """Register the locker with central (giving it the key codes are sealed to) and keep what
+    """Register the locker with central (giving it the key codes are sealed to, and the one its
+    cold-chain record is signed with) and keep what
     central issues in the locker's files: its token and central's public command key."""
     assert config.central is not None
     create_keys(config)
     box_key = box_public_key(load_box_key(config.box_key_file))
     async with session.post(f"{central.url}/admin/lockers",
-                            json={"id": config.locker_id, "box_key": box_key},
+                            json={"id": config.locker_id, "box_key": box_key,
+                                  "record_key": public_pem(record_key(config))},
                             headers={"X-Admin-Token": central.admin_token}) as answer:
         issued = await answer.json()
         if answer.status != 201:
@@ -227,6 +232,7 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
             if script:
                 status = await play(locker, session, url, orders, auto_close_s)
                 await report_central(locker, session, central, config.locker_id)
+                await show_certificate(locker, session, central, orders[0]["id"], folder)
                 return status
             await interact(session, url)
         return 0
@@ -266,6 +272,34 @@ async def report_central(locker: Locker, session: ClientSession, central: Runnin
     collected = sum(e["kind"] == "order.collected" for e in events)
     say(f"central holds {len(events)} events from {locker_id} ({collected} collections);"
         f" {len(locker.store.events())} still in the locker's outbox")
+
+
+async def show_certificate(locker: Locker, session: ClientSession, central: RunningCentral,
+                           order_id: str, folder: Path) -> None:
+    """What central holds of an order's cold-chain certificate, checked against the key the
+    locker gave at provisioning, and the locker's own page of it."""
+    async with session.get(
+            f"{central.url}/admin/lockers/{locker.config.locker_id}/orders/{order_id}"
+            "/certificate",
+            headers={"X-Admin-Token": central.admin_token}) as answer:
+        if answer.status != 200:
+            say(f"central has no certificate for {order_id} ({answer.status})")
+            return
+        held = await answer.json()
+    verdict = "signature verified" if held["verified"] else f"NOT verified: {held['why']}"
+    say(f"cold-chain certificate of {order_id} at central ({verdict}):")
+    for part in held["certificate"]["compartments"]:
+        span = ("not monitored" if part["probe"]["name"] is None and part["min_c"] is None
+                else "no reading" if part["min_c"] is None
+                else f"{part['min_c']:.1f} to {part['max_c']:.1f} °C")
+        say(f"  {part['compartment']} ({part['zone']}): {part['minutes']:g} min inside, {span},"
+            f" {part['minutes_above']:g} min above {part['limits']['max_c']:g} °C,"
+            f" {part['door_openings']} door openings")
+    kept = certificates.kept(locker.store.read(), order_id)
+    if kept is not None:
+        page = folder / f"certificate-{order_id}.html"
+        page.write_text(render_html(kept), encoding="utf-8")
+        say(f"  the page an inspector reads: {page} (locker haccp certificate ORDER --html)")
 
 
 def watchable(fd: int) -> bool:

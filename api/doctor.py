@@ -50,6 +50,7 @@ from locker.datadir import (
     stored_identity,
 )
 from locker.errors import ConfigError, LockerError
+from locker.haccp import load_record_key
 from locker.model import DoorSense, Zone
 from locker.staff import load_secret
 from locker.store import SCHEMA_VERSION, Store
@@ -102,6 +103,18 @@ def check_secrets(config: LockerConfig) -> list[Row]:
     else:
         rows.append(Row("code keys", "OK", f"{config.digest_key_file}, {config.box_key_file}"
                                            " (mode 600)"))
+    if not config.record_key_file.exists():
+        rows.append(Row("record key", "WARN", f"{config.record_key_file} is missing: the daemon"
+                        " makes it at its start; give central its public half"
+                        " (locker haccp key)"))
+    else:
+        try:
+            load_record_key(config.record_key_file)
+        except ConfigError as exc:
+            rows.append(Row("record key", "FAIL", str(exc)))
+        else:
+            rows.append(Row("record key", "OK", f"{config.record_key_file}: signs the HACCP"
+                            " record's days and the certificates"))
 
     path = config.ops_token_file
     try:

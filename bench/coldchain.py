@@ -1,7 +1,9 @@
 """The cold chain's footprint: database size for a year of HACCP records, bytes written per day.
 
 1. A year: 365 days of readings every five minutes for the three zones, written as the zone loop
-   writes them (a day per transaction here, for speed), then the file size.
+   writes them (a day per transaction here, for speed), then the file size: bare rows, and
+   through locker.haccp (each row chained to the one before, each day's head signed), with
+   the CPU a reading costs to write and to verify, and what a signature costs.
 2. A day: the daemon's zone loops (fresh and frozen) on the simulated clock, with thermal models
    behind real DS18B20 files, for 24 simulated hours; the bytes the process wrote to the disk
    (/proc/self/io write_bytes: what reaches the SD card, WAL and checkpoints included).
@@ -22,7 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
 from hardware.probes import DS18B20Probe  # noqa: E402
+from locker import haccp  # noqa: E402
 from locker.clock import SimClock  # noqa: E402
 from locker.codes import create_keys  # noqa: E402
 from locker.coldchain import RECORD_INTERVAL_S  # noqa: E402
@@ -91,25 +96,57 @@ def written_bytes() -> int:
     return 0
 
 
-def year_of_records(folder: Path) -> None:
-    store = Store(folder / "year.db")
+def year_of_records(folder: Path, chained: bool) -> int:
+    """Returns the file's size; `chained` writes through locker.haccp (hash chain, signed
+    days), else bare rows as before the chain."""
+    store = Store(folder / f"year-{chained}.db")
+    key = Ed25519PrivateKey.generate()
     per_day = int(86400 / RECORD_INTERVAL_S)
     start = 1_800_000_000.0
+    cpu = time.process_time()
     for day in range(365):
         with store.transaction(start) as tx:
             base = start + day * 86400
             for i in range(per_day):
                 for zone, celsius in (("ambient", 19.0), ("fresh", 3.0), ("frozen", -20.0)):
-                    tx.execute("INSERT INTO temperatures (zone, at, celsius, compressor,"
-                               " defrosting) VALUES (?, ?, ?, ?, 0)",
-                               (zone, base + i * RECORD_INTERVAL_S, celsius, i % 2))
+                    tx.now = base + i * RECORD_INTERVAL_S
+                    if chained:
+                        haccp.record(tx, key, "bench", zone, celsius, i % 2 == 0, False, 0)
+                    else:
+                        tx.execute("INSERT INTO temperatures (zone, at, celsius, compressor,"
+                                   " defrosting) VALUES (?, ?, ?, ?, 0)",
+                                   (zone, tx.now, celsius, i % 2))
+    cpu = time.process_time() - cpu
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store.close()
-    size = (folder / "year.db").stat().st_size
     rows = 365 * per_day * 3
-    print(f"a year of HACCP records, 3 zones every {RECORD_INTERVAL_S / 60:.0f} min:"
-          f" {rows} readings, database {size / 1e6:.1f} MB ({size / rows:.0f} bytes a reading);"
-          " kept 400 days, so the file stops growing there")
+    verdict = None
+    if chained:
+        check = time.process_time()
+        verdict = haccp.verify(store.read(), key.public_key(), "bench", start, start + 366 * 86400)
+        check = time.process_time() - check
+        assert verdict.ok, verdict
+    store.close()
+    size = (folder / f"year-{chained}.db").stat().st_size
+    what = "chained and signed" if chained else "bare rows (before the chain)"
+    print(f"a year of HACCP records, 3 zones every {RECORD_INTERVAL_S / 60:.0f} min, {what}:"
+          f" {rows} readings, database {size / 1e6:.1f} MB ({size / rows:.0f} bytes a reading),"
+          f" {cpu / rows * 1e6:.0f} µs CPU a reading to write")
+    if verdict is not None:
+        print(f"  `locker haccp verify` over the year: {check:.1f} s CPU"
+              f" ({check / rows * 1e6:.1f} µs a reading, {verdict.heads} signed days checked)")
+    return size
+
+
+def signatures() -> None:
+    key = Ed25519PrivateKey.generate()
+    message = haccp.head_message("bench", "2026-12-01", 288, bytes(32))
+    n = 2000
+    cpu = time.process_time()
+    for _ in range(n):
+        key.sign(message)
+    cpu = time.process_time() - cpu
+    print(f"  a signature (a day's head, or a certificate): {cpu / n * 1e6:.0f} µs CPU; one a"
+          " day and one an order; a signed head's event is ~330 bytes to central a day")
 
 
 async def day_of_zone_loops(folder: Path, w1: Path) -> None:
@@ -157,7 +194,11 @@ async def day_of_zone_loops(folder: Path, w1: Path) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cold-", dir=os.environ.get("TMPDIR")) as tmp:
-        year_of_records(Path(tmp))
+        bare = year_of_records(Path(tmp), chained=False)
+        chained = year_of_records(Path(tmp), chained=True)
+        print(f"  the chain costs {(chained - bare) / 365 / 1e3:.1f} kB a day on the card"
+              f" ({(chained - bare) / 1e6:.1f} MB a year)")
+        signatures()
         with tempfile.TemporaryDirectory(prefix="bench-w1-", dir="/dev/shm") as w1:
             asyncio.run(day_of_zone_loops(Path(tmp) / "day", Path(w1)))
 

@@ -29,6 +29,7 @@ from aiohttp import ClientSession
 
 from locker.codes import box_public_key, create_keys, create_private_file, load_box_key
 from locker.config import LockerConfig
+from locker.haccp import public_pem, record_key
 from locker.staff import load_secret
 from simulator.pki import Pki
 
@@ -166,7 +167,8 @@ class Central:
         create_keys(config)
         box_key = box_public_key(load_box_key(config.box_key_file))
         issued = await self.admin(session, "POST", "/lockers",
-                                  {"id": config.locker_id, "box_key": box_key})
+                                  {"id": config.locker_id, "box_key": box_key,
+                                   "record_key": public_pem(record_key(config))})
         create_private_file(config.central.token_file, issued["token"])
         config.central.command_key_file.write_text(issued["command_public_key"])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import secrets
@@ -22,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import pyotp
 
-from locker import __version__, attempts, logs
+from locker import __version__, attempts, certificates, logs
 from locker.backup import restore, take
+from locker.certificate_html import render_html
 from locker.codes import (
     PickupCodes,
     box_public_key,
@@ -44,6 +46,7 @@ from locker.datadir import (
     make_private_file,
 )
 from locker.errors import LockerError
+from locker.haccp import create_record_key, load_public_pem, load_record_key, public_pem, verify
 from locker.keys import rotate_keys, settle_key_files
 from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
@@ -162,6 +165,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     os.umask(0o077)  # whatever the shell's umask, what init makes is the daemon's user's only
     make_private_dir(config.data_dir)
     made = create_keys(config)
+    record_made = create_record_key(config.record_key_file)
     token_made = create_private_file(config.ops_token_file, secrets.token_urlsafe(32))
     expected = check_before_open(config.database)
     store = Store(config.database)
@@ -173,6 +177,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"code keys: {config.digest_key_file}, {config.box_key_file}"
           f" ({'created' if made else 'kept, they exist'})")
     print(f"box key for central: {box_public_key(load_box_key(config.box_key_file))}")
+    print(f"record key: {config.record_key_file}"
+          f" ({'created' if record_made else 'kept, it exists'});"
+          " central's copy of its public half: `locker haccp key`")
     print(f"ops token: {config.ops_token_file} ({'created' if token_made else 'kept, it exists'})")
     print(f"store:  {config.database} (store {identity.store_id})")
     return 0
@@ -340,6 +347,56 @@ def cmd_haccp_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_haccp_verify(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    public = (load_public_pem(Path(args.key).read_text("ascii")) if args.key
+              else load_record_key(config.record_key_file).public_key())
+    store = Store(config.database)
+    start, end = _day(args.from_), _day(args.to) + 86400
+    try:
+        verdict = verify(store.read(), public, config.locker_id, start, end)
+    finally:
+        store.close()
+    span = f"rows {verdict.first_row}-{verdict.last_row}" if verdict.readings else "no rows"
+    if verdict.broken is not None:
+        b = verdict.broken
+        print(f"BROKEN at row {b.row} ({b.zone} {_local_time(b.at)}): {b.why};"
+              f" {verdict.readings} readings and {verdict.heads} signed days checked before it")
+        return 1
+    print(f"ok: {verdict.readings} readings ({span}) follow one another; {verdict.heads}"
+          f" signed day heads match; {verdict.unsigned} readings since the last signed head"
+          f" (signed when their day ends)"
+          + (f"; {verdict.unchained} recorded before the chain began" if verdict.unchained
+             else ""))
+    return 0
+
+
+def cmd_haccp_certificate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store(config.database)
+    try:
+        certificate = (certificates.kept(store.read(), args.order)
+                       or certificates.provisional(store.read(), config, args.order,
+                                                   time.time()))
+    finally:
+        store.close()
+    if args.html:
+        Path(args.html).write_text(render_html(certificate), encoding="utf-8")
+        print(f"{args.html}: the certificate of order {args.order}", file=sys.stderr)
+    print(json.dumps(certificate.wire(), indent=2))
+    return 0
+
+
+def cmd_haccp_key(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(public_pem(load_record_key(config.record_key_file)), end="")
+    return 0
+
+
+def _local_time(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
 def cmd_orders(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store(config.database)
@@ -466,13 +523,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why (required with --clear; sent to central)")
     p.set_defaults(func=cmd_throttle)
     haccp = sub.add_parser("haccp", help="the cold-chain record (HACCP)")
-    p = haccp.add_subparsers(dest="haccp_command", required=True).add_parser(
+    haccp_sub = haccp.add_subparsers(dest="haccp_command", required=True)
+    p = haccp_sub.add_parser(
         "export", help="write the temperature record between two days as CSV")
     p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="the locker's TOML file")
     p.add_argument("--from", dest="from_", required=True, help="first day, YYYY-MM-DD")
     p.add_argument("--to", required=True, help="last day, YYYY-MM-DD (included)")
     p.add_argument("--out", default="-", help="CSV file (default: standard output)")
     p.set_defaults(func=cmd_haccp_export)
+    p = haccp_sub.add_parser("verify", help="re-check the record's hash chain and signed days")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="the locker's TOML file")
+    p.add_argument("--from", dest="from_", required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--to", required=True, help="last day, YYYY-MM-DD (included)")
+    p.add_argument("--key", help="the public key to check against (PEM; default: the locker's)")
+    p.set_defaults(func=cmd_haccp_verify)
+    p = haccp_sub.add_parser("certificate", help="an order's cold-chain certificate (JSON)")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="the locker's TOML file")
+    p.add_argument("order", help="the order's id")
+    p.add_argument("--html", help="also write it as a one-page HTML file with the curve")
+    p.set_defaults(func=cmd_haccp_certificate)
+    p = haccp_sub.add_parser("key", help="print the public half of the locker's record key")
+    p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="the locker's TOML file")
+    p.set_defaults(func=cmd_haccp_key)
     p = command("orders", "list orders and their compartments")
     p.set_defaults(func=cmd_orders)
     p = command("events", "print the outbox (the events waiting for central)")

@@ -1,7 +1,8 @@
 """The cold-chain record and its consequences: HACCP readings, excursions, alarms, flagged orders.
 
 Fed one observation per zone reading by the zone loop. Every `RECORD_INTERVAL_S` a reading goes
-into the HACCP record (kept `RETENTION_DAYS`, so the database stays bounded). A zone out of its
+into the HACCP record (kept `RETENTION_DAYS`, so the database stays bounded; each row chained to
+the one before and each day's head signed, by locker.haccp). A zone out of its
 limits for longer than its grace (or at once above the tolerated maximum) opens an excursion: an
 alarm that blocks loading into the zone, and a flag on every order inside it. Recovery closes the
 excursion (peak and duration recorded) and lifts the block; the flags stay for central to decide.
@@ -15,6 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from locker import haccp
 from locker.clock import Clock
 from locker.config import LockerConfig
 from locker.model import OrderState, Zone
@@ -38,8 +42,10 @@ class _ZoneWatch:
 
 
 class ColdChain:
-    def __init__(self, store: Store, config: LockerConfig, clock: Clock) -> None:
+    def __init__(self, store: Store, config: LockerConfig, clock: Clock,
+                 key: Ed25519PrivateKey | None = None) -> None:
         self.store, self.config, self.clock = store, config, clock
+        self.key = key  # signs each day's head; without it the chain is kept, unsigned
         self.watch = {zone: _ZoneWatch() for zone in Zone}
         for row in store.read().all("SELECT id, zone, peak_c FROM excursions"
                                     " WHERE ended_at IS NULL"):
@@ -70,13 +76,10 @@ class ColdChain:
             # one reading per interval, on the interval's grid (12 an hour, at :00, :05, ...)
             if now // RECORD_INTERVAL_S != watch.last_recorded // RECORD_INTERVAL_S:
                 watch.last_recorded = now
-                tx.execute("INSERT INTO temperatures (zone, at, celsius, compressor, defrosting,"
-                           " door_openings) VALUES (?, ?, ?, ?, ?, ?)",
-                           (zone.value, now, celsius, int(decision.compressor_on),
-                            int(decision.defrosting), watch.door_openings))
+                haccp.record(tx, self.key, self.config.locker_id, zone.value, celsius,
+                             decision.compressor_on, decision.defrosting, watch.door_openings)
                 watch.door_openings = 0
-                tx.execute("DELETE FROM temperatures WHERE at < ?",
-                           (now - RETENTION_DAYS * 86400,))
+                haccp.forget_before(tx, now - RETENTION_DAYS * 86400)
             self._faults(tx, zone, celsius, decision)
             if celsius is not None:
                 self._limits(tx, zone, celsius, decision.defrosting, watch)

@@ -7,6 +7,7 @@ a compartment on a board that is not declared. It never does I/O beyond reading 
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import math
 import re
@@ -140,6 +141,7 @@ class ZoneLimits:
     probe: Path | None = None  # the DS18B20's w1_slave file
     compressor_pin: int | None = None  # GPIO of the compressor relay
     modbus: ModbusZone | None = None  # or a controller that regulates the zone itself
+    probe_calibrated: str | None = None  # the probe's last calibration, YYYY-MM-DD
 
 
 DEFAULT_ZONE_LIMITS: dict[Zone, ZoneLimits] = {
@@ -179,6 +181,13 @@ OLD_THROTTLE_KEYS = {
     "lockout_base_s": "first_delay_s",
     "lockout_max_s": "max_delay_s",
 }
+
+
+@dataclass(frozen=True)
+class ColdChainPolicy:
+    # a bag whose zone went out of its limits while it was inside: "warn" opens it and tells
+    # the customer; "withhold" keeps it back (the rest opens) for a courier to take back
+    on_excursion: Literal["warn", "withhold"] = "warn"
 
 
 @dataclass(frozen=True)
@@ -309,6 +318,7 @@ class LockerConfig:
     codes: CodePolicy = CodePolicy()
     throttle: ThrottlePolicy = ThrottlePolicy()
     doors: DoorPolicy = DoorPolicy()
+    coldchain: ColdChainPolicy = ColdChainPolicy()
     http: HttpConfig = HttpConfig()
     staff: StaffPolicy = StaffPolicy()
     central: CentralConfig | None = None  # None: orders come from the CLI only
@@ -333,6 +343,12 @@ class LockerConfig:
     def box_key_file(self) -> Path:
         """The private half of the key central seals each order's code to."""
         return self.data_dir / "code-box.key"
+
+    @property
+    def record_key_file(self) -> Path:
+        """The locker's own Ed25519 key: it signs the HACCP record's daily heads and each
+        order's cold-chain certificate (central has the public half)."""
+        return self.data_dir / "record.key"
 
     @property
     def ops_token_file(self) -> Path:
@@ -585,6 +601,18 @@ def _check_wiring(file: Path, compartments: list[CompartmentConfig], bus: BusCon
                 pins[pin] = c.id
 
 
+def _calibrated(sub: _Table) -> str:
+    """The probe's last calibration date, as the certificates print it."""
+    text = sub.text("probe_calibrated")
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        raise sub.error("probe_calibrated", "the probe's last calibration, YYYY-MM-DD") from None
+    if len(text) != 10:
+        raise sub.error("probe_calibrated", "the probe's last calibration, YYYY-MM-DD")
+    return text
+
+
 def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
     zones = dict(DEFAULT_ZONE_LIMITS)
     if table is None:
@@ -629,6 +657,7 @@ def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
             compressor_pin=(sub.integer("compressor_pin", lo=0, hi=27)
                             if "compressor_pin" in sub.data else None),
             modbus=modbus,
+            probe_calibrated=_calibrated(sub) if "probe_calibrated" in sub.data else None,
         )
         if modbus is not None and (limits.probe is not None or limits.compressor_pin is not None):
             raise sub.error("modbus", "a zone is regulated by a Modbus controller or by a probe"
@@ -882,6 +911,15 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         )
         doors_t.done()
 
+    coldchain_t = root.table("coldchain")
+    coldchain = ColdChainPolicy()
+    if coldchain_t is not None:
+        on_excursion: Literal["warn", "withhold"] = (
+            "withhold" if coldchain_t.choice("on_excursion", ("warn", "withhold"), "warn")
+            == "withhold" else "warn")
+        coldchain = ColdChainPolicy(on_excursion=on_excursion)
+        coldchain_t.done()
+
     http_t = root.table("http")
     http = HttpConfig() if http_t is None else _http(http_t, base)
 
@@ -912,6 +950,7 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     return LockerConfig(
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
         data_dir=data_dir, compartments=tuple(compartments),
-        bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors, http=http,
-        staff=staff, central=central, store=store, clock=clock, update=update,
+        bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors,
+        coldchain=coldchain, http=http, staff=staff, central=central, store=store, clock=clock,
+        update=update,
     )

@@ -112,15 +112,17 @@ class CourierService:
                                       "compartment": b.compartment_id}
                                      for b in records.bags(read, order.id)]})
         to_reclaim = [
-            {"order": r["id"], "compartments": (r["compartments"] or "").split(","),
+            # state: expired, cancelled, withheld (bags kept back at pickup) or reclaiming
+            {"order": r["id"], "state": r["state"],
+             "compartments": (r["compartments"] or "").split(","),
              "under_way": r["state"] == OrderState.RECLAIMING.value
              and r["phase_since"] is not None}
             for r in read.all(
                 "SELECT o.id, o.state, o.phase_since, group_concat(oc.compartment_id)"
                 " AS compartments FROM orders o"
                 " JOIN order_compartments oc ON oc.order_id = o.id AND oc.released_at IS NULL"
-                " WHERE o.state IN (?, ?, ?) GROUP BY o.id ORDER BY o.window_end",
-                tuple(s.value for s in RECLAIMABLE))
+                f" WHERE o.state IN ({', '.join('?' * len(RECLAIMABLE))}) GROUP BY o.id"
+                " ORDER BY o.window_end", tuple(s.value for s in RECLAIMABLE))
         ]
         return {"to_load": to_load, "to_reclaim": to_reclaim}
 
@@ -129,8 +131,8 @@ class CourierService:
         read = self.store.read()
         order = order_life.get(read, order_id)
         state = order.state
-        if state in (OrderState.EXPIRED, OrderState.CANCELLED, OrderState.RECLAIMING,
-                     OrderState.RECLAIMED):
+        if state in (OrderState.EXPIRED, OrderState.CANCELLED, OrderState.WITHHELD,
+                     OrderState.RECLAIMING, OrderState.RECLAIMED):
             return self._reclaim_progress(read, order)
         bags = records.bags(read, order_id)
         held = records.links(read, order_id, held_only=state is not OrderState.COLLECTED)
@@ -183,7 +185,7 @@ class CourierService:
                 step = "closed"  # its goods are out
             elif link is not None and link.opened_at is not None:
                 step = "open"
-            elif state in (OrderState.EXPIRED, OrderState.CANCELLED):
+            elif state in (OrderState.EXPIRED, OrderState.CANCELLED, OrderState.WITHHELD):
                 step = "waiting"
             else:
                 auth = records.latest_authorisation(read, cid, order.id, order.phase_since)

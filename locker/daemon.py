@@ -42,6 +42,7 @@ from locker.datadir import (
 )
 from locker.doors import DoorMonitor
 from locker.errors import ConfigError, HardwareError, StoreError
+from locker.haccp import record_key
 from locker.inbox import Inbox
 from locker.keys import settle_key_files
 from locker.lifecycle.compartment import sync_with_config
@@ -108,7 +109,7 @@ class Locker:
                                     self.time.expiry_suspended)
         self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
         self.courier = CourierService(self.store, config, driver, self.clock)
-        self.coldchain = ColdChain(self.store, config, self.clock)
+        self.coldchain = ColdChain(self.store, config, self.clock, record_key(config))
         self.store.listeners.append(self._count_door_openings)
         self.zone_hardware = dict(zones or {})
         for zone in self.zone_hardware:

@@ -58,6 +58,8 @@ class OrderState(StrEnum):
     COLLECTING = "collecting"  # code accepted, doors opened, not all closed again yet
     COLLECTED = "collected"
     EXPIRED = "expired"
+    # the customer took what was released; bags kept back for the cold chain wait for a courier
+    WITHHELD = "withheld"
     RECLAIMING = "reclaiming"  # a courier opened its doors to take the goods back
     RECLAIMED = "reclaimed"
     CANCELLED = "cancelled"

@@ -24,6 +24,7 @@ from locker.codes import PickupCodes
 from locker.config import LockerConfig
 from locker.errors import LockerError, Unavailable
 from locker.lifecycle import order as order_life
+from locker.lifecycle.order import Exposed
 from locker.lifecycle.records import Order
 from locker.model import OrderState
 from locker.ports import LockDriver
@@ -54,6 +55,9 @@ class PickupResult:
     order_id: str
     opened: list[Door] = field(default_factory=list)
     failed: list[Door] = field(default_factory=list)
+    # bags whose zone left its limits while inside: kept back, or opened with a word
+    withheld: list[Exposed] = field(default_factory=list)
+    warned: list[Exposed] = field(default_factory=list)
 
 
 class PickupService:
@@ -94,7 +98,8 @@ class PickupService:
                     # code, perhaps a guess that shares them, so it still counts as one
                     refusal = PickupRefused("used", "this code has already been used")
                 if refusal is None and order is not None:
-                    doors = order_life.accept_code(tx, self.config, order, self.driver.reachable)
+                    accepted = order_life.accept_code(tx, self.config, order,
+                                                      self.driver.reachable)
                     if assistance:
                         tx.emit("order.assistance_used", "order", order_id=order.id,
                                 screen=screen, accessible=order.accessible)
@@ -105,14 +110,14 @@ class PickupService:
             self._refused(now, screen, refusal, guess=order is None)
             raise refusal
         assert order is not None
-        opened, failed = await pulse(self.store, self.driver, self.clock, doors)
-        return PickupResult(order.id, opened, failed)
+        opened, failed = await pulse(self.store, self.driver, self.clock, accepted.doors)
+        return PickupResult(order.id, opened, failed, accepted.withheld, accepted.warned)
 
     def _refusal(self, order: Order | None, now: float) -> PickupRefused | None:
         if order is None:
             return PickupRefused("wrong_code", "this code is not valid")
         state = order.state
-        if state in (OrderState.COLLECTING, OrderState.COLLECTED):
+        if state in (OrderState.COLLECTING, OrderState.COLLECTED, OrderState.WITHHELD):
             return PickupRefused("used", "this code has already been used")
         window_end = order.window_end
         if state is OrderState.EXPIRED or (

@@ -217,6 +217,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the courier's screen says "A1 jammed: use A2", during the loading and after it
         "ALTER TABLE order_compartments ADD COLUMN replaces TEXT",
     ),
+    (
+        # the HACCP record's hash chain (locker.haccp), each day's signed head, and each order's
+        # cold-chain certificate as issued (the exact text its signature covers)
+        "ALTER TABLE temperatures ADD COLUMN chain BLOB",
+        # a bag kept back at pickup ([coldchain] on_excursion = "withhold"): why
+        "ALTER TABLE order_compartments ADD COLUMN withheld TEXT",
+        """CREATE TABLE haccp_heads (
+            row INTEGER PRIMARY KEY,
+            day TEXT NOT NULL,
+            chain BLOB NOT NULL,
+            signature TEXT NOT NULL,
+            signed_at REAL NOT NULL
+        )""",
+        """CREATE TABLE certificates (
+            order_id TEXT PRIMARY KEY REFERENCES orders (id),
+            body TEXT NOT NULL,
+            signature TEXT,
+            issued_at REAL NOT NULL
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from nacl.public import PublicKey, SealedBox
 from sqlite_utils import Database
 
@@ -53,8 +54,8 @@ CATEGORIES = ("order", "door", "alarm", "security", "coldchain", "telemetry")
 ZONES = ("ambient", "fresh", "frozen")
 SIZES = ("S", "M", "L")
 COMPARTMENT_STATES = ("free", "reserved", "loaded", "out_of_service")
-ORDER_STATES = ("received", "allocated", "loaded", "ready", "collecting", "collected", "expired",
-                "reclaiming", "reclaimed", "cancelled")
+ORDER_STATES = ("received", "allocated", "loaded", "ready", "collecting", "collected", "withheld",
+                "expired", "reclaiming", "reclaimed", "cancelled")
 FAULT_MODES = ("none", "error", "slow", "garbage", "oversized", "wrong_types", "unknown_fields")
 # the locker's events that say an order is over: its sealed code is kept no longer
 FINISHED_EVENTS = ("order.collected", "order.reclaimed", "order.cancelled")
@@ -71,7 +72,7 @@ WRONG_TYPES: dict[str, dict[str, Any]] = {"feed": {"cursor": "x", "items": {}},
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS lockers (
         id TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE, box_key TEXT NOT NULL,
-        created_at REAL NOT NULL, heartbeat_at REAL, heartbeat TEXT)""",
+        record_key TEXT, created_at REAL NOT NULL, heartbeat_at REAL, heartbeat TEXT)""",
     # AUTOINCREMENT: a cursor is never reused, even after the newest item is deleted
     """CREATE TABLE IF NOT EXISTS feed (
         cursor INTEGER PRIMARY KEY AUTOINCREMENT, locker_id TEXT NOT NULL, item TEXT NOT NULL,
@@ -93,6 +94,17 @@ SCHEMA = (
     # customers who turned on the kiosk's assistance: their next orders are loaded low
     """CREATE TABLE IF NOT EXISTS customers (
         id TEXT PRIMARY KEY, assisted_at REAL NOT NULL)""",
+    # each collected order's cold-chain certificate, as the locker signed it, and the verdict
+    """CREATE TABLE IF NOT EXISTS certificates (
+        locker_id TEXT NOT NULL, order_id TEXT NOT NULL, body TEXT NOT NULL, signature TEXT,
+        verified INTEGER NOT NULL, why TEXT, received_at REAL NOT NULL,
+        PRIMARY KEY (locker_id, order_id))""",
+    # the locker's signed daily heads of its HACCP hash chain: a record rewritten later
+    # no longer matches these
+    """CREATE TABLE IF NOT EXISTS haccp_heads (
+        locker_id TEXT NOT NULL, day TEXT NOT NULL, row INTEGER NOT NULL, head TEXT NOT NULL,
+        signature TEXT NOT NULL, verified INTEGER NOT NULL,
+        PRIMARY KEY (locker_id, row))""",
 )
 
 
@@ -182,14 +194,16 @@ class Central:
 
     # ---- lockers ----
 
-    def provision(self, locker_id: str, box_key: str) -> str:
-        """Register a locker with the public key its codes are sealed to; answer its bearer
-        token, of which only the SHA-256 is kept."""
+    def provision(self, locker_id: str, box_key: str, record_key: str | None = None) -> str:
+        """Register a locker with the public key its codes are sealed to (and the one its
+        HACCP record and certificates are signed with); answer its bearer token, of which
+        only the SHA-256 is kept."""
         token = secrets.token_urlsafe(32)
         with self.db.atomic():
             self.db.execute(
-                "INSERT INTO lockers (id, token_sha256, box_key, created_at) VALUES (?, ?, ?, ?)",
-                (locker_id, _sha256(token), box_key, time.time()))
+                "INSERT INTO lockers (id, token_sha256, box_key, record_key, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (locker_id, _sha256(token), box_key, record_key, time.time()))
         return token
 
     def locker(self, locker_id: str) -> dict[str, Any]:
@@ -384,6 +398,60 @@ class Central:
                          (locker_id, after))
         return [{**json.loads(row.pop("body")), **row} for row in rows]
 
+    # ---- the cold chain's proofs ----
+
+    def _record_key(self, locker_id: str) -> Ed25519PublicKey | None:
+        pem = self.locker(locker_id)["record_key"]
+        return None if pem is None else _ed25519_public(pem)
+
+    def on_certificate(self, locker_id: str, event: dict[str, Any]) -> None:
+        """Keep a collected order's certificate with the verdict on its signature."""
+        sent = event["payload"].get("certificate")
+        if not isinstance(sent, dict) or not isinstance(sent.get("certificate"), str):
+            return
+        body, signature = sent["certificate"], sent.get("signature")
+        why = _certificate_fault(self._record_key(locker_id), locker_id, event["order_id"],
+                                 body, signature)
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT OR REPLACE INTO certificates (locker_id, order_id, body, signature,"
+                " verified, why, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (locker_id, event["order_id"], body,
+                 signature if isinstance(signature, str) else None, int(why is None), why,
+                 time.time()))
+
+    def certificate(self, locker_id: str, order_id: str) -> dict[str, Any]:
+        self.locker(locker_id)
+        row = self._one("SELECT * FROM certificates WHERE locker_id = ? AND order_id = ?",
+                        (locker_id, order_id))
+        if row is None:
+            raise Problem(404, f"no certificate for order {order_id!r} of {locker_id!r}")
+        return {"order": order_id, "locker": locker_id, "verified": bool(row["verified"]),
+                "why": row["why"], "signature": row["signature"],
+                "certificate": json.loads(row["body"]), "text": row["body"],
+                "received_at": row["received_at"]}
+
+    def on_day_signed(self, locker_id: str, event: dict[str, Any]) -> None:
+        """Keep the signed head of a day of the locker's HACCP record, checked."""
+        p = event["payload"]
+        if not all(isinstance(p.get(k), str) for k in ("day", "head", "signature")) or \
+                not isinstance(p.get("row"), int):
+            return
+        key = self._record_key(locker_id)
+        message = f"haccp-head|{locker_id}|{p['day']}|{p['row']}|{p['head']}".encode()
+        ok = key is not None and _ed25519_ok(key, message, p["signature"])
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT OR IGNORE INTO haccp_heads (locker_id, day, row, head, signature,"
+                " verified) VALUES (?, ?, ?, ?, ?, ?)",
+                (locker_id, p["day"], p["row"], p["head"], p["signature"], int(ok)))
+
+    def haccp_heads(self, locker_id: str) -> list[dict[str, Any]]:
+        self.locker(locker_id)
+        return [{**row, "verified": bool(row["verified"])} for row in self._all(
+            "SELECT day, row, head, signature, verified FROM haccp_heads WHERE locker_id = ?"
+            " ORDER BY row", (locker_id,))]
+
     def forget_sealed_code(self, locker_id: str, order_id: str) -> None:
         """The order is finished at the locker: its sealed code is dropped from the order and
         from the feed, so a leaked database (even with a copied card's box key) gives nothing
@@ -508,6 +576,40 @@ def _is_number(value: Any) -> bool:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise Problem(400, message)
+
+
+def _ed25519_public(pem: str) -> Ed25519PublicKey | None:
+    try:
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return key if isinstance(key, Ed25519PublicKey) else None
+
+
+def _ed25519_ok(key: Ed25519PublicKey, message: bytes, signature: Any) -> bool:
+    try:
+        key.verify(bytes.fromhex(signature), message)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _certificate_fault(key: Ed25519PublicKey | None, locker_id: str, order_id: str, body: str,
+                       signature: Any) -> str | None:
+    """Why a certificate cannot be trusted, or None: signed by this locker's record key over
+    its exact text, and about this locker and this order."""
+    if key is None:
+        return "the locker was provisioned without a record key"
+    if not isinstance(signature, str) or not _ed25519_ok(key, body.encode("utf-8"), signature):
+        return "the signature does not match the locker's record key"
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "the certificate is not JSON"
+    if not isinstance(data, dict) or data.get("locker") != locker_id \
+            or data.get("order") != order_id:
+        return "the certificate is about another locker or order"
+    return None
 
 
 def _keys(obj: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
@@ -670,8 +772,12 @@ async def post_events(request: web.Request) -> web.Response:
             central.on_code_collision(locker_id, event)
         elif event["kind"] == "order.assistance_used":
             central.on_assistance_used(locker_id, event)
-        elif event["kind"] in FINISHED_EVENTS and event["order_id"]:
+        elif event["kind"] == "haccp.day_signed":
+            central.on_day_signed(locker_id, event)
+        if event["kind"] in FINISHED_EVENTS and event["order_id"]:
             central.forget_sealed_code(locker_id, event["order_id"])
+            if event["kind"] == "order.collected":
+                central.on_certificate(locker_id, event)
     return web.json_response({"acked": [event["id"] for event in events]})
 
 
@@ -689,16 +795,20 @@ async def post_heartbeat(request: web.Request) -> web.Response:
 async def post_locker(request: web.Request) -> web.Response:
     central = request.app[CENTRAL]
     data = await _body(request)
-    _keys(data, "body", ("id", "box_key"))
+    _keys(data, "body", ("id", "box_key"), ("record_key",))
     locker_id = data["id"]
     _require(isinstance(locker_id, str) and ID_PATTERN.fullmatch(locker_id) is not None,
              "id must be 1-64 ASCII letters, digits, '.', '_' or '-', not starting with '.'")
     box_key = data["box_key"]
     _require(isinstance(box_key, str) and _is_box_key(box_key),
              "box_key must be base64 of the locker's 32-byte X25519 public key")
+    record_key = data.get("record_key")
+    if record_key is not None:
+        _require(isinstance(record_key, str) and _ed25519_public(record_key) is not None,
+                 "record_key must be the locker's Ed25519 public key, PEM (locker haccp key)")
     if central.has_locker(locker_id):
         raise Problem(409, f"locker {locker_id!r} exists already")
-    token = central.provision(locker_id, box_key)
+    token = central.provision(locker_id, box_key, record_key)
     return web.json_response({"id": locker_id, "token": token,
                               "command_public_key": central.public_key_pem.decode("ascii")},
                              status=201)
@@ -730,6 +840,17 @@ async def get_customer(request: web.Request) -> web.Response:
     customer = request.match_info["customer_id"]
     _text(customer, "customer")
     return web.json_response(request.app[CENTRAL].customer(customer))
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    info = request.match_info
+    return web.json_response(request.app[CENTRAL].certificate(info["locker_id"],
+                                                              info["order_id"]))
+
+
+async def get_haccp_heads(request: web.Request) -> web.Response:
+    return web.json_response({"heads": request.app[CENTRAL].haccp_heads(
+        request.match_info["locker_id"])})
 
 
 async def get_order(request: web.Request) -> web.Response:
@@ -886,6 +1007,9 @@ def create_central_app(data_dir: Path, *, admin_token: str,
     app.router.add_post("/admin/lockers/{locker_id}/orders", post_order)
     app.router.add_get("/admin/lockers/{locker_id}/orders/{order_id}", get_order)
     app.router.add_post("/admin/lockers/{locker_id}/orders/{order_id}/cancel", post_cancel)
+    app.router.add_get("/admin/lockers/{locker_id}/orders/{order_id}/certificate",
+                       get_certificate)
+    app.router.add_get("/admin/lockers/{locker_id}/haccp/heads", get_haccp_heads)
     app.router.add_post("/admin/lockers/{locker_id}/commands", post_command)
     app.router.add_post("/admin/lockers/{locker_id}/raw", post_raw)
     app.router.add_get("/admin/lockers/{locker_id}/events", get_events)

@@ -59,6 +59,8 @@ function renderLists() {
                      {...(o.under_way ? {disabled: ""} : {}),
                       "aria-label": t("take_back_label", {order: o.order})}));
     if (o.under_way) td.append(el("span", {class: "muted"}, t("under_way_reclaim")));
+    // bags kept back at pickup (their zone left its limits): not to be sold again
+    else if (o.state === "withheld") td.append(el("span", {class: "warn"}, t("withheld_reclaim")));
     tr.append(td);
     reclaim.append(tr);
   }

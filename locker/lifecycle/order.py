@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from locker import certificates
 from locker.allocation import UNITS, NoRoom
 from locker.allocation import Bag as NewBag
 from locker.allocation import allocate as place_bags
@@ -31,7 +33,8 @@ from locker.store import Tx
 log = logging.getLogger("locker.orders")
 ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch only
 # orders whose goods a courier takes back (a cancelled order keeps compartments only with goods)
-RECLAIMABLE = (OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED)
+RECLAIMABLE = (OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED,
+               OrderState.WITHHELD)
 # why a loaded order is not ready yet
 ZONE_HOLD = "zone_out_of_limits"
 HOLD_SPENT = "hold_spent"  # a ready order held to its limit: not held again for the same fault
@@ -207,25 +210,87 @@ def _hold_loaded(tx: Tx, current: Order, why: str) -> None:
 
 # -- out: the customer's pickup ------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Exposed:
+    """A bag whose zone went out of its limits while it was inside (an excursion flagged the
+    order), with what its certificate says of it so far."""
+
+    compartment_id: str
+    zone: str
+    minutes_above: float
+    minutes_below: float
+    peak_c: float | None
+
+
+@dataclass(frozen=True)
+class CodeAccepted:
+    doors: list[Door]  # to pulse, now that the commit is done
+    withheld: list[Exposed] = field(default_factory=list)  # kept back ("withhold")
+    warned: list[Exposed] = field(default_factory=list)  # opened, the customer told ("warn")
+
+
 def accept_code(tx: Tx, config: LockerConfig, current: Order, reachable: Reachable
-                ) -> list[Door]:
+                ) -> CodeAccepted:
     """The customer's code is good: authorise every door the order still holds, at once.
 
     Refused before anything is written when one of those doors cannot open now (its board is
     offline, the bus is down): a grocery order is collected whole, and the code is not spent.
+    A bag whose zone had an excursion while it was inside is, by `[coldchain] on_excursion`,
+    kept back (its door stays shut, a courier takes it back; central hears
+    `order.bag_withheld`) or opened with a word to the customer (`order.excursion_told`).
     """
-    held = records.links(tx, current.id)
-    refuse_unreachable([link.compartment_id for link in held], reachable,
+    held = [link for link in records.links(tx, current.id) if link.withheld is None]
+    exposed = _exposed(tx, config, current.id, held)
+    withhold = config.coldchain.on_excursion == "withhold"
+    kept = {e.compartment_id for e in exposed} if withhold else set()
+    opening = [link for link in held if link.compartment_id not in kept]
+    refuse_unreachable([link.compartment_id for link in opening], reachable,
                        customer_help=config.support_phone or "")
     if current.held_since is not None:  # its doors can open again: the hold ends here
         release_hold(tx, current)
+    for bag in exposed:
+        fields = {"compartment": bag.compartment_id, "zone": bag.zone,
+                  "minutes_above": bag.minutes_above, "minutes_below": bag.minutes_below,
+                  "peak_c": bag.peak_c}
+        if withhold:
+            tx.execute("UPDATE order_compartments SET withheld = ? WHERE order_id = ?"
+                       " AND compartment_id = ?", (EXCURSION_KEPT, current.id, bag.compartment_id))
+            tx.emit("order.bag_withheld", "order", order_id=current.id,
+                    compartment_id=bag.compartment_id, reason=EXCURSION_KEPT, **fields)
+        else:
+            tx.emit("order.excursion_told", "order", order_id=current.id,
+                    compartment_id=bag.compartment_id, **fields)
+    if not opening:  # every bag kept back: nothing opens, a courier takes them all back
+        move(tx, Kind.ORDER, current.id, current.state, "withhold")
+        tx.emit("order.withheld", "order", order_id=current.id, compartments=sorted(kept))
+        return CodeAccepted([], exposed if withhold else [], [])
     move(tx, Kind.ORDER, current.id, current.state, "accept_code")
     tx.execute("UPDATE orders SET phase_since = ? WHERE id = ?", (tx.now, current.id))
     doors = [door.authorise(tx, config, link.compartment_id, current.id, "customer", "pickup")
-             for link in held]
+             for link in opening]
     tx.emit("order.collecting", "order", order_id=current.id,
             compartments=[d.compartment_id for d in doors])
-    return doors
+    return CodeAccepted(doors, exposed if withhold else [], [] if withhold else exposed)
+
+
+EXCURSION_KEPT = "excursion"  # why a bag is withheld: its zone left its limits while inside
+
+
+def _exposed(tx: Tx, config: LockerConfig, order_id: str, held: list[Link]) -> list[Exposed]:
+    """The order's bags in a zone whose excursion flagged the order while they were inside."""
+    flagged = {r["zone"] for r in tx.all(
+        "SELECT DISTINCT e.zone FROM order_flags f JOIN excursions e ON e.id = f.excursion_id"
+        " WHERE f.order_id = ?", (order_id,))}
+    exposed = []
+    for link in held:
+        if link.zone.value not in flagged:
+            continue
+        figures = certificates.figures(tx, config, order_id, link.compartment_id, link.zone,
+                                       tx.now)
+        exposed.append(Exposed(link.compartment_id, link.zone.value, figures["minutes_above"],
+                               figures["minutes_below"], max(
+                                   (e["peak_c"] for e in figures["excursions"]), default=None)))
+    return exposed
 
 
 def expire_due(tx: Tx, *, held_since: float | None = None, hold_s: float = 0.0,
@@ -388,8 +453,8 @@ def change(tx: Tx, current: Order, *, version: int, code_digest: str, window_hou
            accessible: bool, bags: Sequence[NewBag]) -> str:
     """A higher version of an order central sent before: what can still change, changes."""
     state = current.state
-    if state in (OrderState.COLLECTING, OrderState.COLLECTED, OrderState.RECLAIMING,
-                 OrderState.RECLAIMED, OrderState.CANCELLED):
+    if state in (OrderState.COLLECTING, OrderState.COLLECTED, OrderState.WITHHELD,
+                 OrderState.RECLAIMING, OrderState.RECLAIMED, OrderState.CANCELLED):
         raise OrderRejected(f"order {current.id} is {state.value}: version {version} comes too"
                             " late to change it")
     old_bags = [(b.zone.value, b.size.value) for b in records.bags(tx, current.id)]
@@ -508,11 +573,11 @@ def waiting_doors(tx: Tx, order_id: str) -> list[str]:
 
 def reclaim(tx: Tx, config: LockerConfig, order_id: str, actor: str,
             reachable: Reachable) -> tuple[list[str], list[Door]]:
-    """Open every door of an expired or cancelled order still holding goods."""
+    """Open every door of an expired, cancelled or withheld order still holding goods."""
     current = get(tx, order_id)
     if current.state not in RECLAIMABLE:
         raise Refused("not_expired", f"order {order_id} is {current.state.value}; only an"
-                      " expired or cancelled order is taken back")
+                      " expired, cancelled or withheld order is taken back")
     compartments = waiting_doors(tx, order_id)
     refuse_unreachable(compartments, reachable)
     move(tx, Kind.ORDER, order_id, current.state, "reclaim")
@@ -641,11 +706,14 @@ def _settle_loading(tx: Tx, config: LockerConfig, current: Order
 def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
     """A pickup or a reclaim: done when every door opened and closed; back to where a person
     can try again when the doors still waiting will not open any more."""
-    held = records.links(tx, current.id)
     pickup = current.state is OrderState.COLLECTING
+    inside = records.links(tx, current.id)
+    # a pickup waits only for the doors it opened: the bags kept back stay for a courier
+    held = [link for link in inside if not (pickup and link.withheld)]
     if held and all(link.closed_at is not None for link in held):
+        kept = [link.compartment_id for link in inside if link not in held]
         _release_links(tx, current.id, held)
-        move(tx, Kind.ORDER, current.id, current.state, "all_closed")
+        move(tx, Kind.ORDER, current.id, current.state, "collect_rest" if kept else "all_closed")
         tx.execute("UPDATE orders SET phase_since = NULL WHERE id = ?", (current.id,))
         kind = "order.collected" if pickup else "order.reclaimed"
         if current.cancel_pending is not None:
@@ -654,7 +722,15 @@ def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
             tx.execute("UPDATE orders SET cancel_pending = NULL WHERE id = ?", (current.id,))
         last = tx.one("SELECT actor FROM authorisations WHERE order_id = ? ORDER BY id DESC"
                       " LIMIT 1", (current.id,))
-        tx.emit(kind, "order", order_id=current.id, actor=last["actor"] if last else None)
+        extra: dict[str, Any] = {}
+        if pickup:  # what the bags lived through, from their loading to this moment
+            extra["certificate"] = certificates.issue(
+                tx, config, current.id, [(link.compartment_id, link.zone) for link in inside]
+            ).wire()
+            if kept:
+                extra["withheld"] = kept
+        tx.emit(kind, "order", order_id=current.id, actor=last["actor"] if last else None,
+                **extra)
         log.info("%s: %s", kind, current.id)
         return "all_closed"
     since = current.phase_since
@@ -734,7 +810,8 @@ def forget_finished(tx: Tx, cutoff: float) -> dict[str, int]:
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         marks = ", ".join("?" * len(chunk))
-        for table in ("order_flags", "order_bags", "order_compartments", "orders"):
+        for table in ("order_flags", "certificates", "order_bags", "order_compartments",
+                      "orders"):
             column = "id" if table == "orders" else "order_id"
             gone[table] = gone.get(table, 0) + tx.execute(
                 f"DELETE FROM {table} WHERE {column} IN ({marks})", tuple(chunk))

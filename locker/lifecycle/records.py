@@ -63,6 +63,7 @@ class Link:
     closed_at: float | None
     released_at: float | None
     replaces: str | None = None  # the compartment that jammed while loading, whose bags these are
+    withheld: str | None = None  # kept back at pickup (its zone left its limits): why
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ def links(tx: Tx, order_id: str, *, held_only: bool = True) -> list[Link]:
                   + (" AND released_at IS NULL" if held_only else "")
                   + " ORDER BY compartment_id", (order_id,))
     return [Link(r["order_id"], r["compartment_id"], Zone(r["bag_zone"]), Size(r["bag_size"]),
-                 r["opened_at"], r["closed_at"], r["released_at"], r["replaces"]) for r in rows]
+                 r["opened_at"], r["closed_at"], r["released_at"], r["replaces"],
+                 r["withheld"]) for r in rows]
 
 
 def compartment(tx: Tx, compartment_id: str) -> Compartment | None:

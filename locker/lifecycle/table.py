@@ -93,6 +93,13 @@ TABLE: tuple[Step, ...] = (
         (OS.RECLAIMING, "reclaim", OS.RECLAIMING, "courier"),
         (OS.RECLAIMING, "all_closed", OS.RECLAIMED, "courier"),
         (OS.CANCELLED, "reclaim", OS.RECLAIMING, "courier"),  # goods were inside
+        # [coldchain] on_excursion = "withhold": a bag whose zone went out of its limits while
+        # it was inside is not released; the customer takes the rest (or nothing opens), and
+        # a courier takes the kept bags back
+        (OS.COLLECTING, "collect_rest", OS.WITHHELD, "customer"),
+        (OS.READY, "withhold", OS.WITHHELD, "customer"),
+        (OS.WITHHELD, "reclaim", OS.RECLAIMING, "courier"),
+        (OS.WITHHELD, "cancel", OS.CANCELLED, "central"),
         # central cancelled it while its doors were being opened: the cancel waits for the
         # pickup to end, and takes effect if it ended short
         (OS.COLLECTING, "cancel_later", OS.COLLECTING, "central"),
@@ -214,7 +221,10 @@ FINAL: dict[Kind, frozenset[str]] = {
 # an order in one of these is where a customer or courier can act on it without a technician
 HARBOURS = frozenset({OrderState.READY, OrderState.COLLECTED, OrderState.RECLAIMED,
                       # a courier's `to_reclaim` list
-                      OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED})
+                      OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED,
+                      OrderState.WITHHELD})
+# the code of an order in one of these opens nothing any more: the card keeps no digest of it
+CODE_SPENT = frozenset({*FINAL[Kind.ORDER], OrderState.WITHHELD})
 
 
 class IllegalTransition(AssertionError):
@@ -242,11 +252,12 @@ def move(tx: Tx, kind: Kind, subject: str | int, state: str, event: str) -> str:
     target = next_state(kind, state, event)
     table, column = _COLUMN[kind]
     extra = ", door_changed_at = :now" if kind is Kind.DOOR and target != state else ""
-    if kind is Kind.ORDER and target in FINAL[kind]:
+    if kind is Kind.ORDER and target in CODE_SPENT:
         # a finished order's code opens nothing, so the card keeps nothing of it but, for a
         # collected one, 16 bits to answer "already used" (10^10 / 2^16 codes share a tag)
-        extra = (", used_tag = CASE WHEN :target = 'collected' THEN substr(code_digest, 1, 4)"
-                 " END, code_digest = NULL")
+        extra = (", used_tag = CASE WHEN :target IN ('collected', 'withheld')"
+                 " THEN coalesce(substr(code_digest, 1, 4), used_tag) ELSE used_tag END,"
+                 " code_digest = NULL")
     changed = tx.execute(
         f"UPDATE {table} SET {column} = :target, updated_at = :now{extra}"
         f" WHERE id = :id AND {column} = :state",

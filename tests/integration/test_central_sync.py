@@ -23,8 +23,10 @@ import pytest
 from aiohttp import ClientSession
 
 from api.demo import enrol
+from locker import certificates
 from locker.codes import seal
 from locker.config import load_config
+from locker.haccp import load_record_key, record
 from locker.staff import load_secret
 from simulator.central import RunningCentral, start_central
 from tests.conftest import code_no
@@ -221,6 +223,40 @@ async def test_an_order_flows_in_is_collected_and_every_event_flows_out(
     state = await answer.json()
     assert state["central"]["reachable"] is True and state["central"]["outbox"] == 0
     assert "order.collected" in [e["kind"] for e in state["events"]]
+
+
+async def test_a_collected_orders_certificate_reaches_central_signed(
+        synced: Rig, central: Central) -> None:
+    """The certificate travels inside order.collected; central checks it against the record
+    key the locker gave at provisioning and serves it; a day's signed head is checked too."""
+    rig = synced
+    order = await central.order("C-2001", "fresh:M")
+    await arrived(rig, "C-2001")
+    await courier_loads(rig, "C-2001")
+    key = load_record_key(rig.config.record_key_file)
+    with rig.locker.store.transaction(rig.locker.clock.now()) as tx:
+        record(tx, key, rig.config.locker_id, "fresh", 3.2, True, False, 0)
+    status, body = await rig.pickup(order["code"])
+    assert status == 200, body
+    await rig.until(lambda: rig.order_state("C-2001") == "collected", 10)
+    await all_delivered(rig, central)
+    status, held = await central.call(
+        "GET", "/admin/lockers/test-locker/orders/C-2001/certificate")
+    assert status == 200, held
+    assert held["verified"] is True and held["why"] is None
+    (part,) = held["certificate"]["compartments"]
+    assert part["zone"] == "fresh" and part["readings"] == 1 and part["max_c"] == 3.2
+    assert part["door_openings"] == 2  # the courier's and the customer's
+    assert held["text"] == certificates.kept(rig.locker.store.read(), "C-2001").body
+    status, missing = await central.call(
+        "GET", "/admin/lockers/test-locker/orders/nope/certificate")
+    assert status == 404 and missing["error"] == "not_found"
+    # a day's head, signed when the next day's first reading is recorded, arrives checked
+    with rig.locker.store.transaction(rig.locker.clock.now() + 86400) as tx:
+        record(tx, key, rig.config.locker_id, "fresh", 3.1, True, False, 0)
+    await all_delivered(rig, central)
+    status, heads = await central.call("GET", "/admin/lockers/test-locker/haccp/heads")
+    assert status == 200 and [h["verified"] for h in heads["heads"]] == [True]
 
 
 async def test_central_down_for_a_while_work_goes_on_and_everything_arrives_once(

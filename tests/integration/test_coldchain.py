@@ -5,6 +5,9 @@ acts on excursions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +16,12 @@ import pytest
 
 from hardware.probes import DS18B20Probe
 from locker.clock import SimClock
-from locker.config import LockerConfig
+from locker.config import ColdChainPolicy, LockerConfig
 from locker.courier import Refused
 from locker.daemon import Locker
 from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.pickup import PickupRefused
 from simulator.thermal import ZoneModel
 from tests.locker.fakes import FakeDriver
 
@@ -61,9 +65,9 @@ class SimulatedZone:
         self.on = on
 
 
-@pytest.fixture
-async def cold(config: LockerConfig, tmp_path: Path
-               ) -> AsyncIterator[tuple[Locker, dict[Zone, SimulatedZone], SimClock]]:
+@contextlib.asynccontextmanager
+async def cold_rig(config: LockerConfig, tmp_path: Path
+                   ) -> AsyncIterator[tuple[Locker, dict[Zone, SimulatedZone], SimClock]]:
     clock = SimClock()
     fresh = ZoneModel.fresh()
     fresh.temp_c = 2.5
@@ -84,9 +88,18 @@ async def cold(config: LockerConfig, tmp_path: Path
     async with asyncio.timeout(5):
         while any(sim.reads == 0 for sim in zones.values()):
             await asyncio.sleep(0.001)
-    yield locker, zones, clock
-    await locker.stop()
-    ZONES.clear()
+    try:
+        yield locker, zones, clock
+    finally:
+        await locker.stop()
+        ZONES.clear()
+
+
+@pytest.fixture
+async def cold(config: LockerConfig, tmp_path: Path
+               ) -> AsyncIterator[tuple[Locker, dict[Zone, SimulatedZone], SimClock]]:
+    async with cold_rig(config, tmp_path) as rig:
+        yield rig
 
 
 ZONES: dict[Zone, SimulatedZone] = {}
@@ -188,3 +201,89 @@ async def test_a_door_left_open_warms_the_zone_into_an_excursion(cold) -> None:
     zones[Zone.FRESH].door_open = False
     await run_hours(clock, 2)
     assert [e.kind for e in locker.store.events()].count("alarm.zone_excursion") == 2
+
+
+async def excursion_while_inside(locker: Locker, zones: dict[Zone, SimulatedZone],
+                                 clock: SimClock, *bags: str) -> str:
+    """An order loaded, then its fresh zone's compressor dead for three hours and repaired:
+    the excursion flagged the order. Returns its code."""
+    added = add_ready_order(locker.store, locker.config, locker.codes, clock.now(), "o1",
+                            [parse_bag(b) for b in bags])
+    await run_hours(clock, 0.5)
+    zones[Zone.FRESH].model.compressor_dead = True
+    await run_hours(clock, 3)
+    zones[Zone.FRESH].model.compressor_dead = False
+    await run_hours(clock, 2)
+    assert [e.order_id for e in locker.store.events() if e.kind == "order.cold_chain_flag"]
+    return added.code
+
+
+def order_state(locker: Locker) -> str:
+    row = locker.store.read().one("SELECT state FROM orders WHERE id = 'o1'")
+    assert row is not None
+    return str(row["state"])
+
+
+async def test_withhold_keeps_the_exposed_bag_back_and_a_courier_takes_it(
+        config: LockerConfig, tmp_path: Path) -> None:
+    config = dataclasses.replace(config, coldchain=ColdChainPolicy("withhold"))
+    async with cold_rig(config, tmp_path) as (locker, zones, clock):
+        code = await excursion_while_inside(locker, zones, clock, "fresh:S", "ambient:S")
+        result = await locker.pickup.collect(code)
+        (opened,) = result.opened
+        (kept,) = result.withheld
+        assert opened.zone == "ambient" and kept.zone == "fresh" and not result.warned
+        assert kept.minutes_above > 30 and kept.peak_c is not None and kept.peak_c > 4.0
+        driver = locker.driver
+        assert isinstance(driver, FakeDriver)
+        assert driver.unlocked == [opened.compartment_id]  # the fresh door stays shut
+        driver.open(opened.compartment_id)
+        driver.close(opened.compartment_id)
+        assert order_state(locker) == "withheld"
+        events = {e.kind: e for e in locker.store.events()}
+        withheld = events["order.bag_withheld"].payload
+        assert withheld["compartment"] == kept.compartment_id and withheld["reason"] == "excursion"
+        assert withheld["minutes_above"] == kept.minutes_above
+        collected = events["order.collected"].payload
+        assert collected["withheld"] == [kept.compartment_id]
+        certificate = json.loads(collected["certificate"]["certificate"])
+        assert {p["zone"] for p in certificate["compartments"]} == {"ambient", "fresh"}
+        with pytest.raises(PickupRefused, match="already been used"):
+            await locker.pickup.collect(code)  # the code is spent, the card forgets it
+        row = locker.store.read().one("SELECT code_digest FROM orders WHERE id = 'o1'")
+        assert row is not None and row["code_digest"] is None
+        (task,) = locker.courier.orders()["to_reclaim"]
+        assert task["order"] == "o1" and task["compartments"] == [kept.compartment_id]
+        back = await locker.courier.reclaim("courier:c", "o1")
+        assert [d.compartment_id for d in back.opened] == [kept.compartment_id]
+        driver.open(kept.compartment_id)
+        driver.close(kept.compartment_id)
+        assert order_state(locker) == "reclaimed"
+
+
+async def test_withhold_of_every_bag_opens_nothing(config: LockerConfig, tmp_path: Path
+                                                   ) -> None:
+    config = dataclasses.replace(config, coldchain=ColdChainPolicy("withhold"))
+    async with cold_rig(config, tmp_path) as (locker, zones, clock):
+        code = await excursion_while_inside(locker, zones, clock, "fresh:S")
+        result = await locker.pickup.collect(code)
+        assert not result.opened and len(result.withheld) == 1
+        assert order_state(locker) == "withheld"
+        assert "order.withheld" in [e.kind for e in locker.store.events()]
+
+
+async def test_warn_opens_every_bag_and_says_which_was_exposed(cold) -> None:
+    locker, zones, clock = cold
+    assert locker.config.coldchain.on_excursion == "warn"  # the default
+    code = await excursion_while_inside(locker, zones, clock, "fresh:S", "ambient:S")
+    result = await locker.pickup.collect(code)
+    assert len(result.opened) == 2 and not result.withheld
+    (told,) = result.warned
+    assert told.zone == "fresh" and told.minutes_above > 30
+    assert "order.excursion_told" in [e.kind for e in locker.store.events()]
+    driver = locker.driver
+    assert isinstance(driver, FakeDriver)
+    for door in result.opened:
+        driver.open(door.compartment_id)
+        driver.close(door.compartment_id)
+    assert order_state(locker) == "collected"

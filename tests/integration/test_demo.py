@@ -29,6 +29,9 @@ def test_the_demo_collects_every_order(tmp_path: Path) -> None:
     assert "code refused (403 wrong_code)" in result.stdout
     assert "ALARM" not in result.stdout
     assert "still in the locker's outbox" in result.stdout
+    assert "cold-chain certificate of" in result.stdout and "signature verified" in result.stdout
+    page = next((tmp_path / "data").glob("certificate-*.html"))
+    assert "<svg" in page.read_text() or "No readings" in page.read_text()
     # both stores the demo kept are real SQLite files: central holds every event, once
     db = sqlite3.connect(tmp_path / "data" / "locker" / "locker.db")
     states = [s for (s,) in db.execute("SELECT state FROM orders")]

@@ -15,6 +15,7 @@ import serial  # type: ignore[import-untyped]
 
 from locker.codes import create_keys, create_private_file
 from locker.config import load_config
+from locker.haccp import create_record_key
 from locker.staff import create_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
@@ -31,6 +32,7 @@ def prepare(folder: Path, text: str = SMALL_CONFIG) -> Path:
     path = write_config(folder, text)
     config = load_config(path)
     create_keys(config)
+    create_record_key(config.record_key_file)
     create_private_file(config.ops_token_file, "ops-token-0123456789abcdef")
     for member in config.staff.members:
         create_secret(config.staff_secret_file(member.id))
@@ -84,7 +86,7 @@ async def test_a_healthy_locker_passes_with_every_board_answering(
     code, out, rows = await doctor(config_file, sim.port)
     assert code == 0, out
     assert failing(rows) == [], out
-    for check in ("config", "code keys", "ops token", "staff secret courier-1",
+    for check in ("config", "code keys", "record key", "ops token", "staff secret courier-1",
                   "staff secret tech-1", "store", "serial port", "free disk"):
         assert rows[check][0] == "OK", out
     assert rows["board 0"] == ("OK", "answers: 3 doors closed, 0 open")

@@ -88,6 +88,22 @@ compartments = [
         load_config(write_config(tmp_path, text))
 
 
+def test_the_cold_chain_policy_and_calibration_dates_are_checked(tmp_path: Path) -> None:
+    good = SMALL_CONFIG + ('\n[coldchain]\non_excursion = "withhold"\n'
+                           '[zones.fresh]\nprobe_calibrated = "2026-10-01"\n')
+    config = load_config(write_config(tmp_path, good))
+    assert config.coldchain.on_excursion == "withhold"
+    assert config.zones[Zone.FRESH].probe_calibrated == "2026-10-01"
+    assert load_config(write_config(tmp_path, SMALL_CONFIG)).coldchain.on_excursion == "warn"
+    for bad, expected in (
+            (good.replace('"withhold"', '"discard"'), r"coldchain\.on_excursion: must be one of"),
+            (good.replace("2026-10-01", "01/10/2026"), r"zones\.fresh\.probe_calibrated: the"),
+            (good.replace("2026-10-01", "2026-13-01"), r"zones\.fresh\.probe_calibrated: the"),
+            (good + "\n[coldchain.extra]\n", r"coldchain\.extra: unknown key")):
+        with pytest.raises(ConfigError, match=expected):
+            load_config(write_config(tmp_path, bad))
+
+
 def test_a_regulated_zone_needs_its_probe_and_its_relay(tmp_path: Path) -> None:
     text = SMALL_CONFIG + '\n[zones.fresh]\nprobe = "w1/28-1/w1_slave"\n'
     with pytest.raises(ConfigError, match=r"zones\.fresh\.compressor_pin: a regulated zone"):

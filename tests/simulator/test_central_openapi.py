@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 import aiohttp
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.public import PrivateKey
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
@@ -109,6 +111,48 @@ class Checked:
         return status, answer
 
 
+async def certificates_fit(checked: Checked, box_key: str) -> None:
+    """A locker provisioned with its record key: a signed certificate and day head are held
+    as verified, a forged certificate is held with why it is not."""
+    call, key = checked.call, Ed25519PrivateKey.generate()
+    record_key = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    status, locker = await call("POST", "/admin/lockers", body={
+        "id": "L-0002", "box_key": box_key, "record_key": record_key})
+    assert status == 201
+    assert (await call("POST", "/admin/lockers", body={
+        "id": "L-0003", "box_key": box_key, "record_key": "not a key"}))[0] == 400
+
+    def collected(seq: int, order_id: str, text: str, signature: str) -> dict[str, Any]:
+        return {"id": str(uuid.uuid4()), "seq": seq, "at": time.time(), "kind": "order.collected",
+                "category": "order", "compartment_id": None, "order_id": order_id,
+                "payload": {"actor": "customer",
+                            "certificate": {"certificate": text, "signature": signature}}}
+
+    good = json.dumps({"kind": "cold_chain_certificate", "locker": "L-0002", "order": "B-1"})
+    forged = good.replace("B-1", "B-2")
+    head = "ab" * 32
+    day = {"id": str(uuid.uuid4()), "seq": 3, "at": time.time(), "kind": "haccp.day_signed",
+           "category": "coldchain", "compartment_id": None, "order_id": None,
+           "payload": {"day": "2026-12-01", "row": 288, "head": head, "signature": key.sign(
+               f"haccp-head|L-0002|2026-12-01|288|{head}".encode()).hex()}}
+    events = [collected(1, "B-1", good, key.sign(good.encode()).hex()),
+              collected(2, "B-2", forged, key.sign(good.encode()).hex()), day]
+    assert (await call("POST", "/lockers/{locker_id}/events", body={"events": events},
+                       token=locker["token"], locker_id="L-0002"))[0] == 200
+    path = "/admin/lockers/{locker_id}/orders/{order_id}/certificate"
+    status, held = await call("GET", path, locker_id="L-0002", order_id="B-1")
+    assert status == 200 and held["verified"] and held["text"] == good
+    status, held = await call("GET", path, locker_id="L-0002", order_id="B-2")
+    assert status == 200 and not held["verified"] and "signature" in held["why"]
+    assert (await call("GET", path, locker_id="L-0002", order_id="B-3"))[0] == 404
+    status, heads = await call("GET", "/admin/lockers/{locker_id}/haccp/heads",
+                               locker_id="L-0002")
+    assert status == 200 and [h["verified"] for h in heads["heads"]] == [True]
+    assert (await call("GET", "/admin/lockers/{locker_id}/haccp/heads",
+                       locker_id="L-9999"))[0] == 404
+
+
 @pytest.fixture
 async def checked(doc: dict[str, Any], tmp_path: Path) -> AsyncIterator[Checked]:
     central = await start_central(tmp_path / "central", admin_token="admin")
@@ -163,6 +207,7 @@ async def test_every_answer_fits_the_document(checked: Checked, doc: dict[str, A
     assert (await call("POST", "/lockers/{locker_id}/heartbeat", body=beat, token=token,
                        locker_id="L-0001"))[0] == 200
     assert (await call("GET", "/admin/lockers"))[0] == 200
+    await certificates_fit(checked, box_key)
     assert (await call("GET", "/admin/lockers/{locker_id}/messages", locker_id="L-0001"))[0] == 200
     assert (await call("GET", "/admin/lockers/{locker_id}/events", query="?after=0",
                        locker_id="L-0001"))[0] == 200
