@@ -4,7 +4,7 @@ trusted root, the wheel downloaded and checked against its signed length and SHA
 Loaded only by a locker that updates (the update agent imports it when it fetches), so a locker
 without `[update]` never loads python-tuf. Every python-tuf error is turned into a refusal with
 one word of reason (`expired`, `bad_signature`, `rollback`, `bad_hash`, `truncated`, ...) or,
-for network trouble, `Unavailable` (try again later).
+for network trouble, `RepositoryUnavailable` (try again later).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 
 from locker import __version__
 from locker.config import UpdateConfig
-from locker.update import Refused, Unavailable, wheel_name
+from locker.update import RepositoryUnavailable, UpdateRefused, wheel_name
 
 DOWNLOAD_TIMEOUT_S = 30.0
 CHUNK_BYTES = 64 * 1024
@@ -64,7 +64,7 @@ def fetch_target(config: UpdateConfig, work: Path, ca_file: Path | None, version
     earlier attempt, checked again). `check_space(length)` refuses before the download."""
     try:
         return _fetch(config, work, ca_file, version, check_space)
-    except (Refused, Unavailable):
+    except (UpdateRefused, RepositoryUnavailable):
         raise
     except (tuf_errors.RepositoryError, tuf_errors.DownloadError, OSError) as exc:
         raise refusal(exc) from None
@@ -77,49 +77,50 @@ def _fetch(config: UpdateConfig, work: Path, ca_file: Path | None, version: str,
     try:
         root = config.trusted_root.read_bytes()
     except OSError as exc:
-        raise Refused("no_trusted_root", f"{config.trusted_root}: cannot read the trusted root"
-                      f" metadata: {exc}") from None
+        raise UpdateRefused("no_trusted_root", f"{config.trusted_root}: cannot read the"
+                            f" trusted root metadata: {exc}") from None
     base = config.repository_url
     updater = Updater(str(metadata), f"{base}/metadata/", str(work / "downloads"),
                       f"{base}/targets/", fetcher=Fetcher(ca_file), bootstrap=root)
     updater.refresh()
     info = updater.get_targetinfo(wheel_name(version))
     if info is None:
-        raise Refused("not_published", f"{wheel_name(version)} is not in the repository's"
-                      " signed targets")
+        raise UpdateRefused("not_published", f"{wheel_name(version)} is not in the repository's"
+                            " signed targets")
     custom = info.custom if isinstance(info.custom, dict) else {}
     if custom.get("version") != version:
-        raise Refused("bad_metadata", f"the signed metadata says version"
-                      f" {custom.get('version')!r} for {info.path}, not {version}")
+        raise UpdateRefused("bad_metadata", f"the signed metadata says version"
+                            f" {custom.get('version')!r} for {info.path}, not {version}")
     check_space(info.length)
     cached = updater.find_cached_target(info)
     return Path(cached if cached is not None else updater.download_target(info))
 
 
-def refusal(exc: Exception) -> Refused | Unavailable:
+def refusal(exc: Exception) -> UpdateRefused | RepositoryUnavailable:
     """What a python-tuf error means for this update."""
     if isinstance(exc, tuf_errors.ExpiredMetadataError):
-        return Refused("expired", f"the update metadata has expired: {exc}")
+        return UpdateRefused("expired", f"the update metadata has expired: {exc}")
     if isinstance(exc, tuf_errors.UnsignedMetadataError):
-        return Refused("bad_signature", "the update metadata is not signed by the keys of the"
-                       f" trusted root: {exc}")
+        return UpdateRefused("bad_signature", "the update metadata is not signed by the keys of the"
+                             f" trusted root: {exc}")
     if isinstance(exc, tuf_errors.BadVersionNumberError):
-        return Refused("rollback", f"the repository went back to older metadata: {exc}")
+        return UpdateRefused("rollback", f"the repository went back to older metadata: {exc}")
     if isinstance(exc, tuf_errors.LengthOrHashMismatchError):
         text = str(exc)
         if "length" in text:
             observed, expected = _lengths(text)
             if observed is not None and expected is not None and observed < expected:
-                return Refused("truncated", f"the download is shorter than signed: {text}")
-            return Refused("bad_length", f"the download's length is not the signed one: {text}")
-        return Refused("bad_hash", f"the download's SHA-256 is not the signed one: {text}")
+                return UpdateRefused("truncated", f"the download is shorter than signed: {text}")
+            return UpdateRefused("bad_length",
+                                 f"the download's length is not the signed one: {text}")
+        return UpdateRefused("bad_hash", f"the download's SHA-256 is not the signed one: {text}")
     if isinstance(exc, tuf_errors.DownloadLengthMismatchError):
-        return Refused("bad_length", f"the server sent more than signed: {exc}")
+        return UpdateRefused("bad_length", f"the server sent more than signed: {exc}")
     if isinstance(exc, tuf_errors.RepositoryError):
-        return Refused("bad_metadata", f"the update metadata does not verify: {exc}")
+        return UpdateRefused("bad_metadata", f"the update metadata does not verify: {exc}")
     if isinstance(exc, OSError) and exc.errno == 28:
-        return Refused("disk_full", f"the disk filled up during the download: {exc}")
-    return Unavailable(f"{type(exc).__name__}: {exc}")
+        return UpdateRefused("disk_full", f"the disk filled up during the download: {exc}")
+    return RepositoryUnavailable(f"{type(exc).__name__}: {exc}")
 
 
 def _lengths(text: str) -> tuple[int | None, int | None]:

@@ -55,8 +55,8 @@ from locker.update import (
     ROLLBACKS_KEY,
     STATE_FILE,
     Activity,
-    Refused,
-    Unavailable,
+    RepositoryUnavailable,
+    UpdateRefused,
     Wanted,
     clear_state,
     doors_in_flight,
@@ -205,9 +205,9 @@ class UpdateAgent:
     async def _attempt(self, want: Wanted) -> None:
         try:
             await self._update(want)
-        except Refused as exc:
+        except UpdateRefused as exc:
             self._refuse(want, exc)
-        except Unavailable as exc:
+        except RepositoryUnavailable as exc:
             log.warning("update to %s: repository unavailable (%s); retry in %.0f s",
                         want.version, exc, self.config.retry_s)
             await self._sleep(self.config.retry_s)
@@ -217,7 +217,7 @@ class UpdateAgent:
             await asyncio.wait_for(self.wake.wait(), seconds)
         self.wake.clear()
 
-    def _refuse(self, want: Wanted, exc: Refused) -> None:
+    def _refuse(self, want: Wanted, exc: UpdateRefused) -> None:
         log.warning("update to %s refused (%s): %s", want.version, exc.reason, exc)
         with self.locker.store.transaction(self.locker.clock.now()) as tx:
             forget(tx, want.version)
@@ -230,19 +230,19 @@ class UpdateAgent:
 
     async def _update(self, want: Wanted) -> None:
         if not is_newer(want.version, __version__):
-            raise Refused("downgrade", f"{want.version} is not newer than the running"
-                          f" {__version__}")
+            raise UpdateRefused("downgrade", f"{want.version} is not newer than the running"
+                                f" {__version__}")
         window = want.window(self.locker.clock.now())
         if window == "passed":
-            raise Refused("window_passed", "the rollout window ended before the update")
+            raise UpdateRefused("window_passed", "the rollout window ended before the update")
         if window == "wait":
             assert want.not_before is not None
             await self._sleep(min(want.not_before - self.locker.clock.now(), 3600.0))
             return
         if slots.current_slot(self.config.slots_dir) is None:
-            raise Refused("not_in_slots", f"{self.config.slots_dir / slots.CURRENT} is not a"
-                          " slot: install the running version into a slot first"
-                          " (locker install-slot)")
+            raise UpdateRefused("not_in_slots", f"{self.config.slots_dir / slots.CURRENT} is not a"
+                                " slot: install the running version into a slot first"
+                                " (locker install-slot)")
         wheel = await asyncio.to_thread(self._fetch, want.version)
         if not self._still(want):
             return
@@ -251,7 +251,7 @@ class UpdateAgent:
             await asyncio.to_thread(slots.install, self.config.slots_dir, slot, wheel,
                                     want.version)
         except slots.SlotError as exc:
-            raise Refused(exc.reason, str(exc)) from None
+            raise UpdateRefused(exc.reason, str(exc)) from None
         finally:
             with contextlib.suppress(OSError):
                 wheel.unlink()
@@ -279,9 +279,9 @@ class UpdateAgent:
         for folder in {self.work.parent, self.config.slots_dir}:
             free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
             if free - needed < floor:
-                raise Refused("disk_full", f"{folder}: {free / MIB:.0f} MiB free; the update"
-                              f" needs {needed / MIB:.1f} MiB and {self.config.min_free_mb:g}"
-                              " MiB must stay free")
+                raise UpdateRefused("disk_full", f"{folder}: {free / MIB:.0f} MiB free; the update"
+                                    f" needs {needed / MIB:.1f} MiB and {self.config.min_free_mb:g}"
+                                    " MiB must stay free")
 
     # -- the restart -----------------------------------------------------------------------
 
@@ -300,8 +300,8 @@ class UpdateAgent:
             if not self._still(want):
                 return False
             if want.window(self.locker.clock.now()) == "passed":
-                raise Refused("window_passed", "the locker was never quiet enough to restart"
-                              " inside the rollout window")
+                raise UpdateRefused("window_passed", "the locker was never quiet enough to restart"
+                                    " inside the rollout window")
             hour = time.localtime(self.locker.clock.now()).tm_hour
             ok, why = restart_verdict(self.activity(),
                                       customer_quiet_s=self.config.customer_quiet_s,
@@ -324,8 +324,8 @@ class UpdateAgent:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 backup.unlink()
-            raise Refused("disk_full" if exc.errno == 28 else "backup_failed",
-                          f"copying the store to {backup} failed: {exc}") from None
+            raise UpdateRefused("disk_full" if exc.errno == 28 else "backup_failed",
+                                f"copying the store to {backup} failed: {exc}") from None
         now = self.locker.clock.now()
         write_state(self.state_path, {
             "trying": want.version, "from": __version__, "from_slot": running, "to_slot": slot,

@@ -29,10 +29,6 @@ class BoardOffline(HardwareError):
     """A board is marked offline after repeated timeouts; requests to it fail fast."""
 
 
-class BadFrame(HardwareError, ValueError):
-    """Bytes on the line that are not a valid frame of the configured protocol."""
-
-
 class UnknownCompartment(LockerError, KeyError):
     """A compartment id that the config does not declare."""
 

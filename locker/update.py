@@ -48,7 +48,7 @@ IN_FLIGHT_ORDERS = (OrderState.COLLECTING.value, OrderState.RECLAIMING.value,
                     OrderState.ALLOCATED.value)
 
 
-class Refused(LockerError):
+class UpdateRefused(LockerError):
     """This version will not be installed: `reason` is one word for central's dashboards."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -56,7 +56,7 @@ class Refused(LockerError):
         self.reason = reason
 
 
-class Unavailable(LockerError):
+class RepositoryUnavailable(LockerError):
     """The update repository could not be reached (or answered 404 or 5xx): try again later."""
 
 
