@@ -47,11 +47,10 @@ class Certificate:
         return {"certificate": self.body, "signature": self.signature}
 
 
-def issue(tx: Tx, config: LockerConfig, order_id: str, compartments: list[tuple[str, Zone]]
-          ) -> Certificate:
+def issue(tx: Tx, config: LockerConfig, order_id: str) -> Certificate:
     """Build, sign and keep the order's certificate, as of tx.now (its doors just closed)."""
-    certificate = _signed(_body(tx, config, order_id, compartments, tx.now, final=True),
-                          config)
+    certificate = _signed(_body(tx, config, order_id, _parts(tx, order_id), tx.now,
+                                final=True), config)
     tx.execute("INSERT OR REPLACE INTO certificates (order_id, body, signature, issued_at)"
                " VALUES (?, ?, ?, ?)", (order_id, certificate.body, certificate.signature,
                                         tx.now))
@@ -65,14 +64,27 @@ def kept(read: Tx, order_id: str) -> Certificate | None:
 
 def provisional(read: Tx, config: LockerConfig, order_id: str, now: float) -> Certificate:
     """The certificate so far of an order whose bags are still inside."""
-    rows = read.all("SELECT compartment_id, bag_zone FROM order_compartments"
-                    " WHERE order_id = ? AND released_at IS NULL ORDER BY compartment_id",
-                    (order_id,))
-    if not rows:
+    parts = _parts(read, order_id)
+    if not any(until is None for _, _, until in parts):
         raise LockerError(f"order {order_id} has no certificate and no bags inside")
-    return _signed(_body(read, config, order_id,
-                         [(r["compartment_id"], Zone(r["bag_zone"])) for r in rows], now,
-                         final=False), config)
+    return _signed(_body(read, config, order_id, parts, now, final=False), config)
+
+
+Part = tuple[str, Zone, float | None]  # a compartment, its zone, when its goods came out
+
+
+def _parts(tx: Tx, order_id: str) -> list[Part]:
+    """The compartments the order's bags were in: every one its courier loaded (a compartment
+    whose door jammed while loading held nothing), or, for an order added ready without a
+    courier at the door, every one it was given; each until its goods came out (now for those
+    still inside, or kept back)."""
+    links = tx.all("SELECT compartment_id, bag_zone, released_at FROM order_compartments"
+                   " WHERE order_id = ? ORDER BY compartment_id", (order_id,))
+    loaded = {r["compartment_id"] for r in tx.all(
+        "SELECT DISTINCT compartment_id FROM authorisations WHERE order_id = ?"
+        " AND reason = 'load' AND seen_open_at IS NOT NULL", (order_id,))}
+    return [(r["compartment_id"], Zone(r["bag_zone"]), r["released_at"]) for r in links
+            if not loaded or r["compartment_id"] in loaded]
 
 
 def _signed(body: dict[str, Any], config: LockerConfig) -> Certificate:
@@ -90,9 +102,10 @@ def _key(config: LockerConfig) -> Ed25519PrivateKey | None:
         return None
 
 
-def _body(tx: Tx, config: LockerConfig, order_id: str, compartments: list[tuple[str, Zone]],
+def _body(tx: Tx, config: LockerConfig, order_id: str, compartments: list[Part],
           now: float, *, final: bool) -> dict[str, Any]:
-    parts = [_compartment(tx, config, order_id, cid, zone, now) for cid, zone in compartments]
+    parts = [_compartment(tx, config, order_id, cid, zone, now if until is None else until)
+             for cid, zone, until in compartments]
     rows = [p.pop("_rows") for p in parts]
     first = [r[0] for r in rows if r]
     last = [r[1] for r in rows if r]
@@ -111,6 +124,7 @@ def _body(tx: Tx, config: LockerConfig, order_id: str, compartments: list[tuple[
 
 def _compartment(tx: Tx, config: LockerConfig, order_id: str, compartment_id: str,
                  zone: Zone, now: float) -> dict[str, Any]:
+    """One compartment's part, from its loading until `now` (when its goods came out)."""
     limits = config.zones[zone]
     # loaded when its door first opened for the courier (an order added ready, without a
     # courier at the door, counts from when it was added)

@@ -724,9 +724,7 @@ def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
                       " LIMIT 1", (current.id,))
         extra: dict[str, Any] = {}
         if pickup:  # what the bags lived through, from their loading to this moment
-            extra["certificate"] = certificates.issue(
-                tx, config, current.id, [(link.compartment_id, link.zone) for link in inside]
-            ).wire()
+            extra["certificate"] = certificates.issue(tx, config, current.id).wire()
             if kept:
                 extra["withheld"] = kept
         tx.emit(kind, "order", order_id=current.id, actor=last["actor"] if last else None,

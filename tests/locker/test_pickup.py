@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from typing import Any
@@ -246,11 +247,18 @@ async def test_a_multi_door_order_with_one_jam_is_partly_collected_then_finished
     free = {r["id"] for r in locker.store.read().all(
         "SELECT id FROM compartments WHERE state = 'free'")}
     assert doors["ambient"] in free and doors["frozen"] not in free
+    await clock.advance(60)
     again = await locker.pickup.collect(code)  # opens only what is still inside
     assert [d.compartment_id for d in again.opened] == [doors["frozen"]]
     driver.open(doors["frozen"])
     driver.close(doors["frozen"])
     assert order_state(locker, "o1") == "collected"
+    # the certificate covers both bags, each until its own door closed
+    (event,) = [e for e in locker.store.events() if e.kind == "order.collected"]
+    parts = {p["zone"]: p for p in json.loads(
+        event.payload["certificate"]["certificate"])["compartments"]}
+    assert set(parts) == {"ambient", "frozen"}
+    assert parts["ambient"]["to"] < parts["frozen"]["to"]
 
 
 async def test_a_door_left_open_raises_an_alarm_once(rig) -> None:
