@@ -151,9 +151,17 @@ def sign_head(tx: Tx, key: Ed25519PrivateKey | None, locker_id: str, row: int) -
 
 
 def forget_before(tx: Tx, cutoff: float) -> None:
-    """Retention: remove readings older than `cutoff`, keeping the anchor the rest follows."""
-    gone = tx.one("SELECT rowid, chain FROM temperatures WHERE at < ? ORDER BY rowid DESC"
-                  " LIMIT 1", (cutoff,))
+    """Retention: remove readings older than `cutoff`, keeping the anchor the rest follows.
+
+    Called at every reading: it looks at the oldest rows only (by rowid, no scan of the year),
+    at most a thousand at a time, so a locker back from months off catches up over a few
+    readings."""
+    oldest = tx.one("SELECT at FROM temperatures ORDER BY rowid LIMIT 1")
+    if oldest is None or oldest["at"] >= cutoff:
+        return
+    gone = tx.one("SELECT rowid, chain FROM (SELECT rowid, at, chain FROM temperatures"
+                  " ORDER BY rowid LIMIT 1000) WHERE at < ? ORDER BY rowid DESC LIMIT 1",
+                  (cutoff,))
     if gone is None:
         return
     # rows are removed up to the newest old one, so what remains follows from its chain
