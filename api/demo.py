@@ -33,8 +33,8 @@ from api.listener import make_runner, start_site
 from locker import certificates
 from locker.certificate_html import render_html
 from locker.codes import box_public_key, create_keys, create_private_file, grouped, load_box_key
-from locker.config import CentralConfig, LockerConfig, load_config
-from locker.daemon import Locker
+from locker.config import CentralConfig, ColdChainPolicy, LockerConfig, load_config
+from locker.daemon import ZONE_INTERVAL_S, Locker
 from locker.haccp import public_pem, record_key
 from locker.model import Zone
 from locker.staff import create_secret, load_secret
@@ -43,10 +43,11 @@ from simulator.control import spawn
 from simulator.thermal import ThermalRig, ZoneModel
 
 DEMO_ORDERS = (
-    ("demo-1", ("ambient:M", "fresh:M", "frozen:S")),
-    ("demo-2", ("fresh:L",)),
+    ("demo-1", ("ambient:M", "fresh:M", "frozen:S")),  # its fresh bag meets the excursion
+    ("demo-2", ("ambient:L",)),
     ("demo-3", ("frozen:M", "ambient:S")),
 )
+EXCURSION_C = 9.0  # the scripted demo's fresh zone, its door seal gone for a moment
 SHOWN = {
     "door.opened": "door {compartment_id} opened",
     "door.closed": "door {compartment_id} closed",
@@ -56,6 +57,12 @@ SHOWN = {
     "order.received": "order {order_id} received from central",
     "order.ready": "order {order_id} loaded and ready",
     "order.collected": "order {order_id} collected",
+    "order.bag_withheld": "order {order_id}: {compartment} kept back, its zone reached"
+                          " {peak_c} °C, above its limit for {minutes_above} min while the bag"
+                          " was inside (central replaces or refunds it; a courier takes it"
+                          " back)",
+    "zone.excursion_started": "the {zone} zone is out of its limits ({peak_c:.1f} °C): the"
+                              " orders inside it are flagged",
 }
 
 
@@ -136,10 +143,15 @@ async def type_code(session: ClientSession, url: str, code: str) -> bool:
 
 
 async def wait_state(locker: Locker, order_id: str, state: str, timeout_s: float) -> bool:
+    return await wait_states(locker, order_id, (state,), timeout_s)
+
+
+async def wait_states(locker: Locker, order_id: str, states: tuple[str, ...],
+                      timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         row = locker.store.read().one("SELECT state FROM orders WHERE id = ?", (order_id,))
-        if row is not None and row["state"] == state:
+        if row is not None and row["state"] in states:
             return True
         await asyncio.sleep(0.05)
     return False
@@ -187,6 +199,10 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
         central = await start_central(folder / "central")
         say(f"reference central: {central.url} (its store: {folder / 'central'})")
         config = demo_config(path, folder / "locker", boards.port, http_port, central.api_url)
+        if script:  # the cold chain's policy shown: a bag that met an excursion is kept back
+            fresh = dataclasses.replace(config.zones[Zone.FRESH], grace_s=0.0)
+            config = dataclasses.replace(config, coldchain=ColdChainPolicy("withhold"),
+                                         zones={**config.zones, Zone.FRESH: fresh})
         assert config.central is not None
         if not config.central.token_file.exists():
             async with ClientSession(timeout=ClientTimeout(total=10)) as session:
@@ -230,6 +246,7 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
                 say(f"central took order {order['id']}: pickup code {grouped(order['code'])}")
             await load_as_courier(locker, session, url, orders, auto_close_s)
             if script:
+                await excursion(locker, rig)
                 status = await play(locker, session, url, orders, auto_close_s)
                 await report_central(locker, session, central, config.locker_id)
                 await show_certificate(locker, session, central, orders[0]["id"], folder)
@@ -247,16 +264,35 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
         say("stopped")
 
 
+async def excursion(locker: Locker, rig: ThermalRig) -> None:
+    """The fresh zone warms past its limit until the locker sees it, then cools again: the
+    order inside it is flagged, and its fresh bag will be kept back at pickup."""
+    model = rig.models[Zone.FRESH.value]
+    say(f"the fresh zone's door seal gives way: it warms toward {EXCURSION_C:g} °C")
+    model.compressor_dead = True
+    deadline = time.monotonic() + 4 * ZONE_INTERVAL_S
+    while time.monotonic() < deadline and locker.store.read().one(
+            "SELECT id FROM excursions WHERE zone = 'fresh'") is None:
+        # as fast as air warms through an open seal (the probe's plausibility check takes
+        # no more than 0.5 °C/s)
+        model.temp_c = min(EXCURSION_C, model.temp_c + 0.4)
+        await asyncio.sleep(1.0)
+    await asyncio.sleep(ZONE_INTERVAL_S)  # it stays warm a while
+    model.compressor_dead = False
+    say("the seal is fixed: the fresh zone cools down again")
+
+
 async def play(locker: Locker, session: ClientSession, url: str, orders: list[dict[str, Any]],
                auto_close_s: float) -> int:
-    """Type a wrong code, then every demo code, and wait for each order to be collected."""
+    """Type a wrong code, then every demo code, and wait for each order to be handed over
+    (collected, or collected but for a bag kept back)."""
     say("typing a wrong code: 000 0000 0000")
     await type_code(session, url, "00000000000")
     collected = 0
     for order in orders:
         say(f"typing the code of {order['id']}")
-        if await type_code(session, url, order["code"]) and await wait_state(
-                locker, order["id"], "collected", auto_close_s + 15):
+        if await type_code(session, url, order["code"]) and await wait_states(
+                locker, order["id"], ("collected", "withheld"), auto_close_s + 15):
             collected += 1
     say(f"{collected} of {len(orders)} demo orders collected")
     return 0 if collected == len(orders) else 1

@@ -154,14 +154,21 @@ def _compartment(tx: Tx, config: LockerConfig, order_id: str, compartment_id: st
         was_defrosting = bool(r["defrosting"])
     # the reading in force when the bag came in counts: it is what the bag met first
     values = [r["celsius"] for r in spans if r["celsius"] is not None]
+    excursions = tx.all("SELECT id, started_at, ended_at, peak_c FROM excursions WHERE zone = ?"
+                        " AND started_at <= ? AND (ended_at IS NULL OR ended_at >= ?)"
+                        " ORDER BY started_at", (zone.value, end, start))
+    # excursions are timed by the zone loop's readings (every few seconds), finer than the
+    # record's samples: their overlap with the stay counts when the samples missed them
+    timed = {"above": 0.0, "below": 0.0}
+    for e in excursions:
+        overlap = max(0.0, min(end, e["ended_at"] or end) - max(start, e["started_at"]))
+        timed["above" if e["peak_c"] > limits.max_c else "below"] += overlap
+    outside_s = {side: max(outside_s[side], timed[side]) for side in outside_s}
     openings = tx.one(
         "SELECT count(*) AS n FROM authorisations WHERE compartment_id = ? AND seen_open_at"
         " BETWEEN ? AND ?", (compartment_id, start, end))
     forced = tx.one("SELECT count(*) AS n FROM alarms WHERE kind = 'door_forced' AND subject = ?"
                     " AND raised_at BETWEEN ? AND ?", (compartment_id, start, end))
-    excursions = tx.all("SELECT id, started_at, ended_at, peak_c FROM excursions WHERE zone = ?"
-                        " AND started_at <= ? AND (ended_at IS NULL OR ended_at >= ?)"
-                        " ORDER BY started_at", (zone.value, end, start))
     rows = [r["rowid"] for r in spans]
     return {
         "compartment": compartment_id, "zone": zone.value,

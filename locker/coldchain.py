@@ -1,11 +1,13 @@
 """The cold-chain record and its consequences: HACCP readings, excursions, alarms, flagged orders.
 
 Fed one observation per zone reading by the zone loop. Every `RECORD_INTERVAL_S` a reading goes
-into the HACCP record (kept `RETENTION_DAYS`, so the database stays bounded; each row chained to
-the one before and each day's head signed, by locker.haccp). A zone out of its
-limits for longer than its grace (or at once above the tolerated maximum) opens an excursion: an
-alarm that blocks loading into the zone, and a flag on every order inside it. Recovery closes the
-excursion (peak and duration recorded) and lifts the block; the flags stay for central to decide.
+into the HACCP record, and one at each excursion's start and end (kept `RETENTION_DAYS`, so the
+database stays bounded; each row chained to the one before and each day's head signed, by
+locker.haccp). A zone out of its limits for longer than its grace (or at once above the
+tolerated maximum) opens an excursion: an alarm that blocks loading into the zone, and a flag on
+every order inside it. Recovery closes the excursion (peak and duration recorded) and lifts the
+block; the flags stay for central to decide, and `[coldchain] on_excursion` says what the
+customer's pickup does with a flagged bag (locker.lifecycle.order.accept_code).
 """
 
 from __future__ import annotations
@@ -73,16 +75,19 @@ class ColdChain:
         now = self.clock.now()
         watch = self.watch[zone]
         with self.store.transaction(now) as tx:
-            # one reading per interval, on the interval's grid (12 an hour, at :00, :05, ...)
-            if now // RECORD_INTERVAL_S != watch.last_recorded // RECORD_INTERVAL_S:
+            self._faults(tx, zone, celsius, decision)
+            excursion = watch.excursion
+            if celsius is not None:
+                self._limits(tx, zone, celsius, decision.defrosting, watch)
+            # one reading per interval, on the interval's grid (12 an hour, at :00, :05, ...),
+            # and one when an excursion starts or ends, so the record holds its edges
+            if (now // RECORD_INTERVAL_S != watch.last_recorded // RECORD_INTERVAL_S
+                    or excursion != watch.excursion):
                 watch.last_recorded = now
                 haccp.record(tx, self.key, self.config.locker_id, zone.value, celsius,
                              decision.compressor_on, decision.defrosting, watch.door_openings)
                 watch.door_openings = 0
                 haccp.forget_before(tx, now - RETENTION_DAYS * 86400)
-            self._faults(tx, zone, celsius, decision)
-            if celsius is not None:
-                self._limits(tx, zone, celsius, decision.defrosting, watch)
 
     def _faults(self, tx: Tx, zone: Zone, celsius: float | None, decision: Decision) -> None:
         if celsius is None:

@@ -27,23 +27,29 @@ def test_the_demo_collects_every_order(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 of 3 demo orders collected" in result.stdout
     assert "code refused (403 wrong_code)" in result.stdout
-    assert "ALARM" not in result.stdout
+    # the scripted excursion's alarm, and no other
+    alarms = [line for line in result.stdout.splitlines() if "ALARM" in line]
+    assert alarms and all("ALARM zone_excursion raised: the fresh zone" in a for a in alarms)
+    assert "F04 kept back" in result.stdout or "kept back, its zone reached" in result.stdout
     assert "still in the locker's outbox" in result.stdout
     assert "cold-chain certificate of" in result.stdout and "signature verified" in result.stdout
     page = next((tmp_path / "data").glob("certificate-*.html"))
     assert "<svg" in page.read_text() or "No readings" in page.read_text()
     # both stores the demo kept are real SQLite files: central holds every event, once
     db = sqlite3.connect(tmp_path / "data" / "locker" / "locker.db")
-    states = [s for (s,) in db.execute("SELECT state FROM orders")]
+    states = {i.split("-")[1]: s for (i, s) in db.execute("SELECT id, state FROM orders")}
     db.close()
-    assert states == ["collected"] * 3
+    # the first order's fresh bag met the scripted excursion: kept back, for a courier
+    assert states == {"1": "withheld", "2": "collected", "3": "collected"}
     central = sqlite3.connect(next((tmp_path / "data" / "central").glob("*.db")))
     tables = [t for (t,) in central.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert "events" in tables, tables
     kinds = [k for (k,) in central.execute("SELECT kind FROM events")]
     central.close()
-    # 3 loadings and 3 collections: 12 door openings, each event once
-    assert kinds.count("order.collected") == 3 and kinds.count("door.opened") == 12
+    # 3 loadings (6 doors) and 3 collections (5 doors, the kept bag's stays shut): 11 door
+    # openings, each event once
+    assert kinds.count("order.collected") == 3 and kinds.count("door.opened") == 11
+    assert kinds.count("order.bag_withheld") == 1
 
 
 def test_the_demo_without_a_keyboard_says_to_use_the_browser(tmp_path: Path) -> None:
