@@ -329,7 +329,17 @@ class Central:
                 "window_hours": order["window_hours"], "bags": order["bags"],
                 "accessible": order["accessible"], "state": order["state"]}
         customer = self._customer_of(locker_id, order_id)
-        return view if customer is None else {**view, "customer": customer}
+        if customer is not None:
+            view["customer"] = customer
+        # bags the locker kept back at pickup (their zone left its limits): to replace or refund
+        withheld = [json.loads(r["payload"]) for r in self._all(
+            "SELECT payload FROM events WHERE locker_id = ? AND order_id = ?"
+            " AND kind = 'order.bag_withheld' ORDER BY arrival", (locker_id, order_id))]
+        if withheld:
+            view["withheld"] = [{k: w.get(k) for k in ("compartment", "zone", "reason",
+                                                       "minutes_above", "peak_c")}
+                                for w in withheld]
+        return view
 
     # ---- customers ----
 

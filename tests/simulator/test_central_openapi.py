@@ -136,8 +136,15 @@ async def certificates_fit(checked: Checked, box_key: str) -> None:
            "category": "coldchain", "compartment_id": None, "order_id": None,
            "payload": {"day": "2026-12-01", "row": 288, "head": head, "signature": key.sign(
                f"haccp-head|L-0002|2026-12-01|288|{head}".encode()).hex()}}
+    bags = [{"zone": "fresh", "size": "M"}, {"zone": "ambient", "size": "S"}]
+    assert (await call("POST", "/admin/lockers/{locker_id}/orders", locker_id="L-0002",
+                       body={"id": "B-1", "bags": bags, "window_hours": 72}))[0] == 201
+    kept = {"id": str(uuid.uuid4()), "seq": 4, "at": time.time(), "kind": "order.bag_withheld",
+            "category": "order", "compartment_id": "F01", "order_id": "B-1",
+            "payload": {"compartment": "F01", "zone": "fresh", "reason": "excursion",
+                        "minutes_above": 25.5, "minutes_below": 0.0, "peak_c": 7.2}}
     events = [collected(1, "B-1", good, key.sign(good.encode()).hex()),
-              collected(2, "B-2", forged, key.sign(good.encode()).hex()), day]
+              collected(2, "B-2", forged, key.sign(good.encode()).hex()), day, kept]
     assert (await call("POST", "/lockers/{locker_id}/events", body={"events": events},
                        token=locker["token"], locker_id="L-0002"))[0] == 200
     path = "/admin/lockers/{locker_id}/orders/{order_id}/certificate"
@@ -146,6 +153,11 @@ async def certificates_fit(checked: Checked, box_key: str) -> None:
     status, held = await call("GET", path, locker_id="L-0002", order_id="B-2")
     assert status == 200 and not held["verified"] and "signature" in held["why"]
     assert (await call("GET", path, locker_id="L-0002", order_id="B-3"))[0] == 404
+    status, order = await call("GET", "/admin/lockers/{locker_id}/orders/{order_id}",
+                               locker_id="L-0002", order_id="B-1")
+    assert status == 200 and order["withheld"] == [{
+        "compartment": "F01", "zone": "fresh", "reason": "excursion", "minutes_above": 25.5,
+        "peak_c": 7.2}]
     status, heads = await call("GET", "/admin/lockers/{locker_id}/haccp/heads",
                                locker_id="L-0002")
     assert status == 200 and [h["verified"] for h in heads["heads"]] == [True]
