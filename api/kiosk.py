@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ MAX_STREAMS = 8  # screens watching doors at once; more is not a kiosk
 MAX_PARTS = 6
 MAX_DOORS = 8  # an order's doors, read out
 KEPT_SOUNDS = 200  # the speech folder's bound, the oldest files going first (50 MB at worst)
+PEAK = re.compile(r"-?[0-9]{1,2}(\.[0-9]{1,2})?")
 STREAMS = web.AppKey("kiosk_streams", set)
 SPEAKING = web.AppKey("speaking", asyncio.Lock)
 
@@ -88,12 +90,13 @@ async def door_stream(request: web.Request) -> web.StreamResponse:
 
 
 def speech_text(config: LockerConfig, lang: str, parts: list[str], doors: list[str],
-                failed: list[str], seconds: int) -> str:
-    """The words the screen shows for `parts` (catalogue keys; "doors" reads `doors`, {c} in a
-    message is `failed`)."""
+                failed: list[str], seconds: int, peak: str = "", minutes: str = "") -> str:
+    """The words the screen shows for `parts` (catalogue keys, "refusals.used" for one of a
+    group; "doors" reads `doors`, {c} in a message is `failed`). A message that needs a value
+    the screen alone knows (an order reference, a temperature) is shown, never spoken."""
     text = TEXT[lang]
     values = {"phone": config.support_phone, "n": str(CODE_DIGITS), "s": str(seconds),
-              "c": ", ".join(failed)}
+              "c": ", ".join(failed), "peak": peak, "m": minutes}
     said = []
     for part in parts:
         if part == "doors":
@@ -101,10 +104,16 @@ def speech_text(config: LockerConfig, lang: str, parts: list[str], doors: list[s
                 c = config.compartment(cid)
                 said.append(text["door"].format(id=c.id, zone=text["zones"][c.zone.value],
                                                 column=c.column, level=c.level) + ".")
-        elif part not in ("door", "door_is") and isinstance(text.get(part), str):
-            said.append(text[part].format_map(values))
-        else:
+            continue
+        group, _, name = part.rpartition(".")
+        table = text.get(group) if group else text
+        words = table.get(name) if isinstance(table, dict) and group in ("", "refusals") else None
+        if part in ("door", "door_is") or not isinstance(words, str):
             raise BadRequest("say", f"no message {part!r}")
+        try:
+            said.append(words.format_map(values))
+        except KeyError:
+            raise BadRequest("say", f"message {part!r} is shown, not spoken") from None
     return " ".join(said)
 
 
@@ -128,7 +137,13 @@ async def speech(request: web.Request) -> web.FileResponse:
     seconds = query.get("s", "0")
     if not seconds.isdigit() or int(seconds) > 999:
         raise BadRequest("s", "s: whole seconds, 0 to 999")
-    text = speech_text(locker.config, lang, parts, doors, failed, int(seconds))
+    # a kept-back bag's figures: numbers only, so nothing but numbers is ever spoken from them
+    peak, minutes = query.get("peak", ""), query.get("m", "")
+    if peak and not PEAK.fullmatch(peak):
+        raise BadRequest("peak", "peak: a temperature, -99.9 to 99.9")
+    if minutes and not (minutes.isdigit() and int(minutes) <= 99999):
+        raise BadRequest("m", "m: whole minutes, 0 to 99999")
+    text = speech_text(locker.config, lang, parts, doors, failed, int(seconds), peak, minutes)
     folder = locker.config.data_dir / "speech"
     path = folder / f"{lang}-{hashlib.sha256(text.encode()).hexdigest()[:32]}.wav"
     if not path.exists():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.codes import check_digit, create_keys
+from locker.codes import create_keys
 from locker.config import LockerConfig, load_config
 
 SMALL_CONFIG = """
@@ -87,7 +87,3 @@ def config(config_path: Path) -> LockerConfig:
     return load_config(config_path)
 
 
-def code_no(n: int) -> str:
-    """A valid pickup code for tests: n in 10 digits and the check digit."""
-    body = f"{n:010d}"
-    return body + check_digit(body)

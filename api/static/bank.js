@@ -19,7 +19,8 @@ const Bank = (() => {
       add(g, "line", {x1: cx - dx, y1: cy - dy, x2: cx + dx, y2: cy + dy, class: "flake"});
     }
   }
-  // lit: Map of compartment id -> state ("waiting", "opening", "opened", "closed", "stuck").
+  // lit: Map of compartment id -> state ("waiting", "opening", "opened", "closed", "stuck",
+  // "did_not_unlock", "jammed", "kept").
   // options (all optional): every(c) -> {state, mark, label} draws the compartments not lit too,
   // each with its id, as class "every"; pick(id) makes each box a button named by its label;
   // chosen: the id of the box shown pressed.
@@ -57,7 +58,8 @@ const Bank = (() => {
       // a short box: the mark beside the id, not on it
       const low = H >= 80;
       add(g, "text", {x: low ? x + 8 : x + 62, y: low ? y + H - 10 : y + 34, class: "mark"},
-          mark ?? ({opening: "…", closed: "✓", stuck: "!"}[state] || ""));
+          mark ?? ({opening: "…", closed: "✓", stuck: "!", did_not_unlock: "!", jammed: "!",
+                    kept: "✕"}[state] || ""));
     }
   }
   return {draw};

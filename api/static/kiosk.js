@@ -1,20 +1,29 @@
 // The customer's screen: a keypad, a barcode reader typing into the same field (it ends with
 // Enter), one POST per code, answers in the customer's language, and back to the start when idle.
-// An opening replaces the keypad with the bank's drawing, the doors lit, each door's state live
-// from /api/kiosk/doors, until all are closed. The assistance mode (its button, or a long press
-// anywhere) speaks every message (the daemon's espeak-ng audio, else the browser's voice), makes
-// the text larger and gives more time.
+// An opening replaces the keypad with the bank's drawing, the doors lit, each door's outcome live
+// from /api/kiosk/doors (opening, open, closed, did not unlock, did not open, kept back), until
+// all are closed; then "done", and back to the start. Every refusal the API gives has its words
+// with the next step (kiosk-text.json "refusals", keyed by the API's error code). The assistance
+// mode (its button, or a long press anywhere) speaks every message (the daemon's espeak-ng audio,
+// else the browser's voice), makes the text larger and gives more time.
 // After wrong codes the locker judges codes more slowly (429 with retry_after_s, nothing judged):
-// the screen keeps the code, counts down and sends it again by itself.
+// the keypad is locked with the seconds shown over it, and the screen sends the kept code again
+// by itself. Focus always returns to the code field, so a scan always lands there.
 "use strict";
 let TEXT = null, lang = "en", assist = false, result = null, doorStates = {};
 let info = {support_phone: "", digits: 11, idle_s: 45, bank: null, speech: false};
 let idleTimer = null, waitTimer = null, doneTimer = null, pressTimer = null, pressed = false;
 let autoTries = 0;  // the same code sent again by the screen; a guesser still at it may win a turn
 const AUTO_TRIES = 4, LONG_PRESS_MS = 1200, SLOWER = 3;  // assistance: three times the time
+const DONE_S = 5, TROUBLE_S = 30;  // how long the final screen stays (times SLOWER, assisted)
 const $ = (id) => document.getElementById(id);
 const code = $("code"), answer = $("answer"), player = new Audio();
-const t = (key, vars = {}) => TEXT[lang][key].replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
+const words = (key) => key.split(".").reduce((o, k) => (o == null ? o : o[k]), TEXT[lang]);
+const has = (key) => typeof words(key) === "string";
+// the support number never breaks across lines
+const phone = () => (info.support_phone || "").replace(/ /g, "\u00a0").replace(/-/g, "\u2011");
+const t = (key, vars = {}) => (has(key) ? words(key) : words("refusals.error"))
+  .replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
 const cell = (id) => info.bank.compartments.find((c) => c.id === id);
 const doorWords = (id) => {
   const c = cell(id) || {id, zone: "", column: "?", level: "?"};
@@ -22,20 +31,23 @@ const doorWords = (id) => {
 };
 const grouped = (digits) => digits.length > 7 ? `${digits.slice(0, 3)} ${digits.slice(3, 7)} ${digits.slice(7)}`
   : digits.length > 3 ? `${digits.slice(0, 3)} ${digits.slice(3)}` : digits;
+const common = () => ({phone: phone(), n: info.digits});
 
 // speech: `parts` are message names ("doors" reads the doors); vars fill them
 function speak(parts, vars = {}, always = false) {
   if (!assist && !always) return;
-  const words = parts.map((p) => p === "doors" ? vars.doors.map((d) => doorWords(d) + ".").join(" ")
-    : t(p, {phone: info.support_phone, n: info.digits, c: (vars.failed || []).join(", "), s: vars.s})).join(" ");
+  const said = parts.map((p) => p === "doors" ? vars.doors.map((d) => doorWords(d) + ".").join(" ")
+    : t(p, {...common(), phone: info.support_phone, c: (vars.failed || []).join(", "), s: vars.s,
+            peak: vars.peak, m: vars.m})).join(" ");
   const voice = () => {
     if (!window.speechSynthesis) return;
     speechSynthesis.cancel();
-    const u = new SpeechSynthesisUtterance(words); u.lang = lang; speechSynthesis.speak(u);
+    const u = new SpeechSynthesisUtterance(said); u.lang = lang; speechSynthesis.speak(u);
   };
   if (!info.speech) { voice(); return; }
   const q = new URLSearchParams({lang, say: parts.join(","), doors: (vars.doors || []).join(","),
-                                 failed: (vars.failed || []).join(","), s: vars.s || 0});
+                                 failed: (vars.failed || []).join(","), s: vars.s || 0,
+                                 peak: vars.peak ?? "", m: vars.m ?? ""});
   player.src = `/api/speech?${q}`;
   player.play().catch(voice);
 }
@@ -50,7 +62,9 @@ function setAssist(on, quiet = false) {
 function setLang(next) {
   lang = next;
   document.documentElement.lang = next;
+  document.title = t("title");
   document.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
+  document.querySelectorAll("[data-t-label]").forEach((el) => el.setAttribute("aria-label", t(el.dataset.tLabel)));
   for (const l of ["en", "fr"]) $(`lang-${l}`).setAttribute("aria-pressed", String(l === lang));
   reset();
   speak(["prompt"]);
@@ -59,6 +73,7 @@ function showing(name) { $("start").hidden = name !== "start"; $("result").hidde
 function reset() {
   stopWaiting(); clearTimeout(doneTimer);
   result = null; showing("start");
+  $("doors").textContent = ""; $("result-note").textContent = "";  // nothing left to read
   code.value = ""; say("", "");
   code.focus();
 }
@@ -79,44 +94,67 @@ function learnClock() {
 }
 function say(text, cls) { answer.textContent = text; answer.className = cls; }
 function tell(key, vars = {}) {  // a refusal: shown and spoken
-  say(t(key, {phone: info.support_phone, n: info.digits, ...vars}), "bad");
+  say(t(key, {...common(), ...vars}), "bad");
   speak([key], vars);
 }
-function stopWaiting() { clearInterval(waitTimer); clearTimeout(waitTimer); waitTimer = null; }
+// the keypad is locked while the locker judges codes more slowly; the seconds show over it
+function lockKeys(seconds) {
+  const on = seconds > 0;
+  document.querySelectorAll("#form button").forEach((b) => { b.disabled = on; });
+  code.readOnly = on;
+  $("form").classList.toggle("waiting", on);
+  $("wait-over").hidden = !on;
+  $("wait-over").textContent = on ? `${seconds} s` : "";
+}
+function stopWaiting() {
+  clearInterval(waitTimer); clearTimeout(waitTimer); waitTimer = null;
+  lockKeys(0);
+}
 function codeChanged() { if (waitTimer) { stopWaiting(); say("", ""); } }
-// say `key` with the seconds left, each second (spoken once); then run `then` (if any)
+// say `key` with the seconds left, each second (spoken once), the keypad locked; then run `then`
 function countdown(seconds, key, then) {
   stopWaiting();
   let left = Math.max(1, Math.ceil(seconds));
   tell(key, {s: left});
+  lockKeys(left);
   waitTimer = setInterval(() => {
     left -= 1;
-    if (left > 0) { say(t(key, {s: left}), "bad"); return; }
+    if (left > 0) { say(t(key, {s: left}), "bad"); lockKeys(left); return; }
     stopWaiting();
     say("", "");
+    code.focus();
     if (then) then();
   }, 1000);
 }
 
 // the result screen: what this pickup opened, on the drawing and in words, live
 function phase(id) {
-  if (result.failed.includes(id)) return "stuck";
+  if (result.kept.includes(id)) return "kept";
+  if (result.failed.includes(id)) return "did_not_unlock";
   const s = doorStates[id];
   if (s === "open" || s === "forced") { result.seen.add(id); return "opened"; }
-  if (s === "jammed") return "stuck";
+  if (s === "jammed") return "jammed";
   return s === "locked" && result.seen.has(id) ? "closed" : "opening";
 }
 function showResult(body) {
-  result = {opened: body.opened.map((d) => d.compartment), failed: body.failed.map((d) => d.compartment),
+  const ids = (list) => (list || []).map((d) => d.compartment);
+  result = {order: body.order, opened: ids(body.opened), failed: ids(body.failed),
+            kept: ids(body.withheld), withheld: body.withheld || [], warned: body.warned || [],
             seen: new Set(), done: false};
   showing("result");
   renderResult();
-  $("back").focus();
-  speak(["open", "doors", result.failed.length ? "trouble" : "close"],
-        {doors: result.opened, failed: result.failed});
+  $("back").focus();  // a scan on this screen starts a new code (see keydown below)
+  const kept = result.withheld[0];
+  if (kept) {  // the assisted customer hears which bag is kept back, and why
+    speak(["open", "doors", "withheld"], {doors: result.opened, failed: [kept.compartment],
+                                         peak: kept.peak_c ?? "", m: Math.round(kept.minutes_above)});
+  } else {
+    speak(["open", "doors", result.failed.length ? "trouble_unlock" : "close"],
+          {doors: result.opened, failed: result.failed});
+  }
 }
 function renderResult() {
-  const lit = new Map([...result.opened, ...result.failed].map((id) => [id, phase(id)]));
+  const lit = new Map([...result.opened, ...result.failed, ...result.kept].map((id) => [id, phase(id)]));
   Bank.draw($("bank"), info.bank, lit);
   const list = $("doors"); list.textContent = "";
   for (const [id, state] of lit) {
@@ -125,33 +163,53 @@ function renderResult() {
     li.textContent = t("door_is", {door: doorWords(id), state: t(state)});
     list.appendChild(li);
   }
-  const stuck = [...lit].filter(([, s]) => s === "stuck").map(([id]) => id);
-  const closed = [...lit.values()].every((s) => s === "closed" || s === "stuck") && !stuck.length;
+  const of = (state) => [...lit].filter(([, s]) => s === state).map(([id]) => id);
+  const unlock = of("did_not_unlock"), jammed = of("jammed");
+  const waiting = of("opening").length + of("opened").length;
+  const finished = waiting === 0;
+  const trouble = unlock.length + jammed.length > 0;
+  const notes = [];
+  if (unlock.length) notes.push(t("trouble_unlock", {c: unlock.join(", "), ...common()}));
+  if (jammed.length) notes.push(t("trouble_jammed", {c: jammed.join(", "), ...common()}));
+  for (const bag of result.withheld) {
+    notes.push(t("withheld", {c: bag.compartment, peak: bag.peak_c ?? "?", m: Math.round(bag.minutes_above)}));
+  }
+  for (const bag of result.warned) {
+    notes.push(t("warned", {c: bag.compartment, m: Math.round(bag.minutes_above)}));
+  }
+  if (!trouble) notes.push(finished ? t("done") : t("close"));
   const note = $("result-note");
-  note.textContent = stuck.length ? t("trouble", {c: stuck.join(", "), phone: info.support_phone})
-    : closed ? t("done") : t("close");
-  note.className = stuck.length ? "bad" : "good";
-  if (closed && !result.done) {
+  note.textContent = notes.join(" ");
+  note.className = trouble || result.withheld.length ? "bad" : "good";
+  const title = $("result-title");
+  title.textContent = t(trouble ? "trouble_title" : finished ? "done_title" : "open_title");
+  title.className = trouble ? "bad" : "good";
+  // an order reference to quote on the phone, whenever something did not go to plan
+  const ref = $("result-ref");
+  ref.hidden = !(trouble || result.withheld.length || result.warned.length);
+  ref.textContent = t("reference", {order: result.order});
+  if (finished && !result.done) {
     result.done = true;
-    speak(["done"]);
-    doneTimer = setTimeout(reset, (assist ? SLOWER : 1) * 5000);
+    if (!trouble) speak(["done"]);
+    doneTimer = setTimeout(reset, (assist ? SLOWER : 1) * (trouble || result.withheld.length ? TROUBLE_S : DONE_S) * 1000);
   }
 }
 const doors = new EventSource("/api/kiosk/doors");  // reconnects by itself
 doors.onmessage = (e) => { doorStates = JSON.parse(e.data); if (result) renderResult(); };
 
 async function submit(auto = false) {
+  const typed = code.value.trim();
+  code.focus();  // whatever was tapped, the next scan lands in the field
+  if (!typed || code.readOnly) return;  // an empty submit changes nothing
   stopWaiting();
   if (!auto) autoTries = 0;
-  const typed = code.value.trim();
   code.value = "";
-  if (!typed) return;
   let r, body;
   try {
     r = await Ask.send("POST", "/api/pickup", {code: typed, screen: "front", assistance: assist});
     body = await r.json();
   } catch (e) {
-    tell(e.name === "AbortError" ? "late" : "error");
+    tell(e.name === "AbortError" ? "refusals.stale_request" : "refusals.error");
     return;
   }
   if (r.ok) {
@@ -162,21 +220,18 @@ async function submit(auto = false) {
     if (autoTries < AUTO_TRIES) {
       autoTries += 1;
       touched();  // the screen is busy for the customer: not idle
-      countdown(body.retry_after_s, "wait", () => submit(true));
+      countdown(body.retry_after_s, "refusals.throttled", () => submit(true));
     } else {
       tell("again");
     }
-  } else if (["wrong_code", "used", "expired"].includes(body.error)) {
-    tell(body.error === "wrong_code" ? "wrong" : body.error);
-    if (body.retry_after_s > 0) {
+  } else {
+    const key = has(`refusals.${body.error}`) ? `refusals.${body.error}` : "refusals.error";
+    tell(key);
+    if (body.error === "stale_request") learnClock();
+    if (body.retry_after_s > 0) {  // a wrong code: the next is judged later; read this first
       const left = body.retry_after_s - 2.5;
       waitTimer = setTimeout(() => { if (left > 0) countdown(left, "slow"); }, 2500);
     }
-  } else {
-    const known = {bad_code_format: "format", check_the_code: "check", starting: "starting",
-                   temporarily_unavailable: "unavailable", stale_request: "late", not_ready: "not_ready"};
-    tell(known[body.error] || "error");
-    if (body.error === "stale_request") learnClock();
   }
 }
 
@@ -189,7 +244,7 @@ code.addEventListener("input", codeChanged);
 $("form").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
 $("lang-en").addEventListener("click", () => setLang("en"));
 $("lang-fr").addEventListener("click", () => setLang("fr"));
-$("assist").addEventListener("click", () => setAssist(!assist));
+$("assist").addEventListener("click", () => { setAssist(!assist); code.focus(); });
 $("back").addEventListener("click", reset);
 // a long press anywhere turns the assistance on (or off); the press is then not a key
 document.addEventListener("pointerdown", (e) => {
@@ -202,8 +257,14 @@ document.addEventListener("click", (e) => {
   if (pressed) { pressed = false; e.stopPropagation(); e.preventDefault(); }
 }, true);
 document.addEventListener("contextmenu", (e) => e.preventDefault());
-document.addEventListener("keydown", (e) => {  // a scan on the result screen starts a new code
-  if (result && /^\d$/.test(e.key)) reset();
+document.addEventListener("keydown", (e) => {
+  if (result && /^\d$/.test(e.key)) {  // a scan on the result screen starts a new code
+    reset();
+    code.value = e.key;
+    e.preventDefault();
+  } else if (document.activeElement !== code && /^\d$/.test(e.key) && !code.readOnly) {
+    code.focus();  // a scan while a button had focus still types into the field
+  }
 });
 ["click", "keydown", "touchstart"].forEach((ev) => document.addEventListener(ev, touched));
 Promise.all([fetch("/static/kiosk-text.json").then((r) => r.json()), learnClock()]).then(([text]) => {

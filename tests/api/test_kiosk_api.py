@@ -4,6 +4,7 @@ messages spoken (espeak-ng) in both languages, from its own catalogue only."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import wave
 from collections.abc import AsyncIterator
@@ -42,11 +43,19 @@ async def test_every_message_is_spoken_in_both_languages(http: TestClient,
     door = config.compartments[0].id
     assert set(TEXT) == {"en", "fr"} and TEXT["en"].keys() == TEXT["fr"].keys()
     for lang, messages in TEXT.items():
-        names = [k for k, v in messages.items()
-                 if isinstance(v, str) and k not in ("door", "door_is")]
+        names = {k: v for k, v in messages.items()
+                 if isinstance(v, str) and k not in ("door", "door_is")}
+        names |= {f"refusals.{k}": v for k, v in messages["refusals"].items()}
         for name in [*names, "doors"]:
             response = await http.get("/api/speech", params={
-                "lang": lang, "say": name, "doors": door, "failed": door, "s": "12"})
+                "lang": lang, "say": name, "doors": door, "failed": door, "s": "12",
+                "peak": "7.5", "m": "25"})
+            # a message with a value only the screen knows (an order, a temperature) is shown
+            spoken = set(re.findall(r"\{(\w+)\}", names.get(name, ""))) <= {
+                "phone", "n", "s", "c", "peak", "m"}
+            if not spoken:
+                assert response.status == 400, (lang, name)
+                continue
             assert response.status == 200, (lang, name, await response.text())
             assert response.content_type == "audio/wav"
             with wave.open(io.BytesIO(await response.read())) as audio:
@@ -57,7 +66,10 @@ async def test_every_message_is_spoken_in_both_languages(http: TestClient,
 @pytest.mark.parametrize("params", [
     {"lang": "de", "say": "prompt"}, {"lang": "en", "say": "nothing"},
     {"lang": "en", "say": "zones"}, {"lang": "en", "say": "door"}, {"lang": "en", "say": ""},
-    {"lang": "en", "say": "doors", "doors": "NOPE"}, {"lang": "en", "say": "wait", "s": "-1"},
+    {"lang": "en", "say": "doors", "doors": "NOPE"}, {"lang": "en", "say": "slow", "s": "-1"},
+    {"lang": "en", "say": "refusals"}, {"lang": "en", "say": "zones.fresh"},
+    {"lang": "en", "say": "withheld", "peak": "hot"}, {"lang": "en", "say": "withheld", "m": "-3"},
+    {"lang": "en", "say": "reference"},
     {"lang": "en", "say": ",".join(["prompt"] * 7)},
 ])
 async def test_speech_is_made_only_of_the_screens_messages(http: TestClient,
@@ -71,6 +83,7 @@ async def test_the_spoken_messages_kept_are_bounded(http: TestClient, config: Lo
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("api.kiosk.KEPT_SOUNDS", 3)
     for seconds in range(5):  # each a different sentence, so a different file
-        response = await http.get("/api/speech", params={"say": "wait", "s": str(seconds)})
+        response = await http.get("/api/speech", params={"say": "refusals.throttled",
+                                                          "s": str(seconds)})
         assert response.status == 200
     assert len(list((config.data_dir / "speech").glob("*.wav"))) == 3

@@ -11,7 +11,8 @@ from tests.browser.conftest import PANELS, axe, misfits, shot
 from tests.integration.conftest import Rig
 
 LONGEST = """() => {  // the longest message in the screen's language, as a refusal shows it
-  const names = Object.keys(TEXT[lang]).filter((k) => typeof TEXT[lang][k] === "string");
+  const names = [...Object.keys(TEXT[lang]).filter((k) => typeof TEXT[lang][k] === "string"),
+                 ...Object.keys(TEXT[lang].refusals).map((k) => `refusals.${k}`)];
   const long = names.sort((a, b) => t(b).length - t(a).length)[0];
   tell(long, {s: 30});
   return long;

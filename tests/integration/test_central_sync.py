@@ -29,8 +29,8 @@ from locker.config import load_config
 from locker.haccp import load_record_key, record
 from locker.staff import load_secret
 from simulator.central import RunningCentral, start_central
-from tests.conftest import code_no
 from tests.integration.conftest import OPS_TOKEN, Rig, config_text
+from tests.support.codes import code_no
 
 SYNC = """
 [central]

@@ -30,8 +30,9 @@ from locker.feed import BadPayload, FeedItem, parse_feed, parse_order
 from locker.model import Zone
 from locker.sync import acknowledge, enforce_bound, outage_since, reachable, unreachable
 from locker.sync import cursor as stored_cursor
-from tests.conftest import SMALL_CONFIG, code_no, write_config
+from tests.conftest import SMALL_CONFIG, write_config
 from tests.locker.fakes import FakeDriver
+from tests.support.codes import code_no
 
 CENTRAL = """
 [central]
