@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from locker.config import LockerConfig
 from locker.courier import DoorsResult
 from locker.daemon import Locker
 from locker.errors import LockerError
@@ -118,3 +119,12 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
         return web.FileResponse(STATIC / name)
 
     return serve
+
+
+def bank(config: LockerConfig) -> dict[str, Any]:
+    """The bank as built, for every screen's drawing: its columns and levels (1 at the bottom)
+    and where each compartment is."""
+    cells = [{"id": c.id, "zone": c.zone.value, "column": c.column, "level": c.level}
+             for c in config.compartments]
+    return {"columns": max(c.column for c in config.compartments),
+            "levels": max(c.level for c in config.compartments), "compartments": cells}

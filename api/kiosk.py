@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.common import LOCKER, BadRequest
+from api.common import LOCKER, BadRequest, bank
 from api.live import stream
 from api.ops import LIVE
 from locker.codes import CODE_DIGITS
@@ -35,14 +35,6 @@ KEPT_SOUNDS = 200  # the speech folder's bound, the oldest files going first (50
 PEAK = re.compile(r"-?[0-9]{1,2}(\.[0-9]{1,2})?")
 STREAMS = web.AppKey("kiosk_streams", set)
 SPEAKING = web.AppKey("speaking", asyncio.Lock)
-
-
-def bank(config: LockerConfig) -> dict[str, Any]:
-    """The bank as built: its columns and levels (1 at the bottom) and where each compartment is."""
-    cells = [{"id": c.id, "zone": c.zone.value, "column": c.column, "level": c.level}
-             for c in config.compartments]
-    return {"columns": max(c.column for c in config.compartments),
-            "levels": max(c.level for c in config.compartments), "compartments": cells}
 
 
 async def kiosk_info(request: web.Request) -> web.Response:

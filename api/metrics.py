@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.central import CENTRAL
 from locker import __version__
+from locker.alarms import ALARMS, OPEN_SQL
 from locker.daemon import Locker
 from locker.model import OrderState
 from locker.ports import BusTelemetry
@@ -227,11 +228,12 @@ class LockerCollector(Collector):
         read = self.locker.store.read()
         alarms = GaugeMetricFamily(
             "locker_alarms_open",
-            "Alarms raised and not cleared yet, by kind (kinds ever raised on this locker stay"
-            " at 0 once cleared).", labels=["kind"])
-        for row in read.all("SELECT kind, SUM(cleared_at IS NULL) AS n FROM alarms"
+            "Alarms open, by kind and severity (locker/alarms.py): raised and not cleared, or a"
+            " security alarm not acknowledged yet; kinds ever raised on this locker stay at 0"
+            " once closed.", labels=["kind", "severity"])
+        for row in read.all(f"SELECT kind, SUM({OPEN_SQL}) AS n FROM alarms"
                             " GROUP BY kind ORDER BY kind"):
-            alarms.add_metric([row["kind"]], row["n"])
+            alarms.add_metric([row["kind"], severity_of(row["kind"])], row["n"])
         yield alarms
         orders = GaugeMetricFamily("locker_orders", "Orders in the store, by state.",
                                    labels=["state"])
@@ -249,6 +251,11 @@ class LockerCollector(Collector):
             "Remote updates that did not prove themselves and were rolled back, ever (kept in"
             " the store, so it survives the restart that a rollback is).",
             value=int(self.locker.store.meta(ROLLBACKS_KEY) or 0))
+
+
+def severity_of(kind: str) -> str:
+    found = ALARMS.get(kind)
+    return found.severity if found else "ticket"
 
 
 METRICS = web.AppKey("metrics", CollectorRegistry)

@@ -18,15 +18,16 @@ from api.central import CENTRAL, CentralLink
 from api.common import (
     LOCKER,
     BadRequest,
+    bank,
     open_compartment,
     read_json,
     set_in_service,
 )
 from api.live import LiveFeed, stream
 from locker import attempts
+from locker.alarms import ALARMS, NOTE_CHARS, acknowledge, open_alarms
 from locker.config import BoardWiring
 from locker.daemon import Locker
-from locker.model import Zone
 from locker.sync import outage_since
 from locker.throttle import SCOPES
 
@@ -74,16 +75,20 @@ def ops_state(locker: Locker, live: LiveFeed | None = None,
     for c in locker.config.compartments:
         row = rows.get(c.id, {})
         wiring = c.wiring
+        # a silent board's doors are not known: what the store last saw may no longer be true
+        known = locker.driver.reachable(c.id)
         compartments.append({
             "id": c.id, "zone": c.zone.value, "size": c.size.value, "column": c.column,
-            "level": c.level, "state": row.get("state"), "door": row.get("door"),
+            "level": c.level, "state": row.get("state"),
+            "door": row.get("door") if known else "unknown", "door_last_seen": row.get("door"),
             "order": row.get("order_id"), "service_reason": row.get("service_reason"),
             "wired": (f"board {wiring.board} channel {wiring.channel}"
                       if isinstance(wiring, BoardWiring)
                       else f"GPIO {wiring.lock_pin}/{wiring.door_pin}"),
         })
-    alarms = read.all("SELECT kind, subject, message, raised_at FROM alarms"
-                      " WHERE cleared_at IS NULL ORDER BY raised_at DESC")
+    live_alarms = [{"id": None, "severity": "page", "security": False, "state": "active",
+                    "cleared_at": None, "acked_at": None, "acked_by": None, "ack_note": None,
+                    **alarm} for alarm in locker.live_alarms()]
     events = [
         {"seq": e.seq, "at": e.at, "kind": e.kind, "compartment_id": e.compartment_id,
          "order_id": e.order_id, **e.payload}
@@ -96,15 +101,30 @@ def ops_state(locker: Locker, live: LiveFeed | None = None,
         "locker": locker.config.locker_id, "name": locker.config.name, "ready": locker.ready,
         "boards_offline": sorted(locker.monitor.offline_boards),
         "central": central_state(locker, link),
-        "compartments": compartments, "alarms": [*locker.live_alarms(), *alarms],
+        "compartments": compartments, "alarms": [*live_alarms, *open_alarms(read)],
+        "alarm_kinds": {k: {"severity": a.severity, "security": a.security, "en": a.en,
+                            "fr": a.fr} for k, a in ALARMS.items()},
         "events": events[::-1],
-        # each zone's HACCP record over the last 24 hours, as [time, °C] (None: probe fault)
+        "locale": locker.config.locale, "time_zone": locker.config.time_zone,
+        "bank": bank(locker.config),
+        # each zone's HACCP record over the last 24 hours, as [time, °C (None: probe fault),
+        # defrosting], and its limits
         "temperatures": {
-            zone.value: [[at, celsius] for at, celsius in record]
-            for zone in Zone
-            if (record := locker.coldchain.record(zone, locker.clock.now() - 86400))
+            zone: [[r["at"], r["celsius"], bool(r["defrosting"])] for r in rows]
+            for zone, rows in _records(read, locker.clock.now() - 86400).items()
         },
+        "zones": {zone.value: {"min_c": limits.min_c, "max_c": limits.max_c,
+                               "tolerated_max_c": limits.tolerated_max_c}
+                  for zone, limits in locker.config.zones.items()},
     }
+
+
+def _records(read: Any, since: float) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in read.all("SELECT zone, at, celsius, defrosting FROM temperatures WHERE at >= ?"
+                        " ORDER BY at", (since,)):
+        found.setdefault(row["zone"], []).append(row)
+    return found
 
 
 def _last_seq(read: Any) -> int:
@@ -124,6 +144,28 @@ async def ops_stream(request: web.Request) -> web.StreamResponse:
     require_ops(request)
     return await stream(request, request.app[LIVE], lambda: b": connected\n\n",
                         lambda line: f"data: {line}\n\n".encode())
+
+
+async def ops_ack_alarm(request: web.Request) -> web.Response:
+    """An operator acknowledges an alarm with a note (`by` names the person); central hears
+    it (`alarm.acknowledged`)."""
+    require_ops(request)
+    locker = _locker(request)
+    body = await read_json(request, {"note": str, "by": str})
+    by, note = body.get("by", "").strip(), body.get("note", "").strip()
+    if len(by) > 64:
+        raise BadRequest("by", "by: at most 64 characters")
+    low, high = NOTE_CHARS
+    if not low <= len(note) <= high:
+        raise BadRequest("note", f"note: say what was seen or done ({low}-{high} characters)")
+    try:
+        alarm_id = int(request.match_info["alarm"])
+    except ValueError:
+        raise BadRequest("alarm", "alarm: the alarm's number") from None
+    with locker.store.transaction(locker.clock.now()) as tx:
+        answer = acknowledge(tx, alarm_id, body.get("note", ""),
+                             f"{OPS_ACTOR}:{by}" if by else OPS_ACTOR)
+    return web.json_response(answer)
 
 
 async def ops_open(request: web.Request) -> web.Response:
@@ -176,6 +218,7 @@ def add_routes(app: web.Application) -> None:
     app[LIVE] = feed
     app.router.add_get("/api/ops/state", ops_get_state)
     app.router.add_get("/api/ops/stream", ops_stream)
+    app.router.add_post("/api/ops/alarms/{alarm}/ack", ops_ack_alarm)
     app.router.add_post("/api/ops/compartments/{compartment}/open", ops_open)
     app.router.add_post("/api/ops/compartments/{compartment}/service", ops_service)
     app.router.add_get("/api/ops/throttle", ops_get_throttle)

@@ -12,6 +12,7 @@ import ipaddress
 import math
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ PROTOCOL_LIMITS: dict[str, tuple[int, int, int, int | None]] = {
 # whole (fullmatch: a pattern's "$" would let "x\n" through)
 LOCKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 STAFF_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")  # the screens' dates and words: fr-FR, en-GB
 COMPARTMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 BAUDS = (9600, 19200, 38400, 57600, 115200)
 MAX_CONFIG_BYTES = 1 << 20  # a locker with thousands of compartments fits in a tenth of this
@@ -325,6 +327,8 @@ class LockerConfig:
     store: StorePolicy = StorePolicy()
     clock: ClockPolicy = ClockPolicy()
     update: UpdateConfig | None = None  # None: this locker is updated by hand
+    locale: str = "en-GB"  # how the operators' page writes dates, and its first language
+    time_zone: str = "UTC"  # the locker's own time zone (IANA), for the dates it shows
 
     @property
     def keep_finished_days(self) -> float:
@@ -846,6 +850,15 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
                    " code-box.key, made by `locker init`")
     name = locker.text("name", locker_id)
     support_phone = locker.text("support_phone", "the number on the locker")
+    locale = locker.text("locale", "en-GB")
+    if not LOCALE.fullmatch(locale):
+        raise locker.error("locale", f"a language tag such as fr-FR or en-GB, not {locale!r}")
+    time_zone = locker.text("time_zone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise locker.error("time_zone", f"an IANA time zone such as Europe/Paris, not"
+                           f" {time_zone!r}") from None
     locker.done()
 
     bus_table = root.table("bus")
@@ -952,5 +965,5 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         data_dir=data_dir, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors,
         coldchain=coldchain, http=http, staff=staff, central=central, store=store, clock=clock,
-        update=update,
+        update=update, locale=locale, time_zone=time_zone,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from locker.alarms import OPEN_SQL
 from locker.coldchain import RETENTION_DAYS
 from locker.lifecycle.order import forget_finished
 from locker.store import Store
@@ -26,7 +27,9 @@ def prune(store: Store, now: float, order_days: float = ORDER_DAYS) -> dict[str,
     cutoff = now - order_days * 86400
     with store.transaction(now) as tx:
         gone = forget_finished(tx, cutoff)
-        gone["alarms"] = tx.execute("DELETE FROM alarms WHERE cleared_at < ?", (cutoff,))
+        # a security alarm waits for its acknowledgement, however old
+        gone["alarms"] = tx.execute(f"DELETE FROM alarms WHERE cleared_at < ? AND NOT {OPEN_SQL}",
+                                    (cutoff,))
         record_cutoff = now - RECORD_DAYS * 86400
         gone["excursions"] = tx.execute(
             "DELETE FROM excursions WHERE ended_at < ? AND id NOT IN"

@@ -237,6 +237,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             issued_at REAL NOT NULL
         )""",
     ),
+    (
+        # an operator's acknowledgement of an alarm (locker.alarms): a security alarm stays open
+        # until acknowledged, even after its condition cleared
+        "ALTER TABLE alarms ADD COLUMN acked_at REAL",
+        "ALTER TABLE alarms ADD COLUMN acked_by TEXT",
+        "ALTER TABLE alarms ADD COLUMN ack_note TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -324,7 +331,11 @@ class Tx:
         return None if row is None else str(row["value"])
 
     def raise_alarm(self, kind: str, subject: str, message: str) -> bool:
-        """Latch an alarm (once per kind and subject) and emit its event; False if already open."""
+        """Latch an alarm (once per kind and subject) and emit its event; False if already open.
+        The kind must be declared in locker/alarms.py (severity, security, words)."""
+        from locker.alarms import declared  # the declaration imports this module
+
+        declared(kind)
         if self.one("SELECT id FROM alarms WHERE kind = ? AND subject = ? AND cleared_at IS NULL",
                     (kind, subject)):
             return False

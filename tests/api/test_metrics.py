@@ -18,6 +18,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from api.app import create_app
 from api.metrics import ACTOR_KINDS, METRICS, EventCounts, LockerCollector
+from locker.alarms import acknowledge
 from locker.clock import SimClock
 from locker.codes import create_keys
 from locker.config import LockerConfig, load_config
@@ -151,15 +152,21 @@ async def test_only_a_wrong_code_counts_as_a_pickup_failure(rig: Rig) -> None:
     assert code not in text and wrong not in text and "o1" not in text  # no code, no order id
 
 
-async def test_a_forced_door_counts_as_forced_and_its_alarm_is_open_until_it_closes(
+async def test_a_forced_door_counts_as_forced_and_its_alarm_is_open_until_acknowledged(
         rig: Rig) -> None:
     rig.driver.open("A2")  # nobody authorised this
     samples = await rig.scrape()
     assert value(samples, "locker_door_openings_total", zone="ambient", actor_kind="forced") == 1
-    assert value(samples, "locker_alarms_open", kind="door_forced") == 1
+    assert value(samples, "locker_alarms_open", kind="door_forced", severity="page") == 1
     rig.driver.close("A2")
     samples = await rig.scrape()
-    assert value(samples, "locker_alarms_open", kind="door_forced") == 0  # cleared, still listed
+    # the door closed, but a security alarm is open until an operator acknowledges it
+    assert value(samples, "locker_alarms_open", kind="door_forced", severity="page") == 1
+    (alarm,) = rig.locker.store.read().all("SELECT id FROM alarms WHERE kind = 'door_forced'")
+    with rig.locker.store.transaction(rig.locker.clock.now()) as tx:
+        acknowledge(tx, alarm["id"], "seen on camera", "ops")
+    samples = await rig.scrape()
+    assert value(samples, "locker_alarms_open", kind="door_forced", severity="page") == 0
     assert value(samples, "locker_door_openings_total", zone="ambient", actor_kind="forced") == 1
 
 
@@ -180,7 +187,7 @@ async def test_staff_openings_count_by_role_and_a_failed_unlock_raises_an_alarm(
     samples = await rig.scrape()
     assert value(samples, "locker_door_openings_total", zone="fresh",
                  actor_kind="technician") == 1
-    assert value(samples, "locker_alarms_open", kind="unlock_failed") == 1
+    assert value(samples, "locker_alarms_open", kind="unlock_failed", severity="ticket") == 1
     assert not any("tech-1" in dict(labels).values() for _, labels in samples)
 
 
