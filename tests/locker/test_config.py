@@ -88,6 +88,21 @@ compartments = [
         load_config(write_config(tmp_path, text))
 
 
+def test_the_locale_and_time_zone_are_checked(tmp_path: Path) -> None:
+    french = SMALL_CONFIG.replace("[locker]\n", '[locker]\nlocale = "fr-FR"\n'
+                                  'time_zone = "Europe/Paris"\n', 1)
+    config = load_config(write_config(tmp_path, french))
+    assert (config.locale, config.time_zone) == ("fr-FR", "Europe/Paris")
+    default = load_config(write_config(tmp_path, SMALL_CONFIG))
+    assert (default.locale, default.time_zone) == ("en-GB", "UTC")
+    for bad, expected in ((french.replace("fr-FR", "french"), r"locker\.locale: a language tag"),
+                          (french.replace("Europe/Paris", "Europe/Lyon"), r"locker\.time_zone"),
+                          (french.replace("Europe/Paris", "../../etc/passwd"),
+                           r"locker\.time_zone")):
+        with pytest.raises(ConfigError, match=expected):
+            load_config(write_config(tmp_path, bad))
+
+
 def test_the_cold_chain_policy_and_calibration_dates_are_checked(tmp_path: Path) -> None:
     good = SMALL_CONFIG + ('\n[coldchain]\non_excursion = "withhold"\n'
                            '[zones.fresh]\nprobe_calibrated = "2026-10-01"\n')
