@@ -58,6 +58,8 @@ class BoardLockDriver:
                 self.wiring[compartment.id] = lock
                 self.by_lock[lock] = compartment.id
         self.doors: dict[str, DoorSense] = dict.fromkeys(self.wiring, DoorSense.UNKNOWN)
+        self.sensing = {c.id for c in compartments if c.item_sensor and c.id in self.wiring}
+        self.items: dict[str, bool] = {}  # compartment -> occupied, as last reported
         self._listener: HardwareListener | None = None
         self._reporting = False  # becomes True after the first full read
         self._poll_task: asyncio.Task[None] | None = None
@@ -219,6 +221,11 @@ class BoardLockDriver:
                 sense = DoorSense.CLOSED if closed else DoorSense.OPEN
                 states[compartment_id] = sense
                 reported = self._set(compartment_id, sense) and reported
+        if board.item_sensor:
+            for channel, occupied in self.codec.decode_items(request, reply, board).items():
+                compartment_id = self.by_lock.get((request.board, channel))
+                if compartment_id in self.sensing:
+                    reported = self._set_item(compartment_id, occupied) and reported
         if reported:
             self._seen[request.frame] = reply
         else:  # the listener failed on a change: the next poll must decode it again
@@ -236,6 +243,17 @@ class BoardLockDriver:
                 log.exception("the listener failed on door %s -> %s", compartment_id, sense)
                 return False
         self.doors[compartment_id] = sense
+        return True
+
+    def _set_item(self, compartment_id: str, occupied: bool) -> bool:
+        """Take one item reading; the first one is reported too (items have no reconcile pass)."""
+        if self.items.get(compartment_id) != occupied and self._listener is not None:
+            try:
+                self._listener.item_sensed(compartment_id, occupied)
+            except Exception:
+                log.exception("the listener failed on item %s -> %s", compartment_id, occupied)
+                return False
+        self.items[compartment_id] = occupied
         return True
 
     async def _poll_forever(self) -> None:
