@@ -72,9 +72,9 @@ function renderLists() {
     const tr = el("tr", {"data-compartment": g.compartment});
     tr.append(el("td", {}, t("goods_line", {c: g.compartment})));
     const td = el("td", {class: "actions"});
-    td.append(button(t("take_out"), () => takeOut(g.compartment),
+    td.append(button(t("goods_out"), () => takeOut(g.compartment),
                      {...(g.under_way ? {disabled: ""} : {}),
-                      "aria-label": t("take_out_label", {c: g.compartment})}));
+                      "aria-label": t("goods_out_label", {c: g.compartment})}));
     tr.append(td);
     goods.append(tr);
   }
@@ -100,7 +100,7 @@ async function reclaimOrder(order) {
 async function takeOut(compartment) {
   const {ok, message} = await Staff.call("POST", `/api/courier/compartments/${compartment}/take_back`,
                                            undefined, {compartment});
-  if (!ok) { if (message) say(message); } else say(t("take_out_open", {c: compartment}), true);
+  if (!ok) { if (message) say(message); } else say(t("goods_out_open", {c: compartment}), true);
   refreshLists();
 }
 async function openDoor(order, compartment) {
