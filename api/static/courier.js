@@ -166,7 +166,7 @@ function renderPanel(order) {
   const rows = el("tbody", {class: "doors"});
   for (const d of p.doors) {
     const tr = el("tr", {"data-id": d.compartment, "data-step": d.step, "data-empty": d.empty ? "yes" : "no"});
-    tr.append(el("td", {class: `words ${d.step}`}, doorWords(d, p)));
+    tr.append(el("td", {class: `words ${d.empty ? "empty" : d.step}`}, doorWords(d, p)));
     const where = t("where", {zone: Staff.zone(d.zone), column: d.column, level: d.level});
     tr.append(el("td", {}, d.replaces ? `${where}, ${t("instead", {c: d.replaces})}` : where));
     const td = el("td", {class: "actions"});
@@ -196,7 +196,7 @@ function renderPanel(order) {
   }
   const old = $(id);
   if (old) old.replaceWith(panel); else $("progress-list").prepend(panel);
-  Bank.draw(svg, Staff.bank(), new Map(p.doors.map((d) => [d.compartment, DRAWN[d.step]])));
+  Bank.draw(svg, Staff.bank(), new Map(p.doors.map((d) => [d.compartment, d.empty ? "stuck" : DRAWN[d.step]])));
 }
 
 Staff.start({
