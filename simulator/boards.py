@@ -141,7 +141,9 @@ class SimulatedBoards:
         self.bus = config.bus
         self.protocol = PROTOCOLS[self.bus.protocol]
         self.doors = Doors.from_config(config, spring=spring)
-        self.person = Person(self.doors, auto_close_s)
+        sensing = {b.address for b in self.bus.boards if b.item_sensor}
+        self.person = Person(self.doors, auto_close_s, frozenset(
+            lock.id for lock in self.doors.locks.values() if lock.board in sensing))
         self.boards = {b.address: SimBoard(b, self.doors) for b in self.bus.boards}
         self.pace = pace
         self.link = link

@@ -17,7 +17,9 @@ daemon is killed, as a real locker's would. The API listens on 127.0.0.1 only:
     POST /lose-unlock-replies {"unlocks": n, "replies": m}
                                                  the next n unlocks pulse, and the board's next
                                                  m replies after each are lost
-    POST /auto-close {"seconds": s | null}
+    POST /auto-close {"seconds": s | null}       the person closes opened doors after s; on
+                                                 item_sensor boards they put goods into an
+                                                 empty compartment, or take them out, first
 
 `ControlClient` calls it from tests and the demo; `spawn()` starts the process and reads its
 port. This module must NEVER import anything from hardware/.
@@ -204,7 +206,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="S",
-        help="close every opened door after S seconds",
+        help="close every opened door after S seconds (on a board with item_sensor, putting"
+        " goods into an empty compartment or taking them out of a full one first)",
     )
     parser.add_argument(
         "--no-pace",

@@ -218,13 +218,13 @@ class Doors:
 
     def put(self, lock_id: str, cause: Cause = "person") -> None:
         """A person puts goods in, through the open door."""
-        self._goods(lock_id, True, cause)
+        self.set_goods(lock_id, True, cause)
 
     def take(self, lock_id: str, cause: Cause = "person") -> None:
         """A person takes the goods out, through the open door."""
-        self._goods(lock_id, False, cause)
+        self.set_goods(lock_id, False, cause)
 
-    def _goods(self, lock_id: str, inside: bool, cause: Cause) -> None:
+    def set_goods(self, lock_id: str, inside: bool, cause: Cause = "person") -> None:
         lock = self.lock(lock_id)
         if lock.goods == inside:
             return
@@ -314,11 +314,15 @@ class Person:
     """The people in front of the locker: optionally close every opened door after a while.
 
     auto_close_s=None leaves doors open until a test or the control API closes them. Forced doors
-    are closed too (the vandal or the technician pushes it back).
+    are closed too (the vandal or the technician pushes it back). In the compartments of
+    `moves_goods` (those an item sensor watches) the person also does what people at a door do
+    before closing it: puts goods into an empty one (a courier loading), takes them out of a full
+    one (a customer's pickup, a courier taking back).
     """
 
     doors: Doors
     auto_close_s: float | None = None
+    moves_goods: frozenset[str] = frozenset()
     _pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -342,6 +346,9 @@ class Person:
 
     def _close(self, lock_id: str) -> None:
         self._pending.pop(lock_id, None)
+        if lock_id in self.moves_goods:
+            lock = self.doors.lock(lock_id)
+            self.doors.set_goods(lock_id, not lock.goods, "auto")
         self.doors.close(lock_id, cause="auto")
 
     async def script(self, steps: Iterable[tuple[float, str, str]]) -> None:
