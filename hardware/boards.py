@@ -215,17 +215,19 @@ class BoardLockDriver:
         board = self.boards[request.board]
         states: dict[str, DoorSense] = {}
         reported = True
+        # the goods before the doors: a bag put in and its door shut between two polls is seen
+        # as a loaded compartment closing, never as an empty one
+        if board.item_sensor:
+            for channel, occupied in self.codec.decode_items(request, reply, board).items():
+                compartment_id = self.by_lock.get((request.board, channel))
+                if compartment_id in self.sensing:
+                    reported = self._set_item(compartment_id, occupied) and reported
         for channel, closed in self.codec.decode_doors(request, reply, board).items():
             compartment_id = self.by_lock.get((request.board, channel))
             if compartment_id is not None:
                 sense = DoorSense.CLOSED if closed else DoorSense.OPEN
                 states[compartment_id] = sense
                 reported = self._set(compartment_id, sense) and reported
-        if board.item_sensor:
-            for channel, occupied in self.codec.decode_items(request, reply, board).items():
-                compartment_id = self.by_lock.get((request.board, channel))
-                if compartment_id in self.sensing:
-                    reported = self._set_item(compartment_id, occupied) and reported
         if reported:
             self._seen[request.frame] = reply
         else:  # the listener failed on a change: the next poll must decode it again

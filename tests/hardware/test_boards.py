@@ -24,12 +24,15 @@ class Listener:
     offline: list[str] = field(default_factory=list)
     online: list[str] = field(default_factory=list)
     items: list[tuple[str, bool]] = field(default_factory=list)
+    told: list[str] = field(default_factory=list)  # doors and items, in the order told
 
     def door_sensed(self, compartment_id: str, sense: DoorSense) -> None:
         self.doors.append((compartment_id, sense))
+        self.told.append(f"door {compartment_id}")
 
     def item_sensed(self, compartment_id: str, occupied: bool) -> None:
         self.items.append((compartment_id, occupied))
+        self.told.append(f"item {compartment_id}")
 
     def board_offline(self, board: str, reason: str) -> None:
         self.offline.append(board)
@@ -126,6 +129,11 @@ async def test_kerong_item_bits_are_reported_first_then_on_change_for_sensing_bo
         await asyncio.sleep(0.1)
         assert listener.items[2:] == [("S1", True), ("S2", False)]
         assert listener.doors == []  # the doors did not move
+        # goods and a door that both changed between two polls: the goods are told first
+        fake.boards[0].items = {1, 2}
+        fake.boards[0].closed.discard(2)
+        await _until(lambda: len(listener.items) == 5 and listener.doors)
+        assert listener.told[-2:] == ["item S2", "door S2"]
     finally:
         await driver.stop()
         fake.close()
