@@ -83,6 +83,9 @@ class _Quiet:
     def door_sensed(self, compartment_id: str, sense: DoorSense) -> None:
         pass
 
+    def item_sensed(self, compartment_id: str, occupied: bool) -> None:
+        pass
+
     def board_offline(self, board: str, reason: str) -> None:
         pass
 

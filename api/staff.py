@@ -100,7 +100,8 @@ def progress_json(config: LockerConfig, progress: Progress) -> dict[str, Any]:
         c = config.compartment(door.compartment_id)
         doors.append({"compartment": c.id, "zone": c.zone.value, "column": c.column,
                       "level": c.level, "step": door.step, "replaces": door.replaces,
-                      "moved_to": list(door.moved_to), "may_open": door.may_open})
+                      "moved_to": list(door.moved_to), "may_open": door.may_open,
+                      "empty": door.empty})
     return {"order": progress.order_id, "state": progress.state, "phase": progress.phase,
             "result": progress.result, "doors": doors, "unplaced": progress.unplaced,
             "held_zones": progress.held_zones}
@@ -144,6 +145,13 @@ async def courier_reclaim(request: web.Request) -> web.Response:
         session.actor, request.match_info["order"]))
 
 
+async def courier_take_back(request: web.Request) -> web.Response:
+    """Open a compartment holding goods nobody expects (left behind, forgotten)."""
+    session = staff_session(request)
+    return doors_answer(await request.app[LOCKER].courier.take_back(
+        session.actor, request.match_info["compartment"]))
+
+
 async def technician_compartments(request: web.Request) -> web.Response:
     """Every compartment's state for the technician's drawing of the bank."""
     staff_session(request, technician=True, touch=False)
@@ -168,6 +176,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/courier/orders/{order}/load", courier_load)
     app.router.add_post("/api/courier/orders/{order}/open", courier_open)
     app.router.add_post("/api/courier/orders/{order}/reclaim", courier_reclaim)
+    app.router.add_post("/api/courier/compartments/{compartment}/take_back", courier_take_back)
     app.router.add_get("/api/technician/compartments", technician_compartments)
     app.router.add_post("/api/technician/compartments/{compartment}/open", technician_open)
     app.router.add_post("/api/technician/compartments/{compartment}/service", technician_service)

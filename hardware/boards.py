@@ -58,6 +58,8 @@ class BoardLockDriver:
                 self.wiring[compartment.id] = lock
                 self.by_lock[lock] = compartment.id
         self.doors: dict[str, DoorSense] = dict.fromkeys(self.wiring, DoorSense.UNKNOWN)
+        self.sensing = {c.id for c in compartments if c.item_sensor and c.id in self.wiring}
+        self.items: dict[str, bool] = {}  # compartment -> occupied, as last reported
         self._listener: HardwareListener | None = None
         self._reporting = False  # becomes True after the first full read
         self._poll_task: asyncio.Task[None] | None = None
@@ -213,6 +215,13 @@ class BoardLockDriver:
         board = self.boards[request.board]
         states: dict[str, DoorSense] = {}
         reported = True
+        # the goods before the doors: a bag put in and its door shut between two polls is seen
+        # as a loaded compartment closing, never as an empty one
+        if board.item_sensor:
+            for channel, occupied in self.codec.decode_items(request, reply, board).items():
+                compartment_id = self.by_lock.get((request.board, channel))
+                if compartment_id in self.sensing:
+                    reported = self._set_item(compartment_id, occupied) and reported
         for channel, closed in self.codec.decode_doors(request, reply, board).items():
             compartment_id = self.by_lock.get((request.board, channel))
             if compartment_id is not None:
@@ -236,6 +245,17 @@ class BoardLockDriver:
                 log.exception("the listener failed on door %s -> %s", compartment_id, sense)
                 return False
         self.doors[compartment_id] = sense
+        return True
+
+    def _set_item(self, compartment_id: str, occupied: bool) -> bool:
+        """Take one item reading; the first one is reported too (items have no reconcile pass)."""
+        if self.items.get(compartment_id) != occupied and self._listener is not None:
+            try:
+                self._listener.item_sensed(compartment_id, occupied)
+            except Exception:
+                log.exception("the listener failed on item %s -> %s", compartment_id, occupied)
+                return False
+        self.items[compartment_id] = occupied
         return True
 
     async def _poll_forever(self) -> None:

@@ -77,6 +77,10 @@ class _Door:
     candidate: DoorSense = DoorSense.UNKNOWN  # what the input reads now
     candidate_since: float = 0.0  # since when it has read that
     last_edge: float = float("-inf")  # when an edge was last seen (written by the pin's thread)
+    item: DigitalInputDevice | None = None  # its item sensor (item_pin), if it has one
+    item_reported: bool | None = None  # occupied, as the listener was last told
+    item_candidate: bool | None = None
+    item_since: float = 0.0
 
 
 class GpioLockDriver:
@@ -148,6 +152,8 @@ class GpioLockDriver:
             door.candidate_since = now
         self._listener = listener
         self._offline = False
+        for door in self._doors.values():
+            self._sample_item(door, now, first=True)
         self._poll_task = asyncio.create_task(self._poll(), name="gpio door poll")
         log.info("GPIO driver started: %d compartment(s)", len(self._doors))
 
@@ -242,6 +248,14 @@ class GpioLockDriver:
 
         door.reed.when_activated = edge
         door.reed.when_deactivated = edge
+        item_pin = wiring.item_pin
+        if item_pin is not None:
+            # an item sensor's switch to ground with the pull-up: something inside reads LOW
+            door.item = self._claim_pin(
+                door, item_pin, "item sensor",
+                lambda: DigitalInputDevice(item_pin, pull_up=True, bounce_time=None,
+                                           pin_factory=self._factory),
+            )
 
     @staticmethod
     def _claim_pin(door: _Door, pin: int, what: str, make: Callable[[], _D]) -> _D:
@@ -263,11 +277,14 @@ class GpioLockDriver:
                 door.pulse_number += 1  # any pending watchdog now belongs to no pulse
                 relay, door.relay = door.relay, None
                 reed, door.reed = door.reed, None
+                item, door.item = door.item, None
                 if relay is not None:
                     self._switch_off(relay, door)
                     self._close(relay, door, door.wiring.lock_pin)
                 if reed is not None:
                     self._close(reed, door, door.wiring.door_pin)
+                if item is not None and door.wiring.item_pin is not None:
+                    self._close(item, door, door.wiring.item_pin)
 
     @staticmethod
     def _close(device: OutputDevice | DigitalInputDevice, door: _Door, pin: int) -> None:
@@ -407,8 +424,34 @@ class GpioLockDriver:
             self._offline = False
             log.info("GPIO doors can be read again")
             listener.board_online(BANK)
+        for door in self._doors.values():
+            self._sample_item(door, now)
         for compartment_id, sense in changes:
             try:
                 listener.door_sensed(compartment_id, sense)
             except Exception:  # one listener bug must not swallow the other doors' changes
                 log.exception("listener failed on door %s %s", compartment_id, sense.value)
+
+    def _sample_item(self, door: _Door, now: float, first: bool = False) -> None:
+        """Read a compartment's item sensor; its first reading is reported at once, a change
+        once stable for debounce_ms (a bag put in bounces like a door)."""
+        item, listener = door.item, self._listener
+        if item is None or listener is None:
+            return
+        try:
+            occupied = bool(item.is_active)
+        except Exception:
+            log.warning("compartment %s: cannot read its item sensor", door.compartment_id,
+                        exc_info=True)
+            return
+        if occupied != door.item_candidate:
+            door.item_candidate, door.item_since = occupied, now
+        if occupied == door.item_reported or not (first or now - door.item_since
+                                                  >= self.debounce_s):
+            return
+        try:
+            listener.item_sensed(door.compartment_id, occupied)
+        except Exception:  # not remembered: the next sample reports it again
+            log.exception("listener failed on item %s", door.compartment_id)
+            return
+        door.item_reported = occupied

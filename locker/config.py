@@ -7,6 +7,7 @@ a compartment on a board that is not declared. It never does I/O beyond reading 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import math
@@ -51,6 +52,8 @@ class BoardConfig:
     channels: int = 16
     # which bit value means "door closed": sources disagree, installations differ
     door_closed_when: Literal["bit_set", "bit_clear"] = "bit_set"
+    # the board also reports whether each compartment holds something (Kerong's infrared bits)
+    item_sensor: bool = False
 
     @property
     def name(self) -> str:
@@ -98,6 +101,7 @@ class BoardWiring:
 class GpioWiring:
     lock_pin: int
     door_pin: int
+    item_pin: int | None = None  # an item-presence sensor, if the compartment has one
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ class CompartmentConfig:
     wiring: BoardWiring | GpioWiring
     column: int = 1
     level: int = 1  # 1 is the bottom row, reachable from a wheelchair
+    # it says whether it holds something (its board's item bits or its item_pin): set from the
+    # wiring once the boards are known
+    item_sensor: bool = False
 
     @property
     def location(self) -> str:
@@ -482,6 +489,7 @@ def _board(table: _Table) -> BoardConfig:
         door_closed_when="bit_clear" if table.choice(
             "door_closed_when", ("bit_set", "bit_clear"), "bit_set"
         ) == "bit_clear" else "bit_set",
+        item_sensor=table.flag("item_sensor", False),
     )
     table.done()
     return board
@@ -508,6 +516,11 @@ def _bus(table: _Table) -> BusConfig:
             raise ConfigError(
                 f"{where}.address: protocol {protocol} addresses boards {lowest}-{highest},"
                 f" not {board.address}"
+            )
+        if board.item_sensor and protocol != "kerong":
+            raise ConfigError(
+                f"{where}.item_sensor: protocol {protocol} boards report no item presence"
+                " (only kerong's infrared bits do); remove item_sensor"
             )
         if board.channels > most_channels:
             raise ConfigError(
@@ -537,11 +550,16 @@ def _compartment(table: _Table) -> CompartmentConfig:
                              table.integer("channel", lo=1, hi=50))
     elif "lock_pin" in table.data or "door_pin" in table.data:
         wiring = GpioWiring(table.integer("lock_pin", lo=0, hi=27),
-                            table.integer("door_pin", lo=0, hi=27))
+                            table.integer("door_pin", lo=0, hi=27),
+                            table.integer("item_pin", lo=0, hi=27)
+                            if "item_pin" in table.data else None)
     else:
         raise ConfigError(
             f"{table.file}: {table.where}: give either board + channel or lock_pin + door_pin"
         )
+    if "item_pin" in table.data and isinstance(wiring, BoardWiring):
+        raise table.error("item_pin", "a compartment on a board gets its item sensor from the"
+                          " board: set item_sensor = true on its [[bus.boards]] instead")
     if "board" in table.data and ("lock_pin" in table.data or "door_pin" in table.data):
         raise table.error("lock_pin", "a compartment is wired to a board or to GPIO, not both")
     compartment_id = table.text("id")
@@ -555,6 +573,7 @@ def _compartment(table: _Table) -> CompartmentConfig:
         wiring=wiring,
         column=table.integer("column", 1, lo=1, hi=99),
         level=table.integer("level", 1, lo=1, hi=20),
+        item_sensor=isinstance(wiring, GpioWiring) and wiring.item_pin is not None,
     )
     table.done()
     return compartment
@@ -597,7 +616,9 @@ def _check_wiring(file: Path, compartments: list[CompartmentConfig], bus: BusCon
         else:
             if gpio is None:
                 raise ConfigError(f"{where}: wired to GPIO pins but there is no [gpio] table")
-            for pin in (c.wiring.lock_pin, c.wiring.door_pin):
+            for pin in (c.wiring.lock_pin, c.wiring.door_pin, c.wiring.item_pin):
+                if pin is None:
+                    continue
                 if pin in pins:
                     raise ConfigError(
                         f"{where}: GPIO pin {pin} already used by compartment {pins[pin]}"
@@ -882,6 +903,12 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
     if not compartments:
         raise layout.error("compartments", "declare at least one compartment")
     _check_wiring(file, compartments, bus, gpio)
+    if bus is not None:
+        sensing = {b.address for b in bus.boards if b.item_sensor}
+        compartments = [
+            dataclasses.replace(c, item_sensor=True)
+            if isinstance(c.wiring, BoardWiring) and c.wiring.board in sensing else c
+            for c in compartments]
 
     codes_t = root.table("codes")
     codes = CodePolicy()

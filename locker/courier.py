@@ -56,6 +56,7 @@ class DoorStep:
     replaces: str | None = None  # this compartment holds the bags of one that jammed
     moved_to: tuple[str, ...] = ()  # a jammed compartment: where its bags went
     may_open: bool = False  # the courier may ask for this door (again) now
+    empty: bool = False  # closed, but its item sensor reads empty: the bag is not in
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,12 @@ class CourierService:
                 f" WHERE o.state IN ({', '.join('?' * len(RECLAIMABLE))}) GROUP BY o.id"
                 " ORDER BY o.window_end", tuple(s.value for s in RECLAIMABLE))
         ]
-        return {"to_load": to_load, "to_reclaim": to_reclaim}
+        # goods nobody expects (left behind, forgotten): a courier opens and empties them
+        opening = {r["id"] for r in read.all(
+            "SELECT id FROM compartments WHERE door IN ('unlocking', 'open')")}
+        goods = [{"compartment": cid, "under_way": cid in opening}
+                 for cid in compartment_life.with_unexpected_goods(read)]
+        return {"to_load": to_load, "to_reclaim": to_reclaim, "goods_to_take_back": goods}
 
     def progress(self, order_id: str) -> Progress:
         """Door by door, how the order's loading or taking back goes (Refused: no such order)."""
@@ -138,6 +144,7 @@ class CourierService:
         held = records.links(read, order_id, held_only=state is not OrderState.COLLECTED)
         loading = state in (OrderState.RECEIVED, OrderState.ALLOCATED)
         doors: list[DoorStep] = []
+        empty = set(order_life.reads_empty_now(read, order_id)) if loading else set()
         for link in held:
             cid = link.compartment_id
             if not loading:
@@ -150,7 +157,8 @@ class CourierService:
                 auth = records.latest_authorisation(read, cid, order_id)
                 step = "waiting" if auth is None else _NOT_OPEN_YET[auth.state]
             doors.append(DoorStep(cid, step, link.replaces, may_open=(
-                state is OrderState.ALLOCATED and step in ("waiting", "did_not_unlock"))))
+                state is OrderState.ALLOCATED and (step in ("waiting", "did_not_unlock")
+                                                   or cid in empty)), empty=cid in empty))
         linked = {link.compartment_id for link in held}
         for jam in read.all(
                 "SELECT DISTINCT compartment_id FROM authorisations WHERE order_id = ?"
@@ -265,13 +273,28 @@ class CourierService:
             order = order_life.get(tx, order_id)
             if order.state is not OrderState.ALLOCATED:
                 raise Refused("not_loading", f"order {order_id} is not being loaded")
-            if compartment_id not in order_life.waiting_doors(tx, order_id):
+            if compartment_id not in order_life.waiting_doors(tx, order_id) and (
+                    not order_life.reopen_for_loading(tx, order_id, compartment_id)):
                 raise Refused("not_this_order", f"compartment {compartment_id} is not waiting"
                               f" for order {order_id}")
             order_life.refuse_unreachable([compartment_id], self.driver.reachable)
             door = door_life.authorise(tx, self.config, compartment_id, order_id, actor, "load")
         opened, failed = await pulse(self.store, self.driver, self.clock, [door])
         return DoorsResult(order_id, [compartment_id], opened, failed)
+
+    async def take_back(self, actor: str, compartment_id: str) -> DoorsResult:
+        """Open a compartment holding goods nobody expects; its alarm clears once it reads
+        empty."""
+        with self.store.transaction(self.clock.now()) as tx:
+            deadline.check(self.clock)
+            if compartment_id not in compartment_life.with_unexpected_goods(tx):
+                raise Refused("nothing_to_take_back", f"compartment {compartment_id} holds no"
+                              " goods to take back")
+            order_life.refuse_unreachable([compartment_id], self.driver.reachable)
+            door = door_life.authorise(tx, self.config, compartment_id, None, actor,
+                                       "take_back")
+        opened, failed = await pulse(self.store, self.driver, self.clock, [door])
+        return DoorsResult(None, [compartment_id], opened, failed)
 
     async def reclaim(self, actor: str, order_id: str) -> DoorsResult:
         """Open every door of an expired order; the compartments are freed once closed."""

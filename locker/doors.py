@@ -77,6 +77,20 @@ class DoorMonitor:
                         sense.value, exc)
             self._wait(fact)
 
+    def item_sensed(self, compartment_id: str, occupied: bool) -> None:
+        """Goods went in or out. Raises StoreError if the store cannot write it: the driver then
+        reports the reading again at its next poll."""
+        with self.store.transaction(self.clock.now()) as tx:
+            if records.compartment(tx, compartment_id) is None:
+                log.error("a driver reported unknown compartment %r", compartment_id)
+                return
+            if not compartment_life.sense_item(tx, compartment_id, occupied):
+                return
+            row = compartment_life.get(tx, compartment_id)
+            if row.order_id is not None:  # a loading waiting for its goods, say
+                order_life.settle(tx, self.config, row.order_id)
+            compartment_life.check_goods(tx, self.config, compartment_id)
+
     def flush_waiting(self) -> None:
         """The store writes again: what the doors did meanwhile is recorded, in order, each at
         the time it happened. Stops at the first fact that still cannot be written."""
@@ -212,6 +226,8 @@ class DoorMonitor:
                 compartment_life.door_works_again(tx, compartment_id)
         for touched_id in touched:
             order_life.settle(tx, self.config, touched_id)
+        if sense is DoorSense.CLOSED:  # goods left behind show once the door is shut
+            compartment_life.check_goods(tx, self.config, compartment_id)
 
     def _settle_all(self, tx: Tx) -> None:
         for order_id in order_life.under_way(tx, loading=True):

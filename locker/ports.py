@@ -20,6 +20,10 @@ class HardwareListener(Protocol):
     def door_sensed(self, compartment_id: str, sense: DoorSense) -> None:
         """A door's sensor changed (only changes are reported, after the first full read)."""
 
+    def item_sensed(self, compartment_id: str, occupied: bool) -> None:
+        """A compartment with an item sensor reads occupied or empty: its first reading, then
+        each change. Never called for a compartment without a sensor."""
+
     def board_offline(self, board: str, reason: str) -> None:
         """A board (or GPIO bank) stopped answering; its doors read UNKNOWN until it returns."""
 

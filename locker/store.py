@@ -244,6 +244,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE alarms ADD COLUMN acked_by TEXT",
         "ALTER TABLE alarms ADD COLUMN ack_note TEXT",
     ),
+    (
+        # what a compartment's item sensor reads: NULL = no sensor, 0 empty, 1 occupied
+        # (written only when it changes); and when a loaded compartment was first seen empty
+        # (order.loaded_empty is said once)
+        "ALTER TABLE compartments ADD COLUMN item INTEGER",
+        "ALTER TABLE order_compartments ADD COLUMN empty_at REAL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -101,6 +101,13 @@ class SimBoard:
         bit_set_means_closed = self.config.door_closed_when == "bit_set"
         return 1 if closed == bit_set_means_closed else 0
 
+    def item_bit(self, channel: int) -> int:
+        """The infrared "item present" bit: 1 when goods are inside, 0 without a sensor."""
+        if not self.config.item_sensor or not 1 <= channel <= self.channels:
+            return 0
+        lock = self.doors.at(self.address, channel)
+        return 1 if lock is not None and lock.goods else 0
+
     def set_pulse_ms(self, ms: int) -> None:
         for channel in range(1, self.channels + 1):
             lock_id = self._lock_id(channel)
@@ -134,7 +141,9 @@ class SimulatedBoards:
         self.bus = config.bus
         self.protocol = PROTOCOLS[self.bus.protocol]
         self.doors = Doors.from_config(config, spring=spring)
-        self.person = Person(self.doors, auto_close_s)
+        sensing = {b.address for b in self.bus.boards if b.item_sensor}
+        self.person = Person(self.doors, auto_close_s, frozenset(
+            lock.id for lock in self.doors.locks.values() if lock.board in sensing))
         self.boards = {b.address: SimBoard(b, self.doors) for b in self.bus.boards}
         self.pace = pace
         self.link = link
@@ -251,6 +260,14 @@ class SimulatedBoards:
         """A person pulls the door (works only while its latch is released)."""
         self.doors.open(lock_id)
 
+    def put(self, lock_id: str) -> None:
+        """A person puts goods in (the door must be open)."""
+        self.doors.put(lock_id)
+
+    def take(self, lock_id: str) -> None:
+        """A person takes the goods out (the door must be open)."""
+        self.doors.take(lock_id)
+
     # ---- reading the records -------------------------------------------------------------------
 
     def received(self, command: str | None = None) -> list[FrameRecord]:
@@ -273,6 +290,7 @@ class SimulatedBoards:
                     "silent": b.silent,
                     "channels": b.channels,
                     "door_closed_when": b.config.door_closed_when,
+                    "item_sensor": b.config.item_sensor,
                 }
                 for a, b in self.boards.items()
             },

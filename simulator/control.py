@@ -9,13 +9,17 @@ daemon is killed, as a real locker's would. The API listens on 127.0.0.1 only:
     GET  /history[?doors_since=N&frames_since=M] door changes and line frames from those
                                                  sequence numbers; answers the next ones too
     POST /compartments/{id}/{action}             open close jam unjam force fault unfault
+                                                 put take (goods in / out, through an open
+                                                 door; 409 while it is shut)
     POST /boards/{address}/{silent|answer}
     POST /noise      {"bytes": n}                n random bytes toward the daemon
     POST /corrupt    {"replies": n}              spoil the next n replies
     POST /lose-unlock-replies {"unlocks": n, "replies": m}
                                                  the next n unlocks pulse, and the board's next
                                                  m replies after each are lost
-    POST /auto-close {"seconds": s | null}
+    POST /auto-close {"seconds": s | null}       the person closes opened doors after s; on
+                                                 item_sensor boards they put goods into an
+                                                 empty compartment, or take them out, first
 
 `ControlClient` calls it from tests and the demo; `spawn()` starts the process and reads its
 port. This module must NEVER import anything from hardware/.
@@ -108,6 +112,8 @@ async def post_compartment(request: web.Request) -> web.Response:
         "force": boards.force,
         "fault": lambda c: boards.lock_fault(c, True),
         "unfault": lambda c: boards.lock_fault(c, False),
+        "put": boards.put,
+        "take": boards.take,
     }
     if action not in actions:
         return _problem(404, f"no action {action!r}; use one of {', '.join(actions)}")
@@ -200,7 +206,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         metavar="S",
-        help="close every opened door after S seconds",
+        help="close every opened door after S seconds (on a board with item_sensor, putting"
+        " goods into an empty compartment or taking them out of a full one first)",
     )
     parser.add_argument(
         "--no-pace",
@@ -307,6 +314,14 @@ class ControlClient:
 
     async def force(self, lock_id: str) -> dict[str, Any]:
         return await self._door(lock_id, "force")
+
+    async def put(self, lock_id: str) -> dict[str, Any]:
+        """Goods in, through the open door."""
+        return await self._door(lock_id, "put")
+
+    async def take(self, lock_id: str) -> dict[str, Any]:
+        """Goods out, through the open door."""
+        return await self._door(lock_id, "take")
 
     async def lock_fault(self, lock_id: str, fault: bool = True) -> dict[str, Any]:
         return await self._door(lock_id, "fault" if fault else "unfault")

@@ -1,10 +1,12 @@
-"""The physical world behind the lock boards: each compartment's latch and door, and people.
+"""The physical world behind the lock boards: each compartment's latch, door, goods, and people.
 
 An unlock pulses the latch for the board's pulse time; a spring-loaded door pops open unless it
 is jammed (the board still acknowledged: the latch did pulse); a forced door opens with the latch
 engaged; a door closes when a person closes it and the latch catches it again. Every change is
 recorded with a `time.monotonic_ns` timestamp, like gpiozero's mock pins keep a state history,
-so tests assert "door A01 opened at t and closed at t2", not "a method was called".
+so tests assert "door A01 opened at t and closed at t2", not "a method was called". Goods are
+put in and taken out by a person through an open door (an item sensor, where the board has one,
+reads them).
 
 It knows nothing of frames or protocols, and must NEVER import anything from hardware/.
 """
@@ -21,7 +23,7 @@ from typing import Any, Literal
 from locker.config import BoardWiring, LockerConfig
 from simulator.protocols import UnlockResult
 
-What = Literal["unlock", "latch", "door", "jam", "fault", "pulse"]
+What = Literal["unlock", "latch", "door", "jam", "fault", "pulse", "goods"]
 Cause = Literal["board", "person", "auto", "force", "injected", "pulse_end"]
 
 
@@ -31,7 +33,7 @@ class Change:
 
     what/state pairs: unlock -> ok|fault|cooldown (a command reached the latch driver);
     latch -> released|engaged; door -> open|closed; jam -> on|off; fault -> on|off;
-    pulse -> the new pulse length in ms.
+    pulse -> the new pulse length in ms; goods -> in|out.
     """
 
     t_ns: int
@@ -57,6 +59,7 @@ class Lock:
     jammed: bool = False
     lock_fault: bool = False
     forced: bool = False  # the current opening happened with the latch engaged
+    goods: bool = False  # something is inside
 
     @property
     def latch_engaged(self) -> bool:
@@ -73,6 +76,7 @@ class Lock:
             "lock_fault": self.lock_fault,
             "forced": self.forced,
             "pulse_ms": self.pulse_ms,
+            "goods": self.goods,
         }
 
 
@@ -212,6 +216,24 @@ class Doors:
         lock.door_open, lock.forced = False, False
         self._record(self.now_ns(), lock, "door", "closed", cause)
 
+    def put(self, lock_id: str, cause: Cause = "person") -> None:
+        """A person puts goods in, through the open door."""
+        self.set_goods(lock_id, True, cause)
+
+    def take(self, lock_id: str, cause: Cause = "person") -> None:
+        """A person takes the goods out, through the open door."""
+        self.set_goods(lock_id, False, cause)
+
+    def set_goods(self, lock_id: str, inside: bool, cause: Cause = "person") -> None:
+        lock = self.lock(lock_id)
+        if lock.goods == inside:
+            return
+        if not lock.door_open:
+            raise DoorRefused(f"{lock_id}: the door is shut; goods go in and out through an"
+                              " open door")
+        lock.goods = inside
+        self._record(self.now_ns(), lock, "goods", "in" if inside else "out", cause)
+
     def force(self, lock_id: str) -> None:
         """Someone breaks the door open: it opens with the latch still engaged."""
         lock = self.lock(lock_id)
@@ -292,11 +314,15 @@ class Person:
     """The people in front of the locker: optionally close every opened door after a while.
 
     auto_close_s=None leaves doors open until a test or the control API closes them. Forced doors
-    are closed too (the vandal or the technician pushes it back).
+    are closed too (the vandal or the technician pushes it back). In the compartments of
+    `moves_goods` (those an item sensor watches) the person also does what people at a door do
+    before closing it: puts goods into an empty one (a courier loading), takes them out of a full
+    one (a customer's pickup, a courier taking back).
     """
 
     doors: Doors
     auto_close_s: float | None = None
+    moves_goods: frozenset[str] = frozenset()
     _pending: dict[str, asyncio.TimerHandle] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -320,6 +346,9 @@ class Person:
 
     def _close(self, lock_id: str) -> None:
         self._pending.pop(lock_id, None)
+        if lock_id in self.moves_goods:
+            lock = self.doors.lock(lock_id)
+            self.doors.set_goods(lock_id, not lock.goods, "auto")
         self.doors.close(lock_id, cause="auto")
 
     async def script(self, steps: Iterable[tuple[float, str, str]]) -> None:

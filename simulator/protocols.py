@@ -40,6 +40,10 @@ class BoardSide(Protocol):
         """The sensor bit for a channel with the board's polarity applied (0 if not fitted)."""
         ...
 
+    def item_bit(self, channel: int) -> int:
+        """K's infrared bit: 1 when goods are inside (0 where no item sensor is fitted)."""
+        ...
+
     def set_pulse_ms(self, ms: int) -> None: ...
 
     def unlock_all(self) -> None: ...
@@ -171,8 +175,10 @@ def kerong_status_reply(addr: int, d1: int, d2: int, d3: int = 0, d4: int = 0) -
 def kerong_status_of(board: BoardSide, addr: int) -> bytes:
     d1 = sum(board.closed_bit(ch) << (ch - 1) for ch in range(1, 9))
     d2 = sum(board.closed_bit(ch) << (ch - 9) for ch in range(9, 17))
-    # D3/D4 are the infrared item-present bits; we fit no infrared sensors
-    return kerong_status_reply(addr, d1, d2)
+    # D3/D4: the infrared item-present bits, same order (0 on a board without the sensors)
+    d3 = sum(board.item_bit(ch) << (ch - 1) for ch in range(1, 9))
+    d4 = sum(board.item_bit(ch) << (ch - 9) for ch in range(9, 17))
+    return kerong_status_reply(addr, d1, d2, d3, d4)
 
 
 def kerong_answer(request: Request, board: BoardSide) -> bytes | None:

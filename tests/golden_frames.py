@@ -10,7 +10,8 @@ and the simulator's own parser can be tested against the same bytes. Each entry:
 - reply: hex of what the board answers, or None when the board answers nothing (K's unlock) or no
   source shows the reply
 - expect: what a reader of the reply must conclude: {"ack": "ok" | "refused"} for an unlock reply,
-  {"closed": {channel: bool}} for a status reply read with `polarity`
+  {"closed": {channel: bool}} for a status reply read with `polarity`, and for K's status reply
+  {"items": {channel: bool}} too: what the infrared item bits (D3, D4) say is inside
 - polarity: the BoardConfig.door_closed_when the "closed" expectation assumes
 - source: the repository and path (or document) the bytes come from; "constructed" means the layout
   is from that source but these exact bytes were computed, not captured
@@ -45,7 +46,8 @@ GOLDEN_FRAMES: list[dict[str, Any]] = [
         "description": "status of board 0, every latch bit set (all closed with bit_set)",
         "board": 0, "channel": None,
         "request": "02 00 30 03 35", "reply": "02 00 35 FF FF 00 00 03 38",
-        "expect": {"closed": {ch: True for ch in range(1, 17)}},
+        "expect": {"closed": {ch: True for ch in range(1, 17)},
+                   "items": {ch: False for ch in range(1, 17)}},
         "polarity": "bit_set",
         "source": "request: lockboard-protocol.md, suryavirkapur/kerong-lib get_state();"
                   " reply constructed from kerong-lib get_state() (STX, ADDR, 0x35, D1-D4, ETX,"
@@ -66,9 +68,22 @@ GOLDEN_FRAMES: list[dict[str, Any]] = [
                        " every latch bit clear = every lock closed; infrared bit 1 set",
         "board": 2, "channel": None,
         "request": "02 20 30 03 55", "reply": "02 20 35 00 00 01 00 03 5B",
-        "expect": {"closed": {ch: True for ch in range(1, 17)}},
+        "expect": {"closed": {ch: True for ch in range(1, 17)},
+                   "items": {1: True, **{ch: False for ch in range(2, 17)}}},
         "polarity": "bit_clear",
         "source": "constructed; polarity of suryavirkapur/kerong-lib BoardState::is_locked",
+    },
+    {
+        "protocol": "kerong",
+        "description": "status of board 3: every lock closed; items in locks 2 and 9 (D3 = 02,"
+                       " D4 = 01), the others empty",
+        "board": 3, "channel": None,
+        "request": "02 30 30 03 65", "reply": "02 30 35 FF FF 02 01 03 6B",
+        "expect": {"closed": {ch: True for ch in range(1, 17)},
+                   "items": {ch: ch in (2, 9) for ch in range(1, 17)}},
+        "polarity": "bit_set",
+        "source": "constructed from suryavirkapur/kerong-lib get_state() (ir_1_8 = byte 5,"
+                  " ir_9_16 = byte 6) and julio-alv/lkaas-kerong INFRARED_INDEX = 5",
     },
     {
         "protocol": "kerong",

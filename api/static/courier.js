@@ -2,7 +2,9 @@
 // (several at once: a trolley holds more than one order) with each door's outcome live, in words
 // and on the bank's drawing: opened, closed, did not unlock, jammed ("A1 jammed: use A2" when
 // the locker gave its bags another compartment). An order being loaded here leaves the list
-// while it is; one being loaded at another screen stays in it with its buttons off.
+// while it is; one being loaded at another screen stays in it with its buttons off. Where item
+// sensors are fitted, a door shut on nothing says "F12 reads empty: put the bag in" with a button
+// to open it again, and goods nobody expects (left behind, forgotten) are listed to take out.
 "use strict";
 const t = Staff.t, $ = (id) => document.getElementById(id);
 const POLL_MS = 600, LIST_MS = 4000;
@@ -64,6 +66,19 @@ function renderLists() {
     tr.append(td);
     reclaim.append(tr);
   }
+  const goods = $("goods");
+  goods.textContent = "";
+  for (const g of lists.goods_to_take_back || []) {
+    const tr = el("tr", {"data-compartment": g.compartment});
+    tr.append(el("td", {}, t("goods_line", {c: g.compartment})));
+    const td = el("td", {class: "actions"});
+    td.append(button(t("goods_out"), () => takeOut(g.compartment),
+                     {...(g.under_way ? {disabled: ""} : {}),
+                      "aria-label": t("goods_out_label", {c: g.compartment})}));
+    tr.append(td);
+    goods.append(tr);
+  }
+  $("goods-section").hidden = !(lists.goods_to_take_back || []).length;
   $("to-load-empty").hidden = toLoad.length > 0;
   $("to-reclaim-empty").hidden = toReclaim.length > 0;
 }
@@ -81,6 +96,12 @@ async function reclaimOrder(order) {
   if (!ok) { if (message) say(message); refreshLists(); return; }
   say("", true);
   watch(order);
+}
+async function takeOut(compartment) {
+  const {ok, message} = await Staff.call("POST", `/api/courier/compartments/${compartment}/take_back`,
+                                           undefined, {compartment});
+  if (!ok) { if (message) say(message); } else say(t("goods_out_open", {c: compartment}), true);
+  refreshLists();
 }
 async function openDoor(order, compartment) {
   const {ok, message} = await Staff.call("POST", `/api/courier/orders/${order}/open`, {compartment},
@@ -123,6 +144,7 @@ function jamWords(door, p) {
   return t(`steps.${p.phase}.jammed`, {c: door.compartment});
 }
 function doorWords(door, p) {
+  if (door.empty) return t("steps.load.empty", {c: door.compartment});
   return door.step === "jammed" ? jamWords(door, p) : t(`steps.${p.phase}.${door.step}`, {c: door.compartment});
 }
 function renderPanel(order) {
@@ -134,6 +156,7 @@ function renderPanel(order) {
                   t(p.phase === "load" ? "loading_title" : "reclaim_title", {order})));
   const notes = el("div", {class: "notes", role: "status"});
   for (const d of p.doors.filter((d) => d.step === "jammed")) notes.append(el("p", {class: "bad"}, jamWords(d, p)));
+  for (const d of p.doors.filter((d) => d.empty)) notes.append(el("p", {class: "bad"}, doorWords(d, p)));
   panel.append(notes);
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("class", "bank");
@@ -142,12 +165,15 @@ function renderPanel(order) {
   panel.append(svg);
   const rows = el("tbody", {class: "doors"});
   for (const d of p.doors) {
-    const tr = el("tr", {"data-id": d.compartment, "data-step": d.step});
-    tr.append(el("td", {class: `words ${d.step}`}, doorWords(d, p)));
+    const tr = el("tr", {"data-id": d.compartment, "data-step": d.step, "data-empty": d.empty ? "yes" : "no"});
+    tr.append(el("td", {class: `words ${d.empty ? "empty" : d.step}`}, doorWords(d, p)));
     const where = t("where", {zone: Staff.zone(d.zone), column: d.column, level: d.level});
     tr.append(el("td", {}, d.replaces ? `${where}, ${t("instead", {c: d.replaces})}` : where));
     const td = el("td", {class: "actions"});
-    if (d.may_open) {
+    if (d.may_open && d.empty) {
+      td.append(button(t("open_again"), () => openDoor(order, d.compartment),
+                       {"aria-label": t("open_again_label", {c: d.compartment})}));
+    } else if (d.may_open) {
       const again = d.step === "did_not_unlock";
       td.append(button(t(again ? "try_again" : "open"), () => openDoor(order, d.compartment),
                        {"aria-label": t(again ? "try_again_label" : "open_label", {c: d.compartment})}));
@@ -170,7 +196,7 @@ function renderPanel(order) {
   }
   const old = $(id);
   if (old) old.replaceWith(panel); else $("progress-list").prepend(panel);
-  Bank.draw(svg, Staff.bank(), new Map(p.doors.map((d) => [d.compartment, DRAWN[d.step]])));
+  Bank.draw(svg, Staff.bank(), new Map(p.doors.map((d) => [d.compartment, d.empty ? "stuck" : DRAWN[d.step]])));
 }
 
 Staff.start({
@@ -182,6 +208,7 @@ Staff.start({
     for (const w of watched.values()) clearTimeout(w.timer);
     watched.clear(); lists = null;
     $("progress-list").textContent = ""; $("to-load").textContent = ""; $("to-reclaim").textContent = "";
+    $("goods").textContent = ""; $("goods-section").hidden = true;
     say("", true);
   },
   render() { renderLists(); for (const order of watched.keys()) if (watched.get(order).progress) renderPanel(order); },

@@ -85,6 +85,11 @@ class Codec(Protocol):
         """{channel: door is closed} for every channel this reply reports, polarity applied."""
         ...
 
+    def decode_items(self, request: Request, reply: bytes, board: BoardConfig) -> dict[int, bool]:
+        """{channel: something is inside} for every channel this reply reports item presence
+        for; empty for a protocol without item bits (W and G)."""
+        ...
+
 
 def extract_frames(codec: Codec, buffer: bytearray) -> tuple[list[bytes], int]:
     """Pull every complete frame out of `buffer` (in place); return them and the bytes dropped.

@@ -133,3 +133,6 @@ class GenericCodec:
             for bit in range(8):
                 states[index * 8 + bit + 1] = closed_from_bit(value >> bit & 1, board)
         return doors_only(states, board)
+
+    def decode_items(self, request: Request, reply: bytes, board: BoardConfig) -> dict[int, bool]:
+        return {}  # no item bits in this protocol (docs/protocols.md)

@@ -129,3 +129,9 @@ class KerongCodec:
         latches = reply[3] | reply[4] << 8  # D1 = locks 1-8, D2 = locks 9-16, bit 0 first
         states = {ch: closed_from_bit(latches >> (ch - 1) & 1, board) for ch in range(1, 17)}
         return doors_only(states, board)
+
+    def decode_items(self, request: Request, reply: bytes, board: BoardConfig) -> dict[int, bool]:
+        # D3 = channels 1-8, D4 = 9-16, bit 0 first (kerong-lib ir_1_8, ir_9_16): bit set = an
+        # item breaks the infrared beam
+        infrared = reply[5] | reply[6] << 8
+        return doors_only({ch: bool(infrared >> (ch - 1) & 1) for ch in range(1, 17)}, board)

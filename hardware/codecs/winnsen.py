@@ -153,3 +153,6 @@ class WinnsenCodec:
         # default polarity (bit_set) follows the source and bit_clear inverts it for odd wiring
         closed_bit = 1 if reply[4] == 0x00 else 0
         return doors_only({reply[5]: closed_from_bit(closed_bit, board)}, board)
+
+    def decode_items(self, request: Request, reply: bytes, board: BoardConfig) -> dict[int, bool]:
+        return {}  # no item bits in this protocol (docs/protocols.md)

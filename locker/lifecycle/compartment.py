@@ -14,7 +14,7 @@ from locker.errors import Refused, StoreError, UnknownCompartment
 from locker.lifecycle import door, records
 from locker.lifecycle.records import Compartment
 from locker.lifecycle.table import Kind, move
-from locker.model import CompartmentState, DoorState
+from locker.model import OPEN_DOOR_STATES, CompartmentState, DoorState, OrderState
 from locker.store import Tx
 
 
@@ -27,13 +27,14 @@ def get(tx: Tx, compartment_id: str) -> Compartment:
 
 def free(tx: Tx, config: LockerConfig,
          reachable: Callable[[str], bool] = lambda cid: True) -> list[FreeCompartment]:
-    """Free, in-service compartments whose door is shut and whose lock can be reached now."""
+    """Free, in-service compartments whose door is shut, whose lock can be reached now and
+    that do not read occupied (goods nobody expects are inside)."""
     levels = {c.id: c.level for c in config.compartments}
     return [
         FreeCompartment(row.id, row.zone, row.size, levels.get(row.id, 1))
         for row in records.compartments(tx)
         if row.state is CompartmentState.FREE and row.door is DoorState.LOCKED
-        and reachable(row.id)
+        and not row.item and reachable(row.id)
     ]
 
 
@@ -148,3 +149,52 @@ def sync_with_config(tx: Tx, config: LockerConfig) -> None:
                 )
             tx.execute("UPDATE compartments SET zone = ?, size = ? WHERE id = ?",
                        (c.zone.value, c.size.value, cid))
+
+
+# a bag still inside this long after its order was collected was left behind by the customer
+# (beyond it, nobody can tell: it is just goods nobody expects)
+GOODS_LEFT_GRACE_S = 60.0
+
+
+def sense_item(tx: Tx, compartment_id: str, occupied: bool) -> bool:
+    """Keep what the compartment's item sensor reads; True if it changed. Written only on a
+    change: the sensor is read with the doors, several times a second."""
+    return tx.execute("UPDATE compartments SET item = ? WHERE id = ? AND item IS NOT ?",
+                      (int(occupied), compartment_id, int(occupied))) > 0
+
+
+def check_goods(tx: Tx, config: LockerConfig, compartment_id: str) -> None:
+    """A compartment holding no order that reads occupied, door shut, holds goods nobody
+    expects (a forgotten bag): alarm until it reads empty, and if an order was collected from
+    it moments ago, say the customer left goods behind. Without a sensor nothing happens."""
+    row = get(tx, compartment_id)
+    if row.item is None:
+        return
+    if not row.item:
+        tx.clear_alarm(GOODS_UNEXPECTED, compartment_id, f"compartment {compartment_id} is empty")
+        return
+    if row.order_id is not None or row.door.value in (*OPEN_DOOR_STATES, DoorState.UNLOCKING):
+        return  # its order's goods, or someone is at it
+    if not tx.raise_alarm(GOODS_UNEXPECTED, compartment_id,
+                          f"compartment {compartment_id} holds goods but no order: a courier"
+                          " takes them back; it gets no order meanwhile"):
+        return
+    window = config.doors.open_timeout_s + GOODS_LEFT_GRACE_S
+    left = tx.one(
+        "SELECT oc.order_id FROM order_compartments oc JOIN orders o ON o.id = oc.order_id"
+        " WHERE oc.compartment_id = ? AND o.state = ? AND oc.released_at >= ?"
+        " ORDER BY oc.released_at DESC LIMIT 1",
+        (compartment_id, OrderState.COLLECTED.value, tx.now - window))
+    if left is not None:
+        tx.emit("compartment.goods_left", "door", compartment_id=compartment_id,
+                order_id=left["order_id"])
+
+
+GOODS_UNEXPECTED = "goods_unexpected"
+
+
+def with_unexpected_goods(tx: Tx) -> list[str]:
+    """Compartments holding goods nobody expects, for the courier to take back."""
+    return [r["subject"] for r in tx.all(
+        "SELECT subject FROM alarms WHERE kind = ? AND cleared_at IS NULL ORDER BY subject",
+        (GOODS_UNEXPECTED,))]

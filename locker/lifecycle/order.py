@@ -565,6 +565,36 @@ def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> str:
 
 # -- the courier: loading and taking back ---------------------------------------------------------
 
+def reads_empty(tx: Tx, order_id: str) -> list[str]:
+    """The order's loaded compartments (door closed) whose item sensor reads empty; each is
+    said once (order.loaded_empty), for the courier's screen to ask for the bag."""
+    empty = reads_empty_now(tx, order_id)
+    for cid in empty:
+        if tx.execute("UPDATE order_compartments SET empty_at = ? WHERE order_id = ?"
+                      " AND compartment_id = ? AND empty_at IS NULL", (tx.now, order_id, cid)):
+            tx.emit("order.loaded_empty", "order", order_id=order_id, compartment_id=cid)
+    return empty
+
+
+def reads_empty_now(tx: Tx, order_id: str) -> list[str]:
+    """Like reads_empty, without writing (for screens)."""
+    return [r["compartment_id"] for r in tx.all(
+        "SELECT oc.compartment_id FROM order_compartments oc"
+        " JOIN compartments c ON c.id = oc.compartment_id"
+        " WHERE oc.order_id = ? AND oc.released_at IS NULL AND oc.closed_at IS NOT NULL"
+        " AND c.item = 0 ORDER BY oc.compartment_id", (order_id,))]
+
+
+def reopen_for_loading(tx: Tx, order_id: str, compartment_id: str) -> bool:
+    """A loaded compartment that reads empty waits for its door again (the courier puts the
+    bag in); False if it is not one."""
+    return tx.execute(
+        "UPDATE order_compartments SET opened_at = NULL, closed_at = NULL WHERE order_id = ?"
+        " AND compartment_id = ? AND released_at IS NULL AND closed_at IS NOT NULL"
+        " AND EXISTS (SELECT 1 FROM compartments c WHERE c.id = ? AND c.item = 0)",
+        (order_id, compartment_id, compartment_id)) > 0
+
+
 def waiting_doors(tx: Tx, order_id: str) -> list[str]:
     """The order's compartments whose door has not been opened and closed in this phase."""
     return [link.compartment_id for link in records.links(tx, order_id)
@@ -692,6 +722,8 @@ def _settle_loading(tx: Tx, config: LockerConfig, current: Order
         return None  # the courier is not done
     if any(b.compartment_id is None for b in records.bags(tx, current.id)):
         return None  # some bags still have no compartment: they wait in the courier's list
+    if reads_empty(tx, current.id):
+        return None  # the courier puts the bag in (or the sensor is wrong: ops can tell)
     zones = {b.zone.value for b in records.bags(tx, current.id)}
     blocked = zones & blocked_zones(tx)
     if blocked:

@@ -76,6 +76,7 @@ class Compartment:
     order_id: str | None
     door_changed_at: float
     service_reason: str | None
+    item: bool | None = None  # its item sensor: occupied, empty, or None (no sensor)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def compartments(tx: Tx) -> list[Compartment]:
 def _compartment(row: dict[str, Any]) -> Compartment:
     return Compartment(row["id"], Zone(row["zone"]), Size(row["size"]),
                        CompartmentState(row["state"]), DoorState(row["door"]), row["order_id"],
-                       row["door_changed_at"], row["service_reason"])
+                       row["door_changed_at"], row["service_reason"],
+                       None if row["item"] is None else bool(row["item"]))
 
 
 def authorisation(tx: Tx, auth_id: int) -> Authorisation | None:

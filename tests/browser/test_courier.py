@@ -47,6 +47,9 @@ WORDS = {
         "put_back": "Put back in service", "taken_out": "Z1 is out of service.",
         "put_back_done": "Z1 is back in service.", "nothing_attention": "Nothing needs attention.",
         "reason": "Why (required)", "out_of_service": "Z1: out of service: broken hinge",
+        "reads_empty": "A1 reads empty: put the bag in", "open_again": "Open again",
+        "goods_title": "Goods to take back", "goods_out": "Open and take out",
+        "goods_line": "A1 holds goods but no order: left behind or forgotten",
     },
     "fr": {
         "title": "Livreur", "technician": "Technicien", "languages": "Langue",
@@ -73,6 +76,9 @@ WORDS = {
         "taken_out": "Z1 est hors service.", "put_back_done": "Z1 est de nouveau en service.",
         "nothing_attention": "Rien à surveiller.", "reason": "Pourquoi (obligatoire)",
         "out_of_service": "Z1 : hors service : broken hinge",
+        "reads_empty": "A1 semble vide : déposez le sac", "open_again": "Rouvrir",
+        "goods_title": "Courses à reprendre", "goods_out": "Ouvrir et vider",
+        "goods_line": "A1 contient des courses mais aucune commande : oubliées ou laissées",
     },
 }
 LANG_NAMES = {"en": "English", "fr": "Français"}
@@ -338,3 +344,67 @@ async def test_a_courier_at_the_technicians_screen_goes_to_the_orders(
         answer = await quiet_rig.http.get("/api/technician/compartments",
                                           headers={"Authorization": f"Bearer {token}"})
         assert (answer.status, (await answer.json())["error"]) == (403, "role")
+
+
+def with_item_sensors(text: str) -> str:
+    """Both boards report what is inside (Kerong's infrared bits)."""
+    for address in (0, 1):
+        text = text.replace(f"[[bus.boards]]\naddress = {address}\n",
+                            f"[[bus.boards]]\naddress = {address}\nitem_sensor = true\n")
+    assert text.count("item_sensor = true") == 2
+    return text
+
+
+@pytest.fixture
+async def sensing_rig(make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
+    """The test locker as built, with item sensors; nobody closes the doors but the test."""
+    async for rig in make_rig("kerong", auto_close_s=None,
+                              edit=lambda text: with_item_sensors(as_built(text))):
+        yield rig
+
+
+async def shut(rig: Rig, cid: str) -> None:
+    """A person pushes the door shut once it stands open and its latch's pulse is over."""
+    await rig.until(lambda: rig.boards.doors.lock(cid).door_open
+                    and rig.boards.doors.lock(cid).latch_engaged)
+    rig.boards.close(cid)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_a_door_shut_on_nothing_and_goods_left_behind(
+        browser: Browser, sensing_rig: Rig, lang: str) -> None:
+    rig, words = sensing_rig, WORDS[lang]
+    code = add_order_to_load(rig.locker.store, rig.config, rig.locker.codes,
+                             rig.locker.clock.now(), "o7", [parse_bag("ambient:M")])  # A1
+    async with screen(browser, rig, (800, 480), lang) as page:
+        await log_in(page, rig, lang)
+        await expect(page.locator("#goods-section")).to_be_hidden()
+        await page.locator('#to-load tr[data-order="o7"]').get_by_role(
+            "button", name=words["open_all"]).click()
+        await shut(rig, "A1")  # nothing put in
+        panel = page.locator('.progress[data-order="o7"]')
+        a1 = panel.locator('tr[data-id="A1"]')
+        await expect(a1).to_contain_text(words["reads_empty"])
+        await expect(panel.locator(".notes")).to_have_text(words["reads_empty"])
+        await fits(page)
+        await shot(page, f"courier-reads-empty-{lang}")
+        await a1.get_by_role("button", name=words["open_again"]).click()
+        await rig.until(lambda: len(rig.boards.doors.times("A1", "door", "open")) == 2)
+        rig.boards.put("A1")
+        await shut(rig, "A1")
+        await expect(panel.locator(".state")).to_have_text(words["ready"])
+        await expect(a1).to_contain_text(words["load_closed"].replace("A2", "A1"))
+
+        # the customer takes nothing: the bag goes on the list of goods to take out
+        assert (await rig.pickup(code))[0] == 200
+        await rig.until(lambda: len(rig.boards.doors.times("A1", "door", "open")) == 3)
+        await shut(rig, "A1")
+        goods = page.locator('#goods tr[data-compartment="A1"]')
+        await expect(page.locator("#goods-title")).to_have_text(words["goods_title"])
+        await expect(goods).to_contain_text(words["goods_line"], timeout=6000)
+        await fits(page)
+        await goods.get_by_role("button", name=words["goods_out"]).click()
+        await rig.until(lambda: len(rig.boards.doors.times("A1", "door", "open")) == 4)
+        rig.boards.take("A1")
+        await shut(rig, "A1")
+        await expect(page.locator("#goods-section")).to_be_hidden(timeout=6000)

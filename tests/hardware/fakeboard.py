@@ -20,6 +20,7 @@ class FakeBoard:
     address: int
     channels: int = 16
     closed: set[int] = field(default_factory=set)  # channels whose door is closed
+    items: set[int] = field(default_factory=set)  # K: channels whose infrared bit says "inside"
     silent: bool = False  # answers nothing (power off)
     drop_next: int = 0  # answers nothing to the next N requests
     delay_s: float = 0.0  # answers this late
@@ -140,7 +141,9 @@ class FakeBus:
                     return None  # K boards do not answer an unlock in either source
             if cmd in (0x30, 0x31):
                 bits = self._bits(board)
-                body = bytes([0x02, board.address << 4, 0x35, bits & 0xFF, bits >> 8, 0, 0, 0x03])
+                ir = sum(1 << (ch - 1) for ch in board.items)
+                body = bytes([0x02, board.address << 4, 0x35, bits & 0xFF, bits >> 8,
+                              ir & 0xFF, ir >> 8, 0x03])
                 return body + bytes([_sum(body)])
             return None
         if self.protocol == "generic":

@@ -23,9 +23,16 @@ class Listener:
     doors: list[tuple[str, DoorSense]] = field(default_factory=list)
     offline: list[str] = field(default_factory=list)
     online: list[str] = field(default_factory=list)
+    items: list[tuple[str, bool]] = field(default_factory=list)
+    told: list[str] = field(default_factory=list)  # doors and items, in the order told
 
     def door_sensed(self, compartment_id: str, sense: DoorSense) -> None:
         self.doors.append((compartment_id, sense))
+        self.told.append(f"door {compartment_id}")
+
+    def item_sensed(self, compartment_id: str, occupied: bool) -> None:
+        self.items.append((compartment_id, occupied))
+        self.told.append(f"item {compartment_id}")
 
     def board_offline(self, board: str, reason: str) -> None:
         self.offline.append(board)
@@ -93,6 +100,43 @@ async def test_first_read_is_the_baseline_and_only_changes_are_reported(rig: Rig
     await asyncio.sleep(0.1)
     assert rig.listener.doors == [(key, DoorSense.OPEN)]
     assert (await rig.driver.read_doors())[key] == DoorSense.OPEN
+
+
+async def test_kerong_item_bits_are_reported_first_then_on_change_for_sensing_boards_only(
+        ) -> None:
+    fake = FakeBus("kerong", [FakeBoard(0, 16, closed={1, 2}, items={2}),
+                              FakeBoard(1, 16, closed={1}, items={1})])
+    config = BusConfig(
+        port=fake.port, protocol="kerong", baud=19200,
+        boards=(BoardConfig(0, 16, item_sensor=True), BoardConfig(1, 16)),
+        poll_interval_s=0.03, timeout_s=0.04, retries=1, offline_after=2, retry_offline_s=0.15)
+    compartments = [
+        CompartmentConfig("S1", Zone.AMBIENT, Size.M, BoardWiring(0, 1), item_sensor=True),
+        CompartmentConfig("S2", Zone.AMBIENT, Size.M, BoardWiring(0, 2), item_sensor=True),
+        CompartmentConfig("N1", Zone.AMBIENT, Size.M, BoardWiring(1, 1)),
+    ]
+    listener = Listener()
+    driver = BoardLockDriver(config, compartments)
+    await driver.start(listener)
+    try:
+        # the first reading of each sensor is told (no reconcile pass for goods); board 1 has
+        # no sensor: its infrared bit means nothing and is never reported
+        assert sorted(listener.items) == [("S1", False), ("S2", True)]
+        fake.boards[0].items = {1, 2}
+        await _until(lambda: len(listener.items) == 3)
+        fake.boards[0].items = {1}
+        await _until(lambda: len(listener.items) == 4)
+        await asyncio.sleep(0.1)
+        assert listener.items[2:] == [("S1", True), ("S2", False)]
+        assert listener.doors == []  # the doors did not move
+        # goods and a door that both changed between two polls: the goods are told first
+        fake.boards[0].items = {1, 2}
+        fake.boards[0].closed.discard(2)
+        await _until(lambda: len(listener.items) == 5 and listener.doors)
+        assert listener.told[-2:] == ["item S2", "door S2"]
+    finally:
+        await driver.stop()
+        fake.close()
 
 
 async def test_unlock_returns_once_acknowledged_and_drops_repeats(rig: Rig) -> None:

@@ -74,6 +74,19 @@ def test_golden_reply(frame: dict[str, Any]) -> None:
         request = codec.status_requests(board, (channel,) if channel else None)[0]
         assert codec.answers(request, reply)
         assert codec.decode_doors(request, reply, board) == frame["expect"]["closed"]
+        # the item bits: only K has them; W and G report none
+        if "items" in frame["expect"]:
+            assert codec.decode_items(request, reply, board) == frame["expect"]["items"]
+        elif frame["protocol"] != "kerong":
+            assert codec.decode_items(request, reply, board) == {}
+
+
+def test_kerong_item_bits_stop_at_the_board_s_channels() -> None:
+    board = BoardConfig(0, 12, item_sensor=True)
+    reply = kerong.status_reply(0, 0xFFFF, infrared=0xF801)  # spare bits 12-16 set
+    request = kerong.KerongCodec().status_requests(board)[0]
+    assert kerong.KerongCodec().decode_items(request, reply, board) == {
+        ch: ch in (1, 12) for ch in range(1, 13)}
 
 
 def test_every_protocol_has_golden_frames() -> None:

@@ -39,6 +39,10 @@ class Recorder:
         self.doors: list[tuple[str, DoorSense]] = []
         self.door_times: list[float] = []
         self.bank: list[tuple[str, str]] = []
+        self.items: list[tuple[str, bool]] = []
+
+    def item_sensed(self, compartment_id: str, occupied: bool) -> None:
+        self.items.append((compartment_id, occupied))
 
     def door_sensed(self, compartment_id: str, sense: DoorSense) -> None:
         self.doors.append((compartment_id, sense))
@@ -340,3 +344,33 @@ async def test_unlock_before_start_is_a_hardware_error(factory: MockFactory) -> 
     with pytest.raises(HardwareError, match="not started"):
         await lock_driver.unlock("A1")
     assert await lock_driver.read_doors() == {"A1": DoorSense.UNKNOWN, "A2": DoorSense.UNKNOWN}
+
+
+# -- item sensors ------------------------------------------------------------------------------
+
+
+async def test_an_item_pin_reports_its_first_reading_then_debounced_changes(
+    factory: MockFactory, listener: Recorder
+) -> None:
+    with_item = CompartmentConfig("C1", Zone.AMBIENT, Size.M,
+                                  GpioWiring(lock_pin=5, door_pin=6, item_pin=13),
+                                  item_sensor=True)
+    config = GpioConfig(pulse_ms=PULSE_MS, debounce_ms=DEBOUNCE_MS)
+    lock_driver = GpioLockDriver(config, [with_item, A1], pin_factory=factory)
+    await lock_driver.start(listener)
+    try:
+        sensor = pin(factory, 13)
+        assert sensor.function == "input"
+        assert listener.items == [("C1", False)]  # pulled up, nothing inside; A1 has no sensor
+        sensor.drive_low()  # a bag breaks the beam
+        sensor.drive_high()
+        sensor.drive_low()  # bounces, then stays
+        await wait_until(lambda: len(listener.items) == 2)
+        await settle()
+        assert listener.items == [("C1", False), ("C1", True)]
+        sensor.drive_high()
+        await wait_until(lambda: len(listener.items) == 3)
+        assert listener.items[-1] == ("C1", False)
+    finally:
+        await lock_driver.stop()
+    DigitalInputDevice(13, pin_factory=factory).close()  # released

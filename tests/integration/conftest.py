@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyotp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -18,7 +19,7 @@ from locker.codes import create_keys, create_private_file
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
 from locker.orders import AddedOrder, add_ready_order, parse_bag
-from locker.staff import create_secret
+from locker.staff import create_secret, load_secret
 from simulator.boards import SimulatedBoards
 from tests.conftest import SMALL_CONFIG
 
@@ -63,6 +64,15 @@ class Rig:
     async def pickup(self, code: str, screen: str = "front") -> tuple[int, dict[str, object]]:
         response = await self.http.post("/api/pickup", json={"code": code, "screen": screen})
         return response.status, await response.json()
+
+    async def login(self, staff_id: str = "courier-1") -> dict[str, str]:
+        """A staff session on the front screen: the headers its calls carry."""
+        secret = load_secret(self.config.staff_secret_file(staff_id))
+        code = pyotp.TOTP(secret).at(self.locker.clock.now())
+        response = await self.http.post("/api/staff/login", json={
+            "staff": staff_id, "code": code, "screen": "front"})
+        assert response.status == 200, await response.text()
+        return {"Authorization": f"Bearer {(await response.json())['token']}"}
 
     async def until(self, check: Callable[[], bool], timeout_s: float = 5.0) -> None:
         async with asyncio.timeout(timeout_s):

@@ -20,6 +20,7 @@ class FakeDriver:
         self.lose_answers = False  # the lock pulses, the board's acknowledgement never comes
         self.springs = False  # an unlocked door pops open a moment later
         self.listener: HardwareListener | None = None
+        self.items: dict[str, bool] = {}  # what item sensors read, for those the test moved
 
     async def start(self, listener: HardwareListener) -> None:
         self.listener = listener
@@ -53,3 +54,15 @@ class FakeDriver:
 
     def close(self, compartment_id: str) -> None:
         self.set(compartment_id, DoorSense.CLOSED)
+
+    def put(self, compartment_id: str) -> None:
+        """Goods go in: an item sensor of the compartment reads occupied."""
+        self.items[compartment_id] = True
+        assert self.listener is not None
+        self.listener.item_sensed(compartment_id, True)
+
+    def take(self, compartment_id: str) -> None:
+        """Goods come out: the item sensor reads empty."""
+        self.items[compartment_id] = False
+        assert self.listener is not None
+        self.listener.item_sensed(compartment_id, False)

@@ -52,6 +52,11 @@ def test_every_example_loads(name: str) -> None:
         (('id = "courier-1"', 'id = "courier-\u00b2"'), r"staff\.members\[0\]\.id: use at most 32"),
         (('id = "A1"', 'id = "A1\\n"'), r"compartments\[0\]\.id: use at most 32"),
         (('id = "A1"', 'id = "../A1"'), r"compartments\[0\]\.id: use at most 32"),
+        (("address = 1", "address = 1\nitem_sensor = 1"),
+         r"bus\.boards\[1\]\.item_sensor: must be true or false"),
+        (('id = "A1", zone = "ambient", size = "M", board = 0, channel = 1',
+          'id = "A1", zone = "ambient", size = "M", board = 0, channel = 1, item_pin = 4'),
+         r"compartments\[0\]\.item_pin: a compartment on a board gets its item sensor from"),
         (("[layout]", "[layuot]"), r"layout: is required"),
         (("[locker]", "[locker\n"), r"not valid TOML"),
     ],
@@ -101,6 +106,43 @@ def test_the_locale_and_time_zone_are_checked(tmp_path: Path) -> None:
                            r"locker\.time_zone")):
         with pytest.raises(ConfigError, match=expected):
             load_config(write_config(tmp_path, bad))
+
+
+def test_item_sensors_are_set_per_board_or_per_gpio_compartment(tmp_path: Path) -> None:
+    text = SMALL_CONFIG.replace("address = 1", "address = 1\nitem_sensor = true", 1)
+    config = load_config(write_config(tmp_path, text))
+    assert {c.id for c in config.compartments if c.item_sensor} == {"F2", "Z1", "Z2"}
+    assert not any(c.item_sensor for c in load_config(write_config(tmp_path)).compartments)
+    gpio = """
+[locker]
+id = "small"
+[gpio]
+pulse_ms = 300
+[layout]
+compartments = [
+  { id = "C1", zone = "ambient", size = "M", lock_pin = 17, door_pin = 27, item_pin = 5 },
+  { id = "C2", zone = "fresh", size = "M", lock_pin = 22, door_pin = 23 },
+]
+"""
+    config = load_config(write_config(tmp_path, gpio))
+    assert [c.item_sensor for c in config.compartments] == [True, False]
+    with pytest.raises(ConfigError, match=r"compartments\[1\]: GPIO pin 5 already used by"
+                                          r" compartment C1"):
+        load_config(write_config(tmp_path, gpio.replace("door_pin = 23", "door_pin = 5")))
+
+
+@pytest.mark.parametrize("protocol", ["winnsen", "generic"])
+def test_item_sensor_on_a_board_without_item_bits_is_an_error(tmp_path: Path,
+                                                               protocol: str) -> None:
+    text = (SMALL_CONFIG.replace('protocol = "kerong"', f'protocol = "{protocol}"')
+            .replace("baud = 19200", "baud = 9600").replace("address = 0", "address = 2")
+            .replace("board = 0", "board = 2")
+            .replace("address = 1", "address = 1\nitem_sensor = true", 1))
+    path = write_config(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"bus\.boards\[1\]\.item_sensor: protocol {protocol}"
+                                          r" boards report no item presence") as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
 
 
 def test_the_cold_chain_policy_and_calibration_dates_are_checked(tmp_path: Path) -> None:

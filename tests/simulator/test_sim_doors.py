@@ -78,3 +78,18 @@ async def test_person_script_and_auto_close() -> None:
     assert causes == ["force", "person", "force", "auto"]
     person.stop()
     doors.cancel_timers()
+
+
+async def test_the_person_moves_goods_in_watched_compartments_before_closing() -> None:
+    doors = Doors([("A01", 1, 1), ("A02", 1, 2)], pulse_ms=10)
+    person = Person(doors, auto_close_s=0.02, moves_goods=frozenset({"A01"}))
+    for _ in range(2):  # a loading puts the bag in, the pickup takes it out
+        doors.unlock("A01")
+        doors.unlock("A02")
+        await asyncio.sleep(0.1)
+        assert doors.is_closed("A01") and doors.is_closed("A02")
+    assert [(c.state, c.cause) for c in doors.history_of("A01", "goods")] == [
+        ("in", "auto"), ("out", "auto")]
+    assert doors.history_of("A02", "goods") == []  # no sensor there: nothing to show
+    person.stop()
+    doors.cancel_timers()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from locker.config import LockerConfig
 from simulator.boards import SimBoard
-from simulator.doors import Doors
+from simulator.doors import DoorRefused, Doors
 from simulator.protocols import (
     PROTOCOLS,
     Request,
@@ -76,6 +79,27 @@ def test_kerong_bit_clear_polarity(make_config: MakeConfig) -> None:
     # channels 13-16 are not fitted: 0 whatever the polarity
     reply = answer(config, boards, H("02 00 30 03 35"))
     assert reply == H("02 00 35 00 01 00 00 03") + bytes([kerong_sum(H("02 00 35 00 01 00 00 03"))])
+
+
+def test_kerong_item_bits_follow_the_goods_on_a_sensing_board_only(
+        kerong: LockerConfig) -> None:
+    assert kerong.bus is not None
+    bus = dataclasses.replace(kerong.bus, boards=(
+        dataclasses.replace(kerong.bus.boards[0], item_sensor=True), kerong.bus.boards[1]))
+    config = dataclasses.replace(kerong, bus=bus)
+    doors, boards = boards_of(config)
+    for lock_id in ("B0C02", "B0C09", "B1C01"):
+        doors.force(lock_id)
+        doors.put(lock_id)
+        doors.close(lock_id)
+    with pytest.raises(DoorRefused):
+        doors.take("B0C02")  # not through a shut door
+    body = H("02 00 35 FF FF 02 01 03")  # D3 = lock 2, D4 = lock 9
+    assert answer(config, boards, H("02 00 30 03 35")) == body + bytes([kerong_sum(body)])
+    # board 1 has no infrared sensors: its goods are not seen
+    assert answer(config, boards, H("02 10 30 03 45")) == H("02 10 35 FF FF 00 00 03 48")
+    assert [(c.compartment, c.state) for c in doors.history if c.what == "goods"] == [
+        ("B0C02", "in"), ("B0C09", "in"), ("B1C01", "in")]
 
 
 def test_kerong_set_pulse_and_unknown_commands(kerong: LockerConfig) -> None:
