@@ -79,6 +79,8 @@ ALARMS: dict[str, AlarmKind] = _kinds(
               "l'horloge n'est pas synchronisée"),
     AlarmKind("goods_unexpected", "ticket", False, "goods in a compartment nobody expects",
               "des articles dans un casier où personne n'en attend"),
+    AlarmKind("item_sensor_suspect", "ticket", False, "an item sensor that reads empty on a bag",
+              "un capteur d'articles qui lit vide sur un sac"),
 )
 SECURITY = tuple(k for k, a in ALARMS.items() if a.security)
 

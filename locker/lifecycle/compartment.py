@@ -173,6 +173,8 @@ def check_goods(tx: Tx, config: LockerConfig, compartment_id: str) -> None:
     if not row.item:
         tx.clear_alarm(GOODS_UNEXPECTED, compartment_id, f"compartment {compartment_id} is empty")
         return
+    tx.clear_alarm("item_sensor_suspect", compartment_id,
+                   f"compartment {compartment_id}'s item sensor reads goods again")
     if row.order_id is not None or row.door.value in (*OPEN_DOOR_STATES, DoorState.UNLOCKING):
         return  # its order's goods, or someone is at it
     if not tx.raise_alarm(GOODS_UNEXPECTED, compartment_id,

@@ -567,13 +567,31 @@ def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> str:
 
 def reads_empty(tx: Tx, order_id: str) -> list[str]:
     """The order's loaded compartments (door closed) whose item sensor reads empty; each is
-    said once (order.loaded_empty), for the courier's screen to ask for the bag."""
+    said once (order.loaded_empty), for the courier's screen to ask for the bag.
+
+    The way back from a sensor stuck at "empty": once the courier, asked, opened the door again
+    and shut it, the courier is believed. The loading goes on, and the sensor is an alarm
+    (item_sensor_suspect) until it reads occupied."""
     empty = reads_empty_now(tx, order_id)
+    waiting = []
     for cid in empty:
+        row = tx.one("SELECT empty_at, closed_at FROM order_compartments WHERE order_id = ?"
+                     " AND compartment_id = ?", (order_id, cid))
+        assert row is not None
+        if row["empty_at"] is not None and row["closed_at"] > row["empty_at"]:
+            tx.raise_alarm(ITEM_SENSOR_SUSPECT, cid,
+                           f"compartment {cid} reads empty after the courier put order"
+                           f" {order_id}'s bag in and shut it twice: its item sensor may be"
+                           " blocked or broken; the order was made ready on the courier's word")
+            continue
+        waiting.append(cid)
         if tx.execute("UPDATE order_compartments SET empty_at = ? WHERE order_id = ?"
                       " AND compartment_id = ? AND empty_at IS NULL", (tx.now, order_id, cid)):
             tx.emit("order.loaded_empty", "order", order_id=order_id, compartment_id=cid)
-    return empty
+    return waiting
+
+
+ITEM_SENSOR_SUSPECT = "item_sensor_suspect"
 
 
 def reads_empty_now(tx: Tx, order_id: str) -> list[str]:

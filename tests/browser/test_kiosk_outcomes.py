@@ -173,8 +173,7 @@ async def test_the_code_field_keeps_the_focus_and_refusals_say_what_to_do(
         await expect(page.locator("#doors li")).to_have_count(1)
 
 
-@pytest.mark.parametrize(("size", "lang"), [((800, 480), "en"), ((1024, 600), "fr")],
-                         ids=["800x480-en", "1024x600-fr"])
+@SCREENS
 async def test_the_keypad_is_locked_while_codes_are_judged_slowly(
         browser: Browser, make_rig: Callable[..., AsyncIterator[Rig]], size: tuple[int, int],
         lang: str) -> None:
@@ -204,8 +203,7 @@ async def test_the_keypad_is_locked_while_codes_are_judged_slowly(
             await expect(over).to_be_hidden()
 
 
-@pytest.mark.parametrize(("size", "lang"), [((800, 480), "en"), ((1024, 600), "fr")],
-                         ids=["800x480-en", "1024x600-fr"])
+@SCREENS
 async def test_a_bag_kept_back_for_the_cold_chain_is_explained(
         browser: Browser, make_rig: Callable[..., AsyncIterator[Rig]], size: tuple[int, int],
         lang: str) -> None:

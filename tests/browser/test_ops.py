@@ -140,8 +140,7 @@ async def test_the_bank_as_built_on_one_row_reached_by_keyboard(
         await shot(page, f"ops-bank-{size[0]}x{size[1]}-{lang}")
 
 
-@pytest.mark.parametrize(("size", "lang"), [((800, 480), "fr"), ((1024, 600), "en")],
-                         ids=["800x480-fr", "1024x600-en"])
+@SCREENS
 async def test_a_silent_boards_doors_read_unknown(
         browser: Browser, make_rig: Callable[..., AsyncIterator[Rig]], size: tuple[int, int],
         lang: str) -> None:
@@ -159,8 +158,7 @@ async def test_a_silent_boards_doors_read_unknown(
         await shot(page, f"ops-silent-board-{size[0]}x{size[1]}-{lang}")
 
 
-@pytest.mark.parametrize(("size", "lang"), [((800, 480), "en"), ((1024, 600), "fr")],
-                         ids=["800x480-en", "1024x600-fr"])
+@SCREENS
 async def test_the_zone_chart_has_axes_limits_and_defrosts(
         browser: Browser, make_rig: Callable[..., AsyncIterator[Rig]], size: tuple[int, int],
         lang: str) -> None:

@@ -106,6 +106,30 @@ async def test_a_loading_that_reads_empty_waits_for_the_bag(rig: Rig) -> None:
     assert len(events(locker, "order.loaded_empty")) == 1
 
 
+async def test_a_sensor_stuck_at_empty_is_believed_less_than_the_courier(rig: Rig) -> None:
+    """The way back from a broken sensor: asked once, the courier opens and shuts the door
+    again; still empty, the order is made ready on the courier's word and the sensor is an
+    alarm until it reads goods again."""
+    locker, driver, clock = rig
+    for c in locker.config.compartments:
+        driver.take(c.id)
+    add_order_to_load(locker.store, locker.config, locker.codes, clock.now(), "o1",
+                      bags("fresh:M"))
+    cid = (await locker.courier.load("courier-1", "o1")).compartments[0]
+    driver.open(cid)
+    driver.close(cid)
+    assert state(locker, "o1") == "allocated" and open_alarms(locker, "item_sensor_suspect") == []
+    await clock.advance(1)
+    await locker.courier.open_for_loading("courier-1", "o1", cid)
+    driver.open(cid)
+    driver.close(cid)  # the bag is in; the sensor still says empty
+    assert state(locker, "o1") == "ready"
+    assert open_alarms(locker, "item_sensor_suspect") == [cid]
+    assert len(events(locker, "order.loaded_empty")) == 1
+    driver.put(cid)  # the sensor reads again (cleaned, replaced)
+    assert open_alarms(locker, "item_sensor_suspect") == []
+
+
 async def test_open_for_loading_refuses_a_closed_compartment_that_holds_its_bag(
         rig: Rig) -> None:
     locker, driver, clock = rig
