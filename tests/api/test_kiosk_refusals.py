@@ -9,7 +9,6 @@ kind, and every problem the modules that answer the pickup give with a literal r
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -17,10 +16,16 @@ from locker.codes import BadCodeFormat
 from locker.deadline import StaleRequest
 from locker.errors import Unavailable
 from locker.pickup import PickupRefused
-from tests.support.refusals import ROOT, domain_modules, flatten, refusal_reasons
+from tests.support.catalogues import (
+    STATIC,
+    assert_same_in_both_languages,
+    catalogue,
+    flatten,
+    keys_named,
+)
+from tests.support.refusals import domain_modules, refusal_reasons
 
-STATIC = ROOT / "api" / "static"
-TEXT: dict[str, Any] = json.loads((STATIC / "kiosk-text.json").read_text("utf-8"))
+TEXT: dict[str, Any] = catalogue("kiosk-text.json")
 # the middleware (errors -> problems), the shared helpers, the deadline middleware
 PICKUP_API = ("api.app", "api.common", "api.freshness")
 REFUSALS = (PickupRefused, Unavailable, StaleRequest, BadCodeFormat)
@@ -46,11 +51,7 @@ def test_every_refusal_of_a_pickup_has_words_in_both_languages() -> None:
 
 
 def test_both_languages_say_the_same_things_with_the_same_blanks() -> None:
-    en, fr = flatten(TEXT["en"]), flatten(TEXT["fr"])
-    assert set(en) == set(fr)
-    for key, words in en.items():
-        assert words.strip() and fr[key].strip(), key
-        assert set(re.findall(r"\{(\w+)\}", words)) == set(re.findall(r"\{(\w+)\}", fr[key])), key
+    assert_same_in_both_languages(TEXT)
 
 
 def test_every_message_the_screen_asks_for_is_in_the_catalogue() -> None:
@@ -64,8 +65,7 @@ def test_every_message_the_screen_asks_for_is_in_the_catalogue() -> None:
     for spoken in re.findall(r"speak\(\[([^\]]*)\]", script):
         asked |= set(re.findall(r'"([\w.]+)"', spoken)) - {"doors"}
     asked |= {"refusals.error"}
-    page = (STATIC / "kiosk.html").read_text("utf-8")
-    asked |= set(re.findall(r'data-t(?:-label)?="([\w.]+)"', page))
+    asked |= keys_named([(STATIC / "kiosk.html").read_text("utf-8")])
     assert len(asked) > 20 and asked - known == set(), sorted(asked - known)
     # the door outcomes the screen draws all have words
     for state in ("opening", "opened", "closed", "did_not_unlock", "jammed", "kept"):

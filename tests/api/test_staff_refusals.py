@@ -9,17 +9,22 @@ to the code without its words fails this test.
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from api.staff import screen_html
 from locker.errors import Refused
 from locker.staff import LoginRefused, NotAllowed
-from tests.support.refusals import ROOT, domain_modules, flatten
+from tests.support.catalogues import (
+    STATIC,
+    assert_same_in_both_languages,
+    catalogue,
+    flatten,
+    keys_named,
+)
+from tests.support.refusals import domain_modules
 from tests.support.refusals import refusal_reasons as read_reasons
 
-TEXT: dict[str, Any] = json.loads((ROOT / "api" / "static" / "staff-text.json").read_text("utf-8"))
+TEXT: dict[str, Any] = catalogue("staff-text.json")
 # the modules that answer the staff's requests: the app's middleware (errors -> problems), the
 # shared helpers, the deadline middleware, the staff's routes
 STAFF_API = ("api.app", "api.common", "api.freshness", "api.staff")
@@ -46,22 +51,15 @@ def test_every_refusal_reason_has_words_in_both_languages() -> None:
 
 
 def test_both_languages_say_the_same_things_with_the_same_blanks() -> None:
-    en, fr = flatten(TEXT["en"]), flatten(TEXT["fr"])
-    assert set(en) == set(fr)
-    for key, words in en.items():
-        assert words.strip() and fr[key].strip(), key
-        assert set(re.findall(r"\{(\w+)\}", words)) == set(re.findall(r"\{(\w+)\}", fr[key])), key
+    assert_same_in_both_languages(TEXT)
 
 
 def test_every_message_the_screens_ask_for_is_in_the_catalogue() -> None:
     """The keys the staff screens' scripts name literally (t("...")) exist."""
     known = set(flatten(TEXT["en"]))
     for name in ("staff.js", "courier.js", "technician.js"):
-        script = (ROOT / "api" / "static" / name).read_text("utf-8")
-        asked = set(re.findall(r"""\bt\(\s*["']([\w.]+)["']""", script))
-        asked |= set(re.findall(r'data-t(?:-label)?="([\w.]+)"', script))
+        asked = keys_named([(STATIC / name).read_text("utf-8")])
         assert asked - known == set(), f"{name}: {sorted(asked - known)}"
     for name in ("courier", "technician"):
-        page = screen_html(name, name)
-        asked = set(re.findall(r'data-t(?:-label)?="([\w.]+)"', page))
+        asked = keys_named([screen_html(name, name)])
         assert asked and asked - known == set(), f"{name}: {sorted(asked - known)}"

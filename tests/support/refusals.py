@@ -101,13 +101,3 @@ def refusal_reasons(modules: Iterable[str], refusals: tuple[type, ...],
             for reason in found:
                 reasons.setdefault(reason, where)
     return reasons
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    """A message catalogue's nested keys as dotted names."""
-    if isinstance(value, dict):
-        flat: dict[str, str] = {}
-        for key, item in value.items():
-            flat.update(flatten(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
