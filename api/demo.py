@@ -277,7 +277,7 @@ async def excursion(locker: Locker, rig: ThermalRig) -> None:
         # no more than 0.5 °C/s)
         model.temp_c = min(EXCURSION_C, model.temp_c + 0.4)
         await asyncio.sleep(1.0)
-    await asyncio.sleep(ZONE_INTERVAL_S)  # it stays warm a while
+    await asyncio.sleep(2.0)  # it stays warm a moment
     model.compressor_dead = False
     say("the seal is fixed: the fresh zone cools down again")
 

@@ -65,7 +65,7 @@ async def test_a_silent_board_times_out_and_goes_offline_while_the_other_polls_o
     rig.boards.set_silent(1)
     offline = await wait_for(rig, lambda s: online(s, "board 1") == 0)
     assert bus(offline, "board 1", "timeout") >= rig.driver.bus_config.offline_after
-    assert offline[("locker_alarms_open", (("kind", "board_offline"),))] == 1
+    assert offline[("locker_alarms_open", (("kind", "board_offline"), ("severity", "page")))] == 1
     assert online(offline, "board 0") == 1
     # offline, it is only probed now and then: its timeouts keep growing, slowly, and board 0's
     # polls go on unharmed
@@ -77,7 +77,7 @@ async def test_a_silent_board_times_out_and_goes_offline_while_the_other_polls_o
     rig.boards.answer(1)
     back = await wait_for(rig, lambda s: online(s, "board 1") == 1)
     assert bus(back, "board 1", "ok") > stuck
-    assert back[("locker_alarms_open", (("kind", "board_offline"),))] == 0
+    assert back[("locker_alarms_open", (("kind", "board_offline"), ("severity", "page")))] == 0
 
 
 async def test_a_pickup_through_the_boards_counts_customer_openings(rig: Rig) -> None:

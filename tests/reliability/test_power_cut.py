@@ -17,7 +17,7 @@ A second test kills the daemon 0-300 ms after a customer's code, some of the tim
 unlock's acknowledgement lost, and checks that the order comes back `ready` and its code works.
 
 Prints the kills, operations, transactions and findings. POWER_CUT_KILLS and
-POWER_CUT_PICKUP_KILLS set the number of kills (default 20 and 50; docs/reliability.md records
+POWER_CUT_PICKUP_KILLS set the number of kills (default 20 and 30; docs/reliability.md records
 longer runs).
 """
 
@@ -255,7 +255,7 @@ def check_doors(cabinet: Cabinet, sim: dict[str, Any], life: int) -> list[str]:
     return found
 
 
-PICKUP_KILLS = int(os.environ.get("POWER_CUT_PICKUP_KILLS", "50"))
+PICKUP_KILLS = int(os.environ.get("POWER_CUT_PICKUP_KILLS", "30"))
 READY_ORDERS = 6
 
 
