@@ -17,6 +17,7 @@ from locker.orders import add_order_to_load, parse_bag
 from locker.staff import load_secret
 from tests.browser.conftest import as_built, axe, misfits, shot
 from tests.integration.conftest import Rig
+from tests.support.configs import with_item_sensors
 
 SIZES = [(800, 480), (1024, 600)]  # the locker's panels, every test in both languages
 LANGS = ["en", "fr"]
@@ -359,15 +360,6 @@ async def test_a_courier_at_the_technicians_screen_goes_to_the_orders(
         answer = await quiet_rig.http.get("/api/technician/compartments",
                                           headers={"Authorization": f"Bearer {token}"})
         assert (answer.status, (await answer.json())["error"]) == (403, "role")
-
-
-def with_item_sensors(text: str) -> str:
-    """Both boards report what is inside (Kerong's infrared bits)."""
-    for address in (0, 1):
-        text = text.replace(f"[[bus.boards]]\naddress = {address}\n",
-                            f"[[bus.boards]]\naddress = {address}\nitem_sensor = true\n")
-    assert text.count("item_sensor = true") == 2
-    return text
 
 
 @pytest.fixture

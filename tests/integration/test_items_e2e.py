@@ -11,16 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from locker.orders import add_order_to_load, parse_bag
 from simulator.control import create_app as create_control_app
 from tests.integration.conftest import Rig
+from tests.support.configs import with_item_sensors
 
 pytestmark = pytest.mark.asyncio
-
-
-def with_item_sensors(text: str) -> str:
-    for address in (0, 1):
-        text = text.replace(f"[[bus.boards]]\naddress = {address}\n",
-                            f"[[bus.boards]]\naddress = {address}\nitem_sensor = true\n")
-    assert text.count("item_sensor = true") == 2
-    return text
 
 
 @pytest.fixture
