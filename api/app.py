@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api import kiosk, metrics, ops, staff
+from api import kiosk, metrics, ops, returns, staff
 from api.central import add_central_link
 from api.common import (
     LOCKER,
@@ -37,6 +37,7 @@ from locker.deadline import StaleRequest
 from locker.errors import LockerError, Refused, StoreError, Unavailable, UnknownCompartment
 from locker.lifecycle.order import Exposed
 from locker.pickup import PickupRefused, Throttled
+from locker.returns import ReturnRefused
 from locker.staff import LoginRefused, NotAllowed
 
 log = logging.getLogger("locker.api")
@@ -85,6 +86,8 @@ async def errors_as_json(request: web.Request,
         return problem(409, exc.reason, str(exc), **exc.detail)
     except UnknownCompartment as exc:
         return problem(404, "no_compartment", str(exc))
+    except ReturnRefused as exc:
+        return problem(409, exc.reason, str(exc))
     except PickupRefused as exc:
         status = 400 if exc.reason == "bad_screen" else 403
         return problem(status, exc.reason, str(exc), retry_after_s=seconds(exc.retry_after_s))
@@ -116,6 +119,8 @@ async def pickup(request: web.Request) -> web.Response:
                                          assistance=body.get("assistance", False))
     message = ("take your goods and close the doors" if not result.failed else
                f"some doors did not open; call {locker.config.support_phone}")
+    if not result.opened and not result.failed and result.return_offer is not None:
+        message = "a return code: say what you hand back"
     if result.withheld:
         message += (f"; {', '.join(e.compartment_id for e in result.withheld)} kept back: its"
                     " zone was out of its temperature limits while your goods were inside")
@@ -125,6 +130,7 @@ async def pickup(request: web.Request) -> web.Response:
         "failed": [door_json(d) for d in result.failed],
         "withheld": [exposed_json(locker, e) for e in result.withheld],
         "warned": [exposed_json(locker, e) for e in result.warned],
+        "return_offer": returns.offer_json(result.return_offer),
         "message": message,
     })
 
@@ -178,6 +184,7 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
     app.router.add_static("/static", STATIC)
     ops.add_routes(app)
     kiosk.add_routes(app)
+    returns.add_routes(app)
     staff.add_routes(app)
     metrics.add_routes(app, locker)
     locker.store.listeners.append(app[ops.LIVE].publish)

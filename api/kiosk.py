@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from api import returns
 from api.common import LOCKER, BadRequest, bank
 from api.live import stream
 from api.ops import LIVE
@@ -44,6 +45,8 @@ async def kiosk_info(request: web.Request) -> web.Response:
         "support_phone": locker.config.support_phone, "digits": CODE_DIGITS,
         "idle_s": locker.config.http.screen_idle_s, "bank": bank(locker.config),
         "speech": shutil.which("espeak-ng") is not None,
+        # what customers may hand back here (the offer itself comes with a pickup)
+        "returns": returns.kinds_json() if locker.config.returns.enabled else [],
         # the screens say when they asked, on this clock, and give up after request_timeout_s
         # (past the locker's own deadline to act, so a request they gave up on did nothing)
         "now": time.time(), "request_timeout_s": locker.config.http.stale_request_s + 5.0,

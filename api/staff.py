@@ -152,6 +152,13 @@ async def courier_take_back(request: web.Request) -> web.Response:
         session.actor, request.match_info["compartment"]))
 
 
+async def courier_take_back_return(request: web.Request) -> web.Response:
+    """Open the compartment holding what a customer handed back; it is free once closed."""
+    session = staff_session(request)
+    return doors_answer(await request.app[LOCKER].returns.take_back(
+        session.actor, request.match_info["return"]))
+
+
 async def technician_compartments(request: web.Request) -> web.Response:
     """Every compartment's state for the technician's drawing of the bank."""
     staff_session(request, technician=True, touch=False)
@@ -177,6 +184,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/courier/orders/{order}/open", courier_open)
     app.router.add_post("/api/courier/orders/{order}/reclaim", courier_reclaim)
     app.router.add_post("/api/courier/compartments/{compartment}/take_back", courier_take_back)
+    app.router.add_post("/api/courier/returns/{return}/take_back", courier_take_back_return)
     app.router.add_get("/api/technician/compartments", technician_compartments)
     app.router.add_post("/api/technician/compartments/{compartment}/open", technician_open)
     app.router.add_post("/api/technician/compartments/{compartment}/service", technician_service)

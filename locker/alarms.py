@@ -81,6 +81,8 @@ ALARMS: dict[str, AlarmKind] = _kinds(
               "des articles dans un casier où personne n'en attend"),
     AlarmKind("item_sensor_suspect", "ticket", False, "an item sensor that reads empty on a bag",
               "un capteur d'articles qui lit vide sur un sac"),
+    AlarmKind("return_waiting", "ticket", False, "a customer's return waiting long for a courier",
+              "un retour de client qui attend un livreur depuis longtemps"),
 )
 SECURITY = tuple(k for k, a in ALARMS.items() if a.security)
 

@@ -200,6 +200,16 @@ class ColdChainPolicy:
 
 
 @dataclass(frozen=True)
+class ReturnsPolicy:
+    """What customers may hand back at the locker (locker.returns)."""
+
+    enabled: bool = True
+    offer_s: float = 300.0  # after a pickup, the screen offers a return for this long
+    code_days: float = 14.0  # central's return code works this long after the order came
+    take_back_within_h: float = 24.0  # a return waiting longer for a courier is an alarm
+
+
+@dataclass(frozen=True)
 class DoorPolicy:
     open_timeout_s: float = 15.0  # unlocked but not seen open by then: jammed
     left_open_alarm_s: float = 180.0
@@ -328,6 +338,7 @@ class LockerConfig:
     throttle: ThrottlePolicy = ThrottlePolicy()
     doors: DoorPolicy = DoorPolicy()
     coldchain: ColdChainPolicy = ColdChainPolicy()
+    returns: ReturnsPolicy = ReturnsPolicy()
     http: HttpConfig = HttpConfig()
     staff: StaffPolicy = StaffPolicy()
     central: CentralConfig | None = None  # None: orders come from the CLI only
@@ -960,6 +971,19 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         coldchain = ColdChainPolicy(on_excursion=on_excursion)
         coldchain_t.done()
 
+    returns_t = root.table("returns")
+    returns = ReturnsPolicy()
+    if returns_t is not None:
+        r = ReturnsPolicy()
+        returns = ReturnsPolicy(
+            enabled=returns_t.flag("enabled", r.enabled),
+            offer_s=returns_t.number("offer_s", r.offer_s, lo=10, hi=3600),
+            code_days=returns_t.number("code_days", r.code_days, lo=0.01, hi=365),
+            take_back_within_h=returns_t.number("take_back_within_h", r.take_back_within_h,
+                                                lo=0.1, hi=24 * 30),
+        )
+        returns_t.done()
+
     http_t = root.table("http")
     http = HttpConfig() if http_t is None else _http(http_t, base)
 
@@ -991,6 +1015,6 @@ def load_config(path: str | Path, *, port: str | None = None) -> LockerConfig:
         path=file, locker_id=locker_id, name=name, support_phone=support_phone,
         data_dir=data_dir, compartments=tuple(compartments),
         bus=bus, gpio=gpio, zones=zones, codes=codes, throttle=throttle, doors=doors,
-        coldchain=coldchain, http=http, staff=staff, central=central, store=store, clock=clock,
-        update=update, locale=locale, time_zone=time_zone,
+        coldchain=coldchain, returns=returns, http=http, staff=staff, central=central,
+        store=store, clock=clock, update=update, locale=locale, time_zone=time_zone,
     )

@@ -26,9 +26,10 @@ from locker.lifecycle import compartment as compartment_life
 from locker.lifecycle import door as door_life
 from locker.lifecycle import order as order_life
 from locker.lifecycle import records
+from locker.lifecycle import returns as returns_life
 from locker.lifecycle.order import RECLAIMABLE, blocked_zones
 from locker.lifecycle.table import AuthState
-from locker.model import CompartmentState, OrderState
+from locker.model import CompartmentState, OrderState, ReturnState
 from locker.ports import LockDriver
 from locker.store import Store, Tx
 from locker.unlocking import Door, pulse
@@ -130,7 +131,17 @@ class CourierService:
             "SELECT id FROM compartments WHERE door IN ('unlocking', 'open')")}
         goods = [{"compartment": cid, "under_way": cid in opening}
                  for cid in compartment_life.with_unexpected_goods(read)]
-        return {"to_load": to_load, "to_reclaim": to_reclaim, "goods_to_take_back": goods}
+        # what customers handed back (locker.returns), oldest first
+        due_s = self.config.returns.take_back_within_h * 3600.0
+        now = self.clock.now()
+        handed_back = [
+            {"return": r.id, "order": r.order_id, "compartment": r.compartment_id,
+             "zone": r.zone, "what": r.kind, "deposited_at": r.deposited_at,
+             "overdue": r.deposited_at is not None and now - r.deposited_at > due_s,
+             "under_way": r.state is ReturnState.TAKING_BACK}
+            for r in returns_life.to_take_back(read)]
+        return {"to_load": to_load, "to_reclaim": to_reclaim, "goods_to_take_back": goods,
+                "returns_to_take_back": handed_back}
 
     def progress(self, order_id: str) -> Progress:
         """Door by door, how the order's loading or taking back goes (Refused: no such order)."""

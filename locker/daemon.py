@@ -52,6 +52,7 @@ from locker.orders import expire_orders
 from locker.pickup import PickupService
 from locker.ports import ClockStatus, Compressor, LockDriver, RefrigerationController, ZoneProbe
 from locker.retention import prune
+from locker.returns import ReturnService
 from locker.staff import StaffDesk, load_staff_secrets
 from locker.store import CATEGORIES, Store
 from locker.sync import enforce_bound, outage_since
@@ -109,6 +110,7 @@ class Locker:
                                     self.time.expiry_suspended)
         self.staff = StaffDesk(self.store, config, self.clock, load_staff_secrets(config))
         self.courier = CourierService(self.store, config, driver, self.clock)
+        self.returns = ReturnService(self.store, config, driver, self.clock)
         self.coldchain = ColdChain(self.store, config, self.clock, record_key(config))
         self.store.listeners.append(self._count_door_openings)
         self.zone_hardware = dict(zones or {})
@@ -223,6 +225,7 @@ class Locker:
                     await pulse(self.store, self.driver, self.clock, reallocated)
                 self.monitor.reconcile()
                 self._expire(now)
+                self.returns.housekeep()
                 if now - last_bound >= OUTBOX_BOUND_INTERVAL_S:
                     last_bound = now
                     central = self.config.central

@@ -23,6 +23,7 @@ from locker.lifecycle import compartment as compartment_life
 from locker.lifecycle import door as door_life
 from locker.lifecycle import order as order_life
 from locker.lifecycle import records
+from locker.lifecycle import returns as returns_life
 from locker.lifecycle.door import Door
 from locker.lifecycle.table import AuthState
 from locker.model import OPEN_DOOR_STATES, DoorSense, DoorState
@@ -179,6 +180,8 @@ class DoorMonitor:
                                                                 self.driver.reachable)
                 if auth.order_id:
                     order_life.settle(tx, self.config, auth.order_id)
+                for return_id in returns_life.touched_by(tx, auth.compartment_id):
+                    returns_life.settle(tx, self.config, return_id)
             for row in left_open:
                 tx.raise_alarm("door_left_open", row["id"],
                                f"compartment {row['id']} has been open for over"
@@ -196,6 +199,11 @@ class DoorMonitor:
                          for order_id in under_way]
             if any(moved):
                 self._holds_seen = None
+        returning = self._unchanged("returns", lambda: returns_life.under_way(read))
+        if returning:
+            with self.store.transaction(self.clock.now()) as tx:
+                for return_id in returning:
+                    returns_life.settle(tx, self.config, return_id)
         facts = self._hold_facts(read)
         now = self.clock.monotonic()
         if facts == self._holds_seen and now - self._holds_at < HOLD_RECHECK_S:
@@ -215,6 +223,8 @@ class DoorMonitor:
             opening = door_life.seen_open(tx, self.config, compartment_id)
             auth = opening.authorisation if opening else None
             touched = [auth.order_id] if auth is not None and auth.order_id else []
+            if opening is not None:
+                returns_life.seen_open(tx, opening.authorisation)
             if opening is not None and opening.was is AuthState.JAMMED and (
                     opening.authorisation.reason == "load"):
                 # the courier got the door open after all, its bags perhaps moved elsewhere
@@ -226,12 +236,17 @@ class DoorMonitor:
                 compartment_life.door_works_again(tx, compartment_id)
         for touched_id in touched:
             order_life.settle(tx, self.config, touched_id)
+        if sense is DoorSense.CLOSED:
+            for return_id in returns_life.touched_by(tx, compartment_id):
+                returns_life.settle(tx, self.config, return_id)
         if sense is DoorSense.CLOSED:  # goods left behind show once the door is shut
             compartment_life.check_goods(tx, self.config, compartment_id)
 
     def _settle_all(self, tx: Tx) -> None:
         for order_id in order_life.under_way(tx, loading=True):
             order_life.settle(tx, self.config, order_id)
+        for return_id in returns_life.under_way(tx):
+            returns_life.settle(tx, self.config, return_id)
 
     def _hold_facts(self, read: Tx) -> tuple[object, ...]:
         """What decides the holds, cheaply: a change in any of it means a full look. The

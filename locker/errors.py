@@ -52,3 +52,13 @@ class Unavailable(Refused):
     def __init__(self, reason: str, message: str, compartments: tuple[str, ...] = ()) -> None:
         super().__init__(reason, message, compartments=list(compartments))
         self.compartments = compartments
+
+
+class PickupRefused(LockerError):
+    """What the customer typed opens nothing; `reason` is for the screen (its words are in
+    kiosk-text.json), `retry_after_s` for the keypad."""
+
+    def __init__(self, reason: str, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s

@@ -20,8 +20,10 @@ from locker.config import LockerConfig
 from locker.errors import LockerError
 from locker.lifecycle import order as order_life
 from locker.lifecycle import records
+from locker.lifecycle import returns as returns_life
 from locker.lifecycle.order import ORDER_ID, OrderRejected, receive
 from locker.model import Size, Zone
+from locker.returns import KINDS
 from locker.store import Tx
 
 MAX_ITEMS = 100
@@ -44,6 +46,10 @@ class CentralOrder:
     window_hours: float
     accessible: bool
     bags: tuple[Bag, ...]
+    # a code the customer types to hand something back (locker.returns), sealed like the
+    # pickup code, and what it is for if central knows (else the customer says)
+    sealed_return_code: str | None = None
+    return_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ def parse_item(item: object, index: int) -> FeedItem:
 
 def parse_order(obj: object, where: str = "order") -> CentralOrder:
     order = _exact_keys(obj, where, {"id", "version", "state", "window_hours", "accessible",
-                                     "bags"}, frozenset({"code"}))
+                                     "bags"}, frozenset({"code", "return_code", "return_kind"}))
     order_id = order["id"]
     if not isinstance(order_id, str) or not ORDER_ID.fullmatch(order_id):
         raise BadPayload(f"{where}.id: 1-64 letters, digits, '.', '_' or '-', not"
@@ -166,8 +172,19 @@ def parse_order(obj: object, where: str = "order") -> CentralOrder:
             raise BadPayload(f"{where}.bags[{number}]: zone must be ambient, fresh or frozen and"
                              f" size S, M or L, not {bag['zone']!r:.20}:{bag['size']!r:.20}"
                              ) from None
+    sealed_return = order.get("return_code")
+    if sealed_return is not None and (not isinstance(sealed_return, str)
+                                      or not 1 <= len(sealed_return) <= MAX_SEALED):
+        raise BadPayload(f"{where}.return_code: must be base64 of the sealed return code, at"
+                         f" most {MAX_SEALED} characters")
+    return_kind = order.get("return_kind")
+    if return_kind is not None and return_kind not in KINDS:
+        raise BadPayload(f"{where}.return_kind: must be one of {', '.join(KINDS)}, not"
+                         f" {return_kind!r:.40}")
+    if return_kind is not None and sealed_return is None:
+        raise BadPayload(f"{where}.return_kind: given without a return_code")
     return CentralOrder(order_id, version, sealed, order["state"] == "cancelled", hours,
-                        order["accessible"], tuple(parsed))
+                        order["accessible"], tuple(parsed), sealed_return, return_kind)
 
 
 # -- applying ----------------------------------------------------------------------------------
@@ -203,11 +220,38 @@ def apply_order(tx: Tx, config: LockerConfig, codes: PickupCodes, order: Central
         digest = codes.digest(codes.open_sealed(order.sealed_code))
     except SealedCodeInvalid as exc:
         raise OrderRejected(f"order {order.id}: code: {exc}") from None
+    return_digest = None
+    if order.sealed_return_code is not None:
+        try:
+            return_digest = codes.digest(codes.open_sealed(order.sealed_return_code))
+        except SealedCodeInvalid as exc:
+            raise OrderRejected(f"order {order.id}: return_code: {exc}") from None
+        if return_digest == digest:
+            raise OrderRejected(f"order {order.id}: the return code is the pickup code")
     if existing is None:
         receive(tx, config, order.id, order.bags, code_digest=digest,
                 window_hours=order.window_hours, accessible=order.accessible,
                 version=order.version)
-        return "received"
-    return order_life.change(tx, existing, version=order.version, code_digest=digest,
-                             window_hours=order.window_hours, accessible=order.accessible,
-                             bags=order.bags)
+        outcome = "received"
+    else:
+        outcome = order_life.change(tx, existing, version=order.version, code_digest=digest,
+                                    window_hours=order.window_hours,
+                                    accessible=order.accessible, bags=order.bags)
+    if return_digest is not None:
+        _give_return_code(tx, config, order, return_digest)
+    return outcome
+
+
+def _give_return_code(tx: Tx, config: LockerConfig, order: CentralOrder, digest: str) -> None:
+    """The order's return code, for `code_days`; a new version's code replaces the old one
+    (the same code again changes nothing). CodeInUse if another code already is this one."""
+    held = returns_life.by_code(tx, digest)
+    if held is not None and held.order_id == order.id:
+        return
+    order_life.code_free(tx, order.id, digest)  # no order's and no other return's code
+    returns_life.cancel_for_order(tx, order.id, "a new return code came with a new version",
+                                  source="code")
+    returns_life.offer(tx, order.id, source="code", code_digest=digest, kind=order.return_kind,
+                       expires_at=tx.now + config.returns.code_days * 86400.0)
+    tx.emit("order.return_code_taken", "order", order_id=order.id, version=order.version,
+            what=order.return_kind)

@@ -65,6 +65,18 @@ class OrderState(StrEnum):
     CANCELLED = "cancelled"
 
 
+class ReturnState(StrEnum):
+    """Something a customer hands back at the locker (locker.returns)."""
+
+    OFFERED = "offered"  # the customer may: after a pickup, or with central's return code
+    OPENING = "opening"  # a compartment was chosen and its door unlocked for it
+    DEPOSITED = "deposited"  # its door opened and closed: the goods wait for a courier
+    TAKING_BACK = "taking_back"  # a courier opened it to take the goods
+    TAKEN = "taken"
+    LAPSED = "lapsed"  # the offer ended unused
+    CANCELLED = "cancelled"
+
+
 class DoorSense(StrEnum):
     """One reading of a door sensor, as a driver reports it."""
 

@@ -18,12 +18,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from locker import attempts, deadline
+from locker import attempts, deadline, returns
 from locker.clock import Clock
 from locker.codes import PickupCodes
 from locker.config import LockerConfig
-from locker.errors import LockerError, Unavailable
+from locker.errors import PickupRefused, Unavailable
 from locker.lifecycle import order as order_life
+from locker.lifecycle import returns as returns_life
 from locker.lifecycle.order import Exposed
 from locker.lifecycle.records import Order
 from locker.model import OrderState
@@ -33,16 +34,8 @@ from locker.throttle import PICKUP_SCOPE
 from locker.unlocking import Door, pulse
 
 log = logging.getLogger("locker.pickup")
+__all__ = ["PickupRefused", "PickupResult", "PickupService", "Throttled"]
 SCREEN_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # fullmatch only: "$" lets "x\n" in
-
-
-class PickupRefused(LockerError):
-    """The code opens nothing; `reason` is for the screen, `retry_after_s` for the keypad."""
-
-    def __init__(self, reason: str, message: str, retry_after_s: float = 0.0) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.retry_after_s = retry_after_s
 
 
 class Throttled(PickupRefused):
@@ -58,6 +51,8 @@ class PickupResult:
     # bags whose zone left its limits while inside: kept back, or opened with a word
     withheld: list[Exposed] = field(default_factory=list)
     warned: list[Exposed] = field(default_factory=list)
+    # the customer may hand something back (locker.returns): after a pickup, or a return code
+    return_offer: returns.ReturnOffer | None = None
 
 
 class PickupService:
@@ -84,6 +79,7 @@ class PickupService:
                             f" checked more slowly: your code is kept and will be tried in"
                             f" {math.ceil(wait)} s", retry_after_s=wait)
         digest = self.codes.digest(code)
+        offer: returns.ReturnOffer | None = None
         try:
             with self.store.transaction(now) as tx:
                 deadline.check(self.clock)
@@ -92,7 +88,16 @@ class PickupService:
                     " ORDER BY state = 'ready' DESC, window_end DESC LIMIT 1", (digest,))
                 order = None if row is None else Order.of(row)
                 refusal = self._refusal(order, now)
-                if order is None and tx.one("SELECT 1 AS used FROM orders WHERE used_tag = ?"
+                handed_back = (returns_life.by_code(tx, digest) if order is None
+                               and self.config.returns.enabled else None)
+                if handed_back is not None:  # central's return code: what may be handed back
+                    try:
+                        offer = returns.offer_of_code(tx, self.config, self.driver, handed_back)
+                    except returns.ReturnRefused as exc:
+                        refusal = exc
+                    else:
+                        return PickupResult(handed_back.order_id, return_offer=offer)
+                elif order is None and tx.one("SELECT 1 AS used FROM orders WHERE used_tag = ?"
                                             " LIMIT 1", (digest[:4],)) is not None:
                     # a collected order keeps only 16 bits of its digest: most likely this
                     # code, perhaps a guess that shares them, so it still counts as one
@@ -100,6 +105,8 @@ class PickupService:
                 if refusal is None and order is not None:
                     accepted = order_life.accept_code(tx, self.config, order,
                                                       self.driver.reachable)
+                    offer = returns.offer_after_pickup(tx, self.config, self.driver, order.id,
+                                                       screen)
                     if assistance:
                         tx.emit("order.assistance_used", "order", order_id=order.id,
                                 screen=screen, accessible=order.accessible)
@@ -107,11 +114,11 @@ class PickupService:
             self._unavailable(now, order, exc)
             raise
         if refusal is not None:
-            self._refused(now, screen, refusal, guess=order is None)
+            self._refused(now, screen, refusal, guess=order is None and handed_back is None)
             raise refusal
         assert order is not None
         opened, failed = await pulse(self.store, self.driver, self.clock, accepted.doors)
-        return PickupResult(order.id, opened, failed, accepted.withheld, accepted.warned)
+        return PickupResult(order.id, opened, failed, accepted.withheld, accepted.warned, offer)
 
     def _refusal(self, order: Order | None, now: float) -> PickupRefused | None:
         if order is None:

@@ -14,6 +14,7 @@ import logging
 
 from locker.alarms import OPEN_SQL
 from locker.coldchain import RETENTION_DAYS
+from locker.lifecycle import returns as returns_life
 from locker.lifecycle.order import forget_finished
 from locker.store import Store
 
@@ -27,6 +28,7 @@ def prune(store: Store, now: float, order_days: float = ORDER_DAYS) -> dict[str,
     cutoff = now - order_days * 86400
     with store.transaction(now) as tx:
         gone = forget_finished(tx, cutoff)
+        gone["returns"] = returns_life.forget_finished(tx, cutoff)
         # a security alarm waits for its acknowledgement, however old
         gone["alarms"] = tx.execute(f"DELETE FROM alarms WHERE cleared_at < ? AND NOT {OPEN_SQL}",
                                     (cutoff,))

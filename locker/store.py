@@ -251,6 +251,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE compartments ADD COLUMN item INTEGER",
         "ALTER TABLE order_compartments ADD COLUMN empty_at REAL",
     ),
+    (
+        # what customers hand back (locker.returns): offered after a pickup or by central's
+        # return code, put in a compartment of its zone, taken back by a courier
+        """CREATE TABLE returns (
+            id TEXT PRIMARY KEY,
+            order_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            source TEXT NOT NULL,
+            code_digest TEXT,
+            kind TEXT,
+            zone TEXT,
+            compartment_id TEXT,
+            authorisation INTEGER,
+            screen TEXT,
+            expires_at REAL NOT NULL,
+            opened_at REAL,
+            deposited_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX returns_by_code ON returns (code_digest) WHERE code_digest IS NOT NULL",
+        "CREATE INDEX returns_by_state ON returns (state)",
+        # the return a reserved or loaded compartment holds (order_id is NULL then)
+        "ALTER TABLE compartments ADD COLUMN return_id TEXT",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,6 +31,7 @@ from locker.clock import Clock
 from locker.config import ClockPolicy
 from locker.lifecycle import door as door_life
 from locker.lifecycle import order as order_life
+from locker.lifecycle import returns as returns_life
 from locker.lifecycle.order import redecide_expiries
 from locker.ports import ClockStatus
 from locker.staff import STEP_S
@@ -171,6 +172,7 @@ def shift_running(tx: Tx, by_s: float) -> None:
     outage."""
     door_life.shift_timers(tx, by_s)
     order_life.shift_timers(tx, by_s)
+    returns_life.shift_timers(tx, by_s)
     tx.execute("UPDATE throttle SET updated_at = updated_at + :by,"
                " locked_until = locked_until + :by", {"by": by_s})
     tx.execute("UPDATE slowdown SET updated_at = updated_at + :by, next_at = next_at + :by",

@@ -53,12 +53,17 @@ SILENT_AFTER_S = 360.0  # no call for longer than the longest long poll and a mi
 CATEGORIES = ("order", "door", "alarm", "security", "coldchain", "telemetry")
 ZONES = ("ambient", "fresh", "frozen")
 SIZES = ("S", "M", "L")
+# what a customer may hand back (locker.returns.KINDS; central is another program: its own list)
+RETURN_KINDS = ("crates", "ambient_item", "fresh_item", "frozen_item")
 COMPARTMENT_STATES = ("free", "reserved", "loaded", "out_of_service")
 ORDER_STATES = ("received", "allocated", "loaded", "ready", "collecting", "collected", "withheld",
                 "expired", "reclaiming", "reclaimed", "cancelled")
 FAULT_MODES = ("none", "error", "slow", "garbage", "oversized", "wrong_types", "unknown_fields")
 # the locker's events that say an order is over: its sealed code is kept no longer
 FINISHED_EVENTS = ("order.collected", "order.reclaimed", "order.cancelled")
+# ... and those that say its return code is spent
+RETURN_CODE_DONE = ("order.return_deposited", "return.lapsed", "order.reclaimed",
+                    "order.cancelled")
 LOCKER_CALLS = ("feed", "events", "heartbeat")  # route names; faults touch only these
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")  # not "." or ".."
 KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
@@ -285,9 +290,12 @@ class Central:
 
     def create_order(self, locker_id: str, order_id: str, bags: list[dict[str, str]],
                      window_hours: float, accessible: bool | None,
-                     customer: str | None = None) -> dict[str, Any]:
+                     customer: str | None = None, *, return_code: bool = False,
+                     return_kind: str | None = None) -> dict[str, Any]:
         """A new order; `accessible` left out is the customer's own preference: true once
-        they have used the kiosk's assistance at a pickup."""
+        they have used the kiosk's assistance at a pickup. With `return_code`, the customer
+        also gets a code to hand something back at the locker (for `return_kind`, or what
+        they say there)."""
         self.locker(locker_id)
         if self._one("SELECT id FROM orders WHERE locker_id = ? AND id = ?", (locker_id, order_id)):
             raise Problem(409, f"order {order_id!r} exists already")
@@ -297,12 +305,18 @@ class Central:
             code, sealed = self._sealed_new_code(locker_id)
             order = {"id": order_id, "version": 1, "code": sealed, "state": "active",
                      "window_hours": window_hours, "accessible": accessible, "bags": bags}
+            given_return = None
+            if return_code:
+                given_return, order["return_code"] = self._sealed_new_code(locker_id)
+                if return_kind is not None:
+                    order["return_kind"] = return_kind
             self._save_order(locker_id, order, insert=True)
             if customer is not None:
                 self.db.execute("INSERT INTO order_customers (locker_id, order_id, customer_id)"
                                 " VALUES (?, ?, ?)", (locker_id, order_id, customer))
         self.queue(locker_id, {"type": "order", "order": order})
-        return {**self.order_view(locker_id, order_id), "code": code}
+        made = {**self.order_view(locker_id, order_id), "code": code}
+        return made if given_return is None else {**made, "return_code": given_return}
 
     def _save_order(self, locker_id: str, order: dict[str, Any], *, insert: bool = False) -> None:
         values = (order["version"], order["state"], json.dumps(order), locker_id, order["id"])
@@ -339,6 +353,13 @@ class Central:
             view["withheld"] = [{k: w.get(k) for k in ("compartment", "zone", "reason",
                                                        "minutes_above", "peak_c")}
                                 for w in withheld]
+        # what the customer handed back at the locker, for the drive to credit
+        handed_back = [json.loads(r["payload"]) for r in self._all(
+            "SELECT payload FROM events WHERE locker_id = ? AND order_id = ?"
+            " AND kind = 'order.return_deposited' ORDER BY arrival", (locker_id, order_id))]
+        if handed_back:
+            view["returns"] = [{k: r.get(k) for k in ("return_id", "compartment", "zone", "what",
+                                                      "source")} for r in handed_back]
         return view
 
     # ---- customers ----
@@ -461,6 +482,17 @@ class Central:
         return [{**row, "verified": bool(row["verified"])} for row in self._all(
             "SELECT day, row, head, signature, verified FROM haccp_heads WHERE locker_id = ?"
             " ORDER BY row", (locker_id,))]
+
+    def forget_return_code(self, locker_id: str, order_id: str) -> None:
+        """The return code was used, or lapsed: it is kept no longer (as forget_sealed_code)."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE orders SET body = json_remove(body, '$.return_code') WHERE locker_id = ?"
+                " AND id = ?", (locker_id, order_id))
+            self.db.execute(
+                "UPDATE feed SET item = json_remove(item, '$.order.return_code')"
+                " WHERE locker_id = ? AND json_extract(item, '$.type') = 'order'"
+                " AND json_extract(item, '$.order.id') = ?", (locker_id, order_id))
 
     def forget_sealed_code(self, locker_id: str, order_id: str) -> None:
         """The order is finished at the locker: its sealed code is dropped from the order and
@@ -784,6 +816,10 @@ async def post_events(request: web.Request) -> web.Response:
             central.on_assistance_used(locker_id, event)
         elif event["kind"] == "haccp.day_signed":
             central.on_day_signed(locker_id, event)
+        if event["kind"] in RETURN_CODE_DONE and event["order_id"] and (
+                event["kind"] != "order.return_deposited"
+                or event["payload"].get("source") == "code"):
+            central.forget_return_code(locker_id, event["order_id"])
         if event["kind"] in FINISHED_EVENTS and event["order_id"]:
             central.forget_sealed_code(locker_id, event["order_id"])
             if event["kind"] == "order.collected":
@@ -831,7 +867,8 @@ async def get_lockers(request: web.Request) -> web.Response:
 async def post_order(request: web.Request) -> web.Response:
     central = request.app[CENTRAL]
     data = await _body(request)
-    _keys(data, "body", ("id", "bags", "window_hours"), ("accessible", "customer"))
+    _keys(data, "body", ("id", "bags", "window_hours"),
+          ("accessible", "customer", "return_code", "return_kind"))
     _text(data["id"], "id")
     hours = data["window_hours"]
     _require(_is_number(hours) and 0 < hours <= 720, "window_hours must be above 0, at most 720")
@@ -841,8 +878,14 @@ async def post_order(request: web.Request) -> web.Response:
     customer = data.get("customer")
     if customer is not None:
         _text(customer, "customer")
+    return_code = data.get("return_code", False)
+    _require(isinstance(return_code, bool), "return_code must be true or false")
+    return_kind = data.get("return_kind")
+    _require(return_kind is None or (return_code and return_kind in RETURN_KINDS),
+             f"return_kind must be one of {', '.join(RETURN_KINDS)}, with return_code true")
     order = central.create_order(request.match_info["locker_id"], data["id"],
-                                 check_bags(data["bags"]), hours, accessible, customer)
+                                 check_bags(data["bags"]), hours, accessible, customer,
+                                 return_code=return_code, return_kind=return_kind)
     return web.json_response(order, status=201)
 
 

@@ -4,7 +4,8 @@
 // the locker gave its bags another compartment). An order being loaded here leaves the list
 // while it is; one being loaded at another screen stays in it with its buttons off. Where item
 // sensors are fitted, a door shut on nothing says "F12 reads empty: put the bag in" with a button
-// to open it again, and goods nobody expects (left behind, forgotten) are listed to take out.
+// to open it again, and goods nobody expects (left behind, forgotten) are listed to take out, with
+// what customers handed back (returns) beside them.
 "use strict";
 const t = Staff.t, $ = (id) => document.getElementById(id);
 const POLL_MS = 600, LIST_MS = 4000;
@@ -79,6 +80,22 @@ function renderLists() {
     goods.append(tr);
   }
   $("goods-section").hidden = !(lists.goods_to_take_back || []).length;
+  // what customers handed back: the drive credits them once a courier has it
+  const handed = $("returns");
+  handed.textContent = "";
+  for (const r of lists.returns_to_take_back || []) {
+    const tr = el("tr", {"data-return": r.return, "data-compartment": r.compartment});
+    const what = t(`return_kinds.${r.what || "unknown"}`);
+    tr.append(el("td", {}, t("return_line", {c: r.compartment, what, order: r.order})));
+    const td = el("td", {class: "actions"});
+    td.append(button(t("return_out"), () => takeReturn(r.return, r.compartment),
+                     {...(r.under_way ? {disabled: ""} : {}),
+                      "aria-label": t("return_out_label", {c: r.compartment})}));
+    if (r.overdue) td.append(el("span", {class: "warn"}, t("return_overdue")));
+    tr.append(td);
+    handed.append(tr);
+  }
+  $("returns-section").hidden = !(lists.returns_to_take_back || []).length;
   $("to-load-empty").hidden = toLoad.length > 0;
   $("to-reclaim-empty").hidden = toReclaim.length > 0;
 }
@@ -101,6 +118,12 @@ async function takeOut(compartment) {
   const {ok, message} = await Staff.call("POST", `/api/courier/compartments/${compartment}/take_back`,
                                            undefined, {compartment});
   if (!ok) { if (message) say(message); } else say(t("goods_out_open", {c: compartment}), true);
+  refreshLists();
+}
+async function takeReturn(id, compartment) {
+  const {ok, message} = await Staff.call("POST", `/api/courier/returns/${encodeURIComponent(id)}/take_back`,
+                                           undefined, {compartment});
+  if (!ok) { if (message) say(message); } else say(t("return_out_open", {c: compartment}), true);
   refreshLists();
 }
 async function openDoor(order, compartment) {
@@ -209,6 +232,7 @@ Staff.start({
     watched.clear(); lists = null;
     $("progress-list").textContent = ""; $("to-load").textContent = ""; $("to-reclaim").textContent = "";
     $("goods").textContent = ""; $("goods-section").hidden = true;
+    $("returns").textContent = ""; $("returns-section").hidden = true;
     say("", true);
   },
   render() { renderLists(); for (const order of watched.keys()) if (watched.get(order).progress) renderPanel(order); },

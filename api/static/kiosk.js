@@ -9,9 +9,14 @@
 // After wrong codes the locker judges codes more slowly (429 with retry_after_s, nothing judged):
 // the keypad is locked with the seconds shown over it, and the screen sends the kept code again
 // by itself. Focus always returns to the code field, so a scan always lands there.
+// Returns: a pickup's answer may carry a return offer ("Return something" on the result screen),
+// and a return code typed at the keypad opens the same offer at once. The customer says what they
+// hand back (crates, or an item of a zone), one compartment of that zone opens, and the result
+// screen follows its door until it is closed again; a door that did not open can be tried again.
 "use strict";
 let TEXT = null, lang = "en", assist = false, result = null, doorStates = {};
-let info = {support_phone: "", digits: 11, idle_s: 45, bank: null, speech: false};
+let info = {support_phone: "", digits: 11, idle_s: 45, bank: null, speech: false, returns: []};
+let offer = null;  // what this customer may hand back (from their pickup or a return code)
 let idleTimer = null, waitTimer = null, doneTimer = null, pressTimer = null, pressed = false;
 let autoTries = 0;  // the same code sent again by the screen; a guesser still at it may win a turn
 const AUTO_TRIES = 4, LONG_PRESS_MS = 1200, SLOWER = 3;  // assistance: three times the time
@@ -69,10 +74,13 @@ function setLang(next) {
   reset();
   speak(["prompt"]);
 }
-function showing(name) { $("start").hidden = name !== "start"; $("result").hidden = name !== "result"; }
+function showing(name) {
+  for (const id of ["start", "result", "returns"]) $(id).hidden = name !== id;
+}
 function reset() {
   stopWaiting(); clearTimeout(doneTimer);
-  result = null; showing("start");
+  result = null; offer = null; showing("start");
+  $("kinds").textContent = ""; $("return-answer").textContent = "";
   $("doors").textContent = ""; $("result-note").textContent = "";  // nothing left to read
   code.value = ""; say("", "");
   code.focus();
@@ -136,11 +144,16 @@ function phase(id) {
   if (s === "jammed") return "jammed";
   return s === "locked" && result.seen.has(id) ? "closed" : "opening";
 }
+const ids = (list) => (list || []).map((d) => d.compartment);
 function showResult(body) {
-  const ids = (list) => (list || []).map((d) => d.compartment);
+  offer = body.return_offer || null;
+  if (offer && !(body.opened || []).length && !(body.failed || []).length) {
+    showReturns();  // a return code: nothing to collect, something to hand back
+    return;
+  }
   result = {order: body.order, opened: ids(body.opened), failed: ids(body.failed),
             kept: ids(body.withheld), withheld: body.withheld || [], warned: body.warned || [],
-            seen: new Set(), done: false};
+            seen: new Set(), done: false, returning: false};
   showing("result");
   renderResult();
   $("back").focus();  // a scan on this screen starts a new code (see keydown below)
@@ -152,6 +165,50 @@ function showResult(body) {
     speak(["open", "doors", result.failed.length ? "trouble_unlock" : "close"],
           {doors: result.opened, failed: result.failed});
   }
+}
+// what the customer may hand back, one button per kind (those with no room now greyed)
+function showReturns(note = "") {
+  clearTimeout(doneTimer);
+  result = null;
+  showing("returns");
+  const box = $("kinds"); box.textContent = "";
+  const shown = info.returns.filter((k) => !offer.kind || k.kind === offer.kind);
+  for (const k of shown) {
+    const b = document.createElement("button");
+    const room = offer.kinds.includes(k.kind);
+    b.type = "button"; b.className = k.zone; b.dataset.kind = k.kind; b.disabled = !room;
+    b.textContent = room ? t(`kinds.${k.kind}`) : `${t(`kinds.${k.kind}`)} (${t("no_room")})`;
+    b.addEventListener("click", () => handBack(k.kind));
+    box.appendChild(b);
+  }
+  const answer = $("return-answer");
+  answer.textContent = note || (offer.by_code ? t("return_code_intro") : "");
+  answer.className = note ? "bad" : "";
+  (box.querySelector("button:not(:disabled)") || $("return-cancel")).focus();
+  speak(["return_question"]);
+}
+async function handBack(kind) {
+  let r, body;
+  try {
+    r = await Ask.send("POST", "/api/returns", {offer: offer.offer, kind, screen: "front"});
+    body = await r.json();
+  } catch (e) {
+    showReturns(t(e.name === "AbortError" ? "refusals.stale_request" : "refusals.error", common()));
+    return;
+  }
+  if (!r.ok) {
+    const key = has(`refusals.${body.error}`) ? `refusals.${body.error}` : "refusals.error";
+    showReturns(t(key, common()));
+    speak([key]);
+    return;
+  }
+  result = {order: body.order, opened: ids(body.opened), failed: ids(body.failed), kept: [],
+            withheld: [], warned: [], seen: new Set(), done: false, returning: true, kind};
+  showing("result");
+  renderResult();
+  $("back").focus();
+  speak(["return_title", "doors", result.failed.length ? "return_trouble" : "return_close"],
+        {doors: result.opened, failed: result.failed});
 }
 function renderResult() {
   const lit = new Map([...result.opened, ...result.failed, ...result.kept].map((id) => [id, phase(id)]));
@@ -177,21 +234,30 @@ function renderResult() {
   for (const bag of result.warned) {
     notes.push(t("warned", {c: bag.compartment, m: Math.round(bag.minutes_above)}));
   }
-  if (!trouble) notes.push(finished ? t("done") : t("close"));
+  const returning = result.returning;
+  if (returning && trouble) {
+    notes.length = 0;  // the customer's next step is the button: another compartment opens
+    notes.push(t("return_trouble", {c: [...unlock, ...jammed].join(", "), ...common()}));
+  }
+  if (!trouble) notes.push(t(returning ? (finished ? "return_done" : "return_close") : (finished ? "done" : "close")));
   const note = $("result-note");
   note.textContent = notes.join(" ");
   note.className = trouble || result.withheld.length ? "bad" : "good";
   const title = $("result-title");
-  title.textContent = t(trouble ? "trouble_title" : finished ? "done_title" : "open_title");
+  title.textContent = t(trouble ? "trouble_title" : finished ? "done_title" : returning ? "return_title" : "open_title");
   title.className = trouble ? "bad" : "good";
+  $("return-again").hidden = !(returning && trouble);
+  $("return-start").hidden = returning || !offer;
   // an order reference to quote on the phone, whenever something did not go to plan
   const ref = $("result-ref");
   ref.hidden = !(trouble || result.withheld.length || result.warned.length);
   ref.textContent = t("reference", {order: result.order});
   if (finished && !result.done) {
     result.done = true;
-    if (!trouble) speak(["done"]);
-    doneTimer = setTimeout(reset, (assist ? SLOWER : 1) * (trouble || result.withheld.length ? TROUBLE_S : DONE_S) * 1000);
+    if (!trouble) speak([returning ? "return_done" : "done"]);
+    // a customer who may still hand something back gets the time to press for it
+    const stay = trouble || result.withheld.length || (offer && !returning) ? TROUBLE_S : DONE_S;
+    doneTimer = setTimeout(reset, (assist ? SLOWER : 1) * stay * 1000);
   }
 }
 const doors = new EventSource("/api/kiosk/doors");  // reconnects by itself
@@ -246,6 +312,9 @@ $("lang-en").addEventListener("click", () => setLang("en"));
 $("lang-fr").addEventListener("click", () => setLang("fr"));
 $("assist").addEventListener("click", () => { setAssist(!assist); code.focus(); });
 $("back").addEventListener("click", reset);
+$("return-start").addEventListener("click", () => showReturns());
+$("return-again").addEventListener("click", () => handBack(result.kind));
+$("return-cancel").addEventListener("click", reset);
 // a long press anywhere turns the assistance on (or off); the press is then not a key
 document.addEventListener("pointerdown", (e) => {
   clearTimeout(pressTimer);
@@ -258,7 +327,7 @@ document.addEventListener("click", (e) => {
 }, true);
 document.addEventListener("contextmenu", (e) => e.preventDefault());
 document.addEventListener("keydown", (e) => {
-  if (result && /^\d$/.test(e.key)) {  // a scan on the result screen starts a new code
+  if ((result || offer) && /^\d$/.test(e.key)) {  // a scan here starts a new code
     reset();
     code.value = e.key;
     e.preventDefault();

@@ -44,6 +44,18 @@ def reserve(tx: Tx, compartment_id: str, order_id: str) -> None:
     tx.execute("UPDATE compartments SET order_id = ? WHERE id = ?", (order_id, compartment_id))
 
 
+def reserve_for_return(tx: Tx, compartment_id: str, return_id: str) -> None:
+    """Held for what a customer hands back: no order is given it meanwhile."""
+    row = get(tx, compartment_id)
+    move(tx, Kind.COMPARTMENT, compartment_id, row.state, "reserve")
+    tx.execute("UPDATE compartments SET return_id = ? WHERE id = ?", (return_id, compartment_id))
+
+
+def load_return(tx: Tx, compartment_id: str) -> None:
+    """The customer's return is in."""
+    move(tx, Kind.COMPARTMENT, compartment_id, CompartmentState.RESERVED, "load")
+
+
 def load(tx: Tx, order_id: str) -> None:
     """The order's goods are in: its reserved compartments are loaded."""
     for row in tx.all("SELECT id FROM compartments WHERE order_id = ? AND state = ?",
@@ -56,7 +68,8 @@ def give_back(tx: Tx, compartment_id: str, event: str) -> None:
     row = get(tx, compartment_id)
     if row.state in (CompartmentState.RESERVED, CompartmentState.LOADED):
         move(tx, Kind.COMPARTMENT, compartment_id, row.state, event)
-        tx.execute("UPDATE compartments SET order_id = NULL WHERE id = ?", (compartment_id,))
+        tx.execute("UPDATE compartments SET order_id = NULL, return_id = NULL WHERE id = ?",
+                   (compartment_id,))
 
 
 def jammed_while_loading(tx: Tx, compartment_id: str) -> None:
@@ -124,10 +137,11 @@ def sync_with_config(tx: Tx, config: LockerConfig) -> None:
     for cid, row in known.items():
         if cid in wanted:
             continue
-        if row.order_id:
+        if row.order_id or row.return_id:
+            what = f"order {row.order_id}" if row.order_id else "a customer's return"
             raise StoreError(
-                f"{config.path}: compartment {cid} holds order {row.order_id}"
-                " but is no longer in the config; put it back, or take the order out first"
+                f"{config.path}: compartment {cid} holds {what}"
+                " but is no longer in the config; put it back, or take it out first"
             )
         tx.execute("DELETE FROM compartments WHERE id = ?", (cid,))
         tx.emit("compartment.removed", "order", compartment_id=cid)
@@ -142,10 +156,12 @@ def sync_with_config(tx: Tx, config: LockerConfig) -> None:
             tx.emit("compartment.added", "order", compartment_id=cid, zone=c.zone.value,
                     size=c.size.value)
         elif (existing.zone, existing.size) != (c.zone, c.size):
-            if existing.order_id:
+            if existing.order_id or existing.return_id:
+                what = (f"order {existing.order_id}" if existing.order_id
+                        else "a customer's return")
                 raise StoreError(
                     f"{config.path}: compartment {cid} changed zone or size while it"
-                    f" holds order {existing.order_id}"
+                    f" holds {what}"
                 )
             tx.execute("UPDATE compartments SET zone = ?, size = ? WHERE id = ?",
                        (c.zone.value, c.size.value, cid))
@@ -175,8 +191,9 @@ def check_goods(tx: Tx, config: LockerConfig, compartment_id: str) -> None:
         return
     tx.clear_alarm("item_sensor_suspect", compartment_id,
                    f"compartment {compartment_id}'s item sensor reads goods again")
-    if row.order_id is not None or row.door.value in (*OPEN_DOOR_STATES, DoorState.UNLOCKING):
-        return  # its order's goods, or someone is at it
+    if row.order_id is not None or row.return_id is not None or row.door.value in (
+            *OPEN_DOOR_STATES, DoorState.UNLOCKING):
+        return  # its order's goods, a customer's return, or someone is at it
     if not tx.raise_alarm(GOODS_UNEXPECTED, compartment_id,
                           f"compartment {compartment_id} holds goods but no order: a courier"
                           " takes them back; it gets no order meanwhile"):

@@ -23,7 +23,7 @@ from locker.allocation import allocate as place_bags
 from locker.codes import PickupCodes
 from locker.config import LockerConfig
 from locker.errors import LockerError, Refused, Unavailable
-from locker.lifecycle import compartment, door, records
+from locker.lifecycle import compartment, door, records, returns
 from locker.lifecycle.door import Door
 from locker.lifecycle.records import Authorisation, Link, Order
 from locker.lifecycle.table import Kind, move
@@ -94,7 +94,7 @@ def code_free(tx: Tx, order_id: str, digest: str) -> None:
     """CodeInUse if another order still holding a code holds this one (finished orders hold
     none: their digests are erased as they finish)."""
     clash = tx.one("SELECT id FROM orders WHERE code_digest = ? AND id != ?", (digest, order_id))
-    if clash is not None:
+    if clash is not None or returns.code_taken(tx, digest):
         raise CodeInUse(f"order {order_id}: its code is an open order's already; send a new"
                         " version with a new code")
 
@@ -117,7 +117,7 @@ def rekey_codes(tx: Tx, rekeyed: Callable[[str], str]) -> int:
     for row in rows:
         tx.execute("UPDATE orders SET code_digest = ? WHERE id = ?",
                    (rekeyed(row["code_digest"]), row["id"]))
-    return len(rows)
+    return len(rows) + returns.rekey_codes(tx, rekeyed)
 
 
 def pruned_up_to(tx: Tx) -> int:
@@ -558,6 +558,7 @@ def cancel(tx: Tx, order_id: str, actor: str, reason: str) -> str:
     move(tx, Kind.ORDER, order_id, state, "cancel")
     tx.execute("UPDATE orders SET held_since = NULL, held_for = NULL, cancel_pending = NULL,"
                " phase_since = NULL WHERE id = ?", (order_id,))  # move() erased the code
+    returns.cancel_for_order(tx, order_id, reason)
     tx.emit("order.cancelled", "order", order_id=order_id, actor=actor, reason=reason,
             goods_inside=goods_inside)
     return "cancelled"
@@ -811,6 +812,7 @@ def _settle_phase(tx: Tx, config: LockerConfig, current: Order) -> str | None:
         move(tx, Kind.ORDER, current.id, current.state, "cancel")
         tx.execute("UPDATE orders SET code_digest = NULL, phase_since = NULL, held_since = NULL,"
                    " held_for = NULL, cancel_pending = NULL WHERE id = ?", (current.id,))
+        returns.cancel_for_order(tx, current.id, current.cancel_pending)
         tx.emit("order.cancelled", "order", order_id=current.id, actor="central",
                 reason=current.cancel_pending, goods_inside=True,
                 collected=[link.compartment_id for link in done])

@@ -77,6 +77,7 @@ class Compartment:
     door_changed_at: float
     service_reason: str | None
     item: bool | None = None  # its item sensor: occupied, empty, or None (no sensor)
+    return_id: str | None = None  # the return it holds (then it holds no order)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _compartment(row: dict[str, Any]) -> Compartment:
     return Compartment(row["id"], Zone(row["zone"]), Size(row["size"]),
                        CompartmentState(row["state"]), DoorState(row["door"]), row["order_id"],
                        row["door_changed_at"], row["service_reason"],
-                       None if row["item"] is None else bool(row["item"]))
+                       None if row["item"] is None else bool(row["item"]), row["return_id"])
 
 
 def authorisation(tx: Tx, auth_id: int) -> Authorisation | None:

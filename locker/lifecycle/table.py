@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from locker.model import CompartmentState, DoorState, OrderState
+from locker.model import CompartmentState, DoorState, OrderState, ReturnState
 from locker.store import Tx
 
 
@@ -26,6 +26,7 @@ class Kind(StrEnum):
     COMPARTMENT = "compartment"
     DOOR = "door"
     AUTHORISATION = "authorisation"
+    RETURN = "return"
 
 
 class AuthState(StrEnum):
@@ -64,7 +65,7 @@ def _steps(kind: Kind, rows: Iterable[tuple[str, str, str, str]], *, fault: bool
     return [Step(kind, source, event, target, fault, by) for source, event, target, by in rows]
 
 
-OS, CS, DS, AU = OrderState, CompartmentState, DoorState, AuthState
+OS, CS, DS, AU, RS = OrderState, CompartmentState, DoorState, AuthState, ReturnState
 
 TABLE: tuple[Step, ...] = (
     # --- orders ---------------------------------------------------------------------------------
@@ -189,6 +190,23 @@ TABLE: tuple[Step, ...] = (
         (AU.ACKED, "interrupt", AU.INTERRUPTED, "locker"),
         (AU.ACKED, "open_timeout", AU.JAMMED, "clock"),
     ], fault=True),
+    # --- returns (locker.returns) ---------------------------------------------------------------
+    *_steps(Kind.RETURN, [
+        (RS.OFFERED, "open", RS.OPENING, "customer"),  # a compartment of its zone unlocks
+        (RS.OFFERED, "lapse", RS.LAPSED, "clock"),
+        (RS.OFFERED, "cancel", RS.CANCELLED, "central"),
+        (RS.OPENING, "deposit", RS.DEPOSITED, "customer"),  # its door opened and closed again
+        # closed again reading empty (an item sensor): nothing was put in, the offer stands
+        (RS.OPENING, "nothing_inside", RS.OFFERED, "customer"),
+        (RS.DEPOSITED, "take_back", RS.TAKING_BACK, "courier"),
+        (RS.TAKING_BACK, "all_closed", RS.TAKEN, "courier"),
+    ]),
+    *_steps(Kind.RETURN, [
+        # its door never opened (it did not unlock, jammed, a power cut): the offer stands, the
+        # compartment is free again, and the customer may try again
+        (RS.OPENING, "not_opened", RS.OFFERED, "locker"),
+        (RS.TAKING_BACK, "interrupt", RS.DEPOSITED, "locker"),  # the courier tries again
+    ], fault=True),
 )
 
 NEXT: dict[tuple[Kind, str, str], str] = {}
@@ -203,12 +221,14 @@ STATES: dict[Kind, tuple[str, ...]] = {
     Kind.COMPARTMENT: tuple(CompartmentState),
     Kind.DOOR: tuple(DoorState),
     Kind.AUTHORISATION: tuple(AuthState),
+    Kind.RETURN: tuple(ReturnState),
 }
 INITIAL: dict[Kind, str] = {
     Kind.ORDER: OrderState.RECEIVED,
     Kind.COMPARTMENT: CompartmentState.FREE,
     Kind.DOOR: DoorState.LOCKED,
     Kind.AUTHORISATION: AuthState.PENDING,
+    Kind.RETURN: ReturnState.OFFERED,
 }
 # where a thing may rest for good; every other state has a way out
 FINAL: dict[Kind, frozenset[str]] = {
@@ -217,12 +237,15 @@ FINAL: dict[Kind, frozenset[str]] = {
     Kind.DOOR: frozenset(),
     Kind.AUTHORISATION: frozenset({AuthState.OPENED, AuthState.SUPERSEDED, AuthState.FAILED,
                                    *LATE_OPENING}),
+    Kind.RETURN: frozenset({ReturnState.TAKEN, ReturnState.LAPSED, ReturnState.CANCELLED}),
 }
 # an order in one of these is where a customer or courier can act on it without a technician
 HARBOURS = frozenset({OrderState.READY, OrderState.COLLECTED, OrderState.RECLAIMED,
                       # a courier's `to_reclaim` list
                       OrderState.EXPIRED, OrderState.RECLAIMING, OrderState.CANCELLED,
                       OrderState.WITHHELD})
+# a return in one of these waits for the customer (offered) or a courier (deposited), or is done
+RETURN_HARBOURS = frozenset({ReturnState.OFFERED, ReturnState.DEPOSITED, *FINAL[Kind.RETURN]})
 # the code of an order in one of these opens nothing any more: the card keeps no digest of it
 CODE_SPENT = frozenset({*FINAL[Kind.ORDER], OrderState.WITHHELD})
 
@@ -240,7 +263,7 @@ def next_state(kind: Kind, state: str, event: str) -> str:
 
 # where each kind keeps its state
 _COLUMN = {Kind.ORDER: ("orders", "state"), Kind.COMPARTMENT: ("compartments", "state"),
-           Kind.DOOR: ("compartments", "door")}
+           Kind.DOOR: ("compartments", "door"), Kind.RETURN: ("returns", "state")}
 
 
 def move(tx: Tx, kind: Kind, subject: str | int, state: str, event: str) -> str:

@@ -28,7 +28,8 @@ from locker.lifecycle.table import (
 from locker.model import CompartmentState, DoorState, OrderState
 
 ROOT = Path(__file__).resolve().parents[2]
-OWNED = ("orders", "order_bags", "order_compartments", "compartments", "authorisations")
+OWNED = ("orders", "order_bags", "order_compartments", "compartments", "authorisations",
+         "returns")
 WRITE = re.compile(
     r"(INSERT(\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM)\s+(" + "|".join(OWNED) + r")\b"
     r"|\.insert\(\s*[\"'](" + "|".join(OWNED) + r")[\"']", re.IGNORECASE)
