@@ -44,9 +44,10 @@ from simulator.thermal import ThermalRig, ZoneModel
 
 DEMO_ORDERS = (
     ("demo-1", ("ambient:M", "fresh:M", "frozen:S")),  # its fresh bag meets the excursion
-    ("demo-2", ("ambient:L",)),
+    ("demo-2", ("ambient:L",)),  # central gives it a return code too (a substituted item)
     ("demo-3", ("frozen:M", "ambient:S")),
 )
+RETURN_CODE_ORDER = 1  # the index of the order central issues a return code with
 EXCURSION_C = 9.0  # the scripted demo's fresh zone, its door seal gone for a moment
 SHOWN = {
     "door.opened": "door {compartment_id} opened",
@@ -61,6 +62,8 @@ SHOWN = {
                           " {peak_c} °C, above its limit for {minutes_above} min while the bag"
                           " was inside (central replaces or refunds it; a courier takes it"
                           " back)",
+    "order.return_deposited": "order {order_id}: {what} handed back into {compartment}"
+                              " ({zone}); central is told, a courier takes it back",
     "zone.excursion_started": "the {zone} zone is out of its limits ({peak_c:.1f} °C): the"
                               " orders inside it are flagged",
 }
@@ -110,10 +113,14 @@ async def enrol(session: ClientSession, central: RunningCentral, config: LockerC
 
 async def central_order(session: ClientSession, central: RunningCentral, locker_id: str,
                         order_id: str, bags: tuple[str, ...],
-                        window_hours: float = 72.0) -> dict[str, Any]:
-    """An order placed at central, as the shop's system would; central answers with its code."""
-    body = {"id": order_id, "window_hours": window_hours, "bags": [
+                        window_hours: float = 72.0, return_code: bool = False
+                        ) -> dict[str, Any]:
+    """An order placed at central, as the shop's system would; central answers with its code
+    (and, with `return_code`, a code to hand a fridge item back at the locker)."""
+    body: dict[str, Any] = {"id": order_id, "window_hours": window_hours, "bags": [
         {"zone": zone, "size": size} for zone, size in (b.split(":") for b in bags)]}
+    if return_code:
+        body.update(return_code=True, return_kind="fresh_item")
     async with session.post(f"{central.url}/admin/lockers/{locker_id}/orders", json=body,
                             headers={"X-Admin-Token": central.admin_token}) as answer:
         order: dict[str, Any] = await answer.json()
@@ -130,16 +137,34 @@ async def central_events(session: ClientSession, central: RunningCentral,
     return events
 
 
-async def type_code(session: ClientSession, url: str, code: str) -> bool:
+async def type_code(session: ClientSession, url: str, code: str) -> dict[str, Any] | None:
+    """The pickup's answer (None if refused)."""
     async with session.post(f"{url}/api/pickup", json={"code": code, "screen": "demo"}) as answer:
-        body = await answer.json()
+        body: dict[str, Any] = await answer.json()
     if answer.status == 200:
         doors = ", ".join(f"{d['compartment']} ({d['zone']}, {d['location']})"
                           for d in body["opened"])
-        say(f"code accepted for order {body['order']}: open {doors}")
-        return True
+        say(f"code accepted for order {body['order']}: " + (
+            f"open {doors}" if doors else "a return code, nothing to collect"))
+        return body
     say(f"code refused ({answer.status} {body['error']}): {body['message']}")
-    return False
+    return None
+
+
+async def hand_back(session: ClientSession, url: str, offer: dict[str, Any] | None,
+                    kind: str) -> bool:
+    """The customer presses "Return something" and says what they hand back."""
+    if offer is None or kind not in offer["kinds"]:
+        say(f"no return of {kind} offered here")
+        return False
+    async with session.post(f"{url}/api/returns", json={"offer": offer["offer"], "kind": kind,
+                                                         "screen": "demo"}) as answer:
+        body = await answer.json()
+    if answer.status != 200:
+        say(f"return refused ({answer.status} {body['error']}): {body['message']}")
+        return False
+    say(f"the customer hands back {kind}: {body['compartment']} opens")
+    return True
 
 
 async def wait_state(locker: Locker, order_id: str, state: str, timeout_s: float) -> bool:
@@ -240,14 +265,19 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
         async with ClientSession(timeout=ClientTimeout(total=10)) as session:
             suffix = secrets.token_hex(2)  # a kept data folder may hold earlier demo orders
             orders = [await central_order(session, central, config.locker_id,
-                                          f"{order_id}-{suffix}", bags)
-                      for order_id, bags in DEMO_ORDERS]
+                                          f"{order_id}-{suffix}", bags,
+                                          return_code=number == RETURN_CODE_ORDER)
+                      for number, (order_id, bags) in enumerate(DEMO_ORDERS)]
             for order in orders:
-                say(f"central took order {order['id']}: pickup code {grouped(order['code'])}")
+                say(f"central took order {order['id']}: pickup code {grouped(order['code'])}"
+                    + (f", return code {grouped(order['return_code'])}"
+                       if "return_code" in order else ""))
             await load_as_courier(locker, session, url, orders, auto_close_s)
             if script:
                 await excursion(locker, rig)
                 status = await play(locker, session, url, orders, auto_close_s)
+                status = max(status, await returns(locker, session, url, orders,
+                                                   auto_close_s))
                 await report_central(locker, session, central, config.locker_id)
                 await show_certificate(locker, session, central, orders[0]["id"], folder)
                 return status
@@ -291,11 +321,37 @@ async def play(locker: Locker, session: ClientSession, url: str, orders: list[di
     collected = 0
     for order in orders:
         say(f"typing the code of {order['id']}")
-        if await type_code(session, url, order["code"]) and await wait_states(
-                locker, order["id"], ("collected", "withheld"), auto_close_s + 15):
+        answer = await type_code(session, url, order["code"])
+        order["return_offer"] = answer["return_offer"] if answer else None
+        if answer and await wait_states(locker, order["id"], ("collected", "withheld"),
+                                        auto_close_s + 15):
             collected += 1
     say(f"{collected} of {len(orders)} demo orders collected")
     return 0 if collected == len(orders) else 1
+
+
+async def returns(locker: Locker, session: ClientSession, url: str,
+                  orders: list[dict[str, Any]], auto_close_s: float) -> int:
+    """The last customer hands back the drive's crates after their pickup; another types the
+    return code central gave with their order and hands back a fridge item."""
+    last = orders[-1]
+    say(f"the customer of {last['id']} presses \"Return something\"")
+    made = await hand_back(session, url, last.get("return_offer"), "crates")
+    coded = orders[RETURN_CODE_ORDER]
+    say(f"typing the return code of {coded['id']}")
+    answer = await type_code(session, url, coded["return_code"])
+    made = await hand_back(session, url, answer and answer["return_offer"], "fresh_item") and made
+    deadline = time.monotonic() + auto_close_s + 15
+    deposited: list[str] = []
+    while time.monotonic() < deadline and len(deposited) < 2:
+        deposited = [r["id"] for r in locker.store.read().all(
+            "SELECT id FROM returns WHERE state = 'deposited'")]
+        await asyncio.sleep(0.05)
+    waiting = [f"{r['compartment']} ({r['what']})"
+               for r in locker.courier.orders()["returns_to_take_back"]]
+    say(f"{len(deposited)} returns deposited; the couriers' list has {len(waiting)} to take"
+        f" back: {', '.join(waiting)}")
+    return 0 if made and len(deposited) == 2 else 1
 
 
 async def report_central(locker: Locker, session: ClientSession, central: RunningCentral,

@@ -32,6 +32,8 @@ def test_the_demo_collects_every_order(tmp_path: Path) -> None:
     assert alarms and all("ALARM zone_excursion raised: the fresh zone" in a for a in alarms)
     assert "F04 kept back" in result.stdout or "kept back, its zone reached" in result.stdout
     assert "still in the locker's outbox" in result.stdout
+    # the last customer hands back crates; a return code from central brings a fridge item
+    assert "2 returns deposited; the couriers' list has 2 to take back" in result.stdout
     assert "cold-chain certificate of" in result.stdout and "signature verified" in result.stdout
     page = next((tmp_path / "data").glob("certificate-*.html"))
     assert "<svg" in page.read_text() or "No readings" in page.read_text()
@@ -46,10 +48,11 @@ def test_the_demo_collects_every_order(tmp_path: Path) -> None:
     assert "events" in tables, tables
     kinds = [k for (k,) in central.execute("SELECT kind FROM events")]
     central.close()
-    # 3 loadings (6 doors) and 3 collections (5 doors, the kept bag's stays shut): 11 door
-    # openings, each event once
-    assert kinds.count("order.collected") == 3 and kinds.count("door.opened") == 11
+    # 3 loadings (6 doors), 3 collections (5 doors, the kept bag's stays shut) and 2 returns:
+    # 13 door openings, each event once
+    assert kinds.count("order.collected") == 3 and kinds.count("door.opened") == 13
     assert kinds.count("order.bag_withheld") == 1
+    assert kinds.count("order.return_deposited") == 2
 
 
 def test_the_demo_without_a_keyboard_says_to_use_the_browser(tmp_path: Path) -> None:
