@@ -221,3 +221,28 @@ async def test_rotating_the_code_keys_keeps_a_return_code_working(rig: Rig) -> N
     assert count == 1
     row = locker.store.read().one("SELECT code_digest FROM returns")
     assert row is not None and row["code_digest"].startswith("x")
+
+
+async def test_a_restart_between_the_commit_and_the_door_gives_the_compartment_back(
+        rig: Rig) -> None:
+    """A power cut after a return's door was authorised: at the start the unanswered unlock is
+    never pulsed again, the compartment is free and the customer's offer stands."""
+    locker, driver, clock = rig
+    offer = await picked_up(locker, driver, clock)
+    zone = locker.config.compartment("A1").zone
+    with locker.store.transaction(clock.now()) as tx:  # committed, then the power went
+        current = returns_life.get(tx, offer)
+        assert current is not None
+        returns_life.open_for_deposit(tx, locker.config, current, "crates", zone, "A1",
+                                      "customer:front")
+    await locker.stop()
+    again = Locker(locker.config, driver, clock)
+    await again.start()
+    try:
+        assert return_state(again, offer) == "offered"
+        assert compartment(again, "A1")["state"] == "free"
+        assert "door.unlock_interrupted" in [e.kind for e in again.store.events()]
+        handed = await again.returns.deposit(offer, "crates")
+        assert handed.opened
+    finally:
+        await again.stop()
