@@ -82,6 +82,8 @@ def ops_state(locker: Locker, live: LiveFeed | None = None,
             "level": c.level, "state": row.get("state"),
             "door": row.get("door") if known else "unknown", "door_last_seen": row.get("door"),
             "order": row.get("order_id"), "service_reason": row.get("service_reason"),
+            # what a customer handed back waits inside for a courier (locker.returns)
+            "holds_return": row.get("return_id") is not None,
             "wired": (f"board {wiring.board} channel {wiring.channel}"
                       if isinstance(wiring, BoardWiring)
                       else f"GPIO {wiring.lock_pin}/{wiring.door_pin}"),

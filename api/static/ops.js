@@ -70,7 +70,7 @@ function renderGrid() {
     cell.append(el("b", {}, c.id), el("span", {}, `${c.size} ${t(`states.${c.state}`)}`),
                 el("span", {class: c.door === "unknown" ? "bad" : ""},
                    c.door === "unknown" ? t("door_unknown") : t("door", {door: t(`doors.${c.door}`)})
-                   + (c.order ? ` · ${c.order}` : "")));
+                   + (c.order ? ` · ${c.order}` : "") + (c.holds_return ? ` · ${t("holds_return")}` : "")));
     if (c.service_reason) cell.append(el("span", {class: "reason"}, c.service_reason));
     const pick = () => { selected = c.id; render(); $("grid").querySelector(`[data-id="${c.id}"]`).focus(); };
     cell.addEventListener("click", pick);
