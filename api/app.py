@@ -26,6 +26,7 @@ from api.common import (
     page,
     problem,
     read_json,
+    zones_css,
 )
 from api.freshness import act_in_time, add_loop_watch
 from api.listener import add_safety_headers, check_host
@@ -159,6 +160,12 @@ async def health(request: web.Request) -> web.Response:
     }, status=200 if ready else 503)
 
 
+async def zone_colours(request: web.Request) -> web.Response:
+    """The zones' colours for every screen, from their declarations (locker.model.ZONES)."""
+    return web.Response(text=zones_css(), content_type="text/css",
+                        headers={"Cache-Control": "no-cache"})
+
+
 def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application:
     """The app; with manage_locker the app starts and stops the locker (cleanup_ctx)."""
     app = web.Application(middlewares=[check_host(locker.config.http.allowed_hosts),
@@ -179,6 +186,7 @@ def create_app(locker: Locker, *, manage_locker: bool = True) -> web.Application
         add_update_agent(app, locker)
     app.router.add_post("/api/pickup", pickup)
     app.router.add_get("/api/health", health)
+    app.router.add_get("/zones.css", zone_colours)
     app.router.add_get("/", page("kiosk.html"))
     app.router.add_get("/ops", page("ops.html"))
     app.router.add_static("/static", STATIC)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from locker.config import LockerConfig
 from locker.courier import DoorsResult
 from locker.daemon import Locker
 from locker.errors import LockerError
+from locker.model import ZONES
 from locker.staff import Session
 from locker.unlocking import Door
 
@@ -121,10 +123,33 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     return serve
 
 
+def zones_json() -> dict[str, dict[str, Any]]:
+    """Every declared zone as the screens show it: its words in each language, its colour, and
+    whether it is kept below 0 °C (a snowflake on the drawing)."""
+    return {spec.name: {"en": spec.en, "fr": spec.fr, "colour": spec.colour,
+                        "freezing": spec.freezing} for spec in ZONES.values()}
+
+
 def bank(config: LockerConfig) -> dict[str, Any]:
-    """The bank as built, for every screen's drawing: its columns and levels (1 at the bottom)
-    and where each compartment is."""
+    """The bank as built, for every screen's drawing: its columns and levels (1 at the bottom),
+    where each compartment is, and the zones (locker.model.ZONES: the screens name and colour
+    no zone of their own)."""
     cells = [{"id": c.id, "zone": c.zone.value, "column": c.column, "level": c.level}
              for c in config.compartments]
     return {"columns": max(c.column for c in config.compartments),
-            "levels": max(c.level for c in config.compartments), "compartments": cells}
+            "levels": max(c.level for c in config.compartments), "compartments": cells,
+            "zones": zones_json()}
+
+
+COLOUR = re.compile(r"#[0-9a-fA-F]{3,8}|[a-z]{3,20}")
+
+
+def zones_css() -> str:
+    """The screens' zone colours, from the declarations: an element of a zone's class gets
+    `--zone`, which every stylesheet draws with."""
+    rules = []
+    for spec in ZONES.values():
+        if not (COLOUR.fullmatch(spec.colour) and re.fullmatch(r"[a-z][a-z0-9_-]*", spec.name)):
+            raise ValueError(f"zone {spec.name!r}: not a CSS class and colour")
+        rules.append(f".{spec.name} {{ --zone: {spec.colour}; }}")
+    return "\n".join(rules) + "\n"

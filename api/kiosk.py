@@ -97,7 +97,7 @@ def speech_text(config: LockerConfig, lang: str, parts: list[str], doors: list[s
         if part == "doors":
             for cid in doors:
                 c = config.compartment(cid)
-                said.append(text["door"].format(id=c.id, zone=text["zones"][c.zone.value],
+                said.append(text["door"].format(id=c.id, zone=c.zone.spec.label(lang),
                                                 column=c.column, level=c.level) + ".")
             continue
         group, _, name = part.rpartition(".")

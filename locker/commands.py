@@ -33,7 +33,7 @@ from locker.clock import Clock
 from locker.config import LockerConfig
 from locker.errors import ConfigError, LockerError
 from locker.lifecycle.order import cancel, extend_window
-from locker.model import Zone
+from locker.model import ZONES, Zone
 from locker.store import Store, Tx
 from locker.sync import set_cursor
 from locker.throttle import Limits, refilled
@@ -270,7 +270,7 @@ class RemoteCommands:
         try:
             zone = Zone(args["zone"])
         except ValueError:
-            raise CommandRefused("malformed", "zone must be fresh or frozen") from None
+            raise CommandRefused("malformed", f"zone must be {' or '.join(ZONES)}") from None
         self.hands.set_setpoint(zone, float(celsius), ACTOR)
         return {}
 

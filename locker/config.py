@@ -153,12 +153,12 @@ class ZoneLimits:
     probe_calibrated: str | None = None  # the probe's last calibration, YYYY-MM-DD
 
 
-DEFAULT_ZONE_LIMITS: dict[Zone, ZoneLimits] = {
-    Zone.AMBIENT: ZoneLimits(min_c=None, max_c=30.0),
-    Zone.FRESH: ZoneLimits(min_c=0.0, max_c=4.0, setpoint_c=2.5),
-    Zone.FROZEN: ZoneLimits(min_c=None, max_c=-18.0, tolerated_max_c=-15.0, setpoint_c=-21.0,
-                            defrost_every_h=6.0),
-}
+def default_limits() -> dict[Zone, ZoneLimits]:
+    """Every declared zone's limits as its declaration gives them (locker.model.ZONES)."""
+    return {zone: ZoneLimits(min_c=zone.spec.min_c, max_c=zone.spec.max_c,
+                             tolerated_max_c=zone.spec.tolerated_max_c,
+                             setpoint_c=zone.spec.setpoint_c,
+                             defrost_every_h=zone.spec.defrost_every_h) for zone in Zone}
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,7 @@ class LockerConfig:
     compartments: tuple[CompartmentConfig, ...]
     bus: BusConfig | None
     gpio: GpioConfig | None
-    zones: Mapping[Zone, ZoneLimits] = field(default_factory=lambda: dict(DEFAULT_ZONE_LIMITS))
+    zones: Mapping[Zone, ZoneLimits] = field(default_factory=default_limits)
     codes: CodePolicy = CodePolicy()
     throttle: ThrottlePolicy = ThrottlePolicy()
     doors: DoorPolicy = DoorPolicy()
@@ -650,7 +650,7 @@ def _calibrated(sub: _Table) -> str:
 
 
 def _zones(table: _Table | None) -> dict[Zone, ZoneLimits]:
-    zones = dict(DEFAULT_ZONE_LIMITS)
+    zones = default_limits()
     if table is None:
         return zones
     for zone in Zone:

@@ -22,7 +22,7 @@ from locker.lifecycle import order as order_life
 from locker.lifecycle import records
 from locker.lifecycle import returns as returns_life
 from locker.lifecycle.order import ORDER_ID, OrderRejected, receive
-from locker.model import Size, Zone
+from locker.model import ZONES, Size, Zone
 from locker.returns import KINDS
 from locker.store import Tx
 
@@ -169,7 +169,7 @@ def parse_order(obj: object, where: str = "order") -> CentralOrder:
         try:
             parsed.append(Bag(Zone(bag["zone"]), Size(bag["size"])))
         except (ValueError, TypeError):
-            raise BadPayload(f"{where}.bags[{number}]: zone must be ambient, fresh or frozen and"
+            raise BadPayload(f"{where}.bags[{number}]: zone must be {' or '.join(ZONES)} and"
                              f" size S, M or L, not {bag['zone']!r:.20}:{bag['size']!r:.20}"
                              ) from None
     sealed_return = order.get("return_code")
@@ -192,7 +192,7 @@ def parse_order(obj: object, where: str = "order") -> CentralOrder:
 def unfit_bags(config: LockerConfig, bags: tuple[Bag, ...]) -> str | None:
     """Why this locker could never hold these bags (no compartment of that zone and size)."""
     for bag in bags:
-        if not any(c.zone is bag.zone and bag.size.fits_in(c.size) for c in config.compartments):
+        if not any(c.zone == bag.zone and bag.size.fits_in(c.size) for c in config.compartments):
             return f"this locker has no {bag.zone.value} compartment of size {bag.size.value}" + (
                 "" if bag.size is Size.S else " or larger")
     return None

@@ -23,7 +23,7 @@ from locker.lifecycle.order import (
     receive,
 )
 from locker.lifecycle.order import allocate as allocate_order
-from locker.model import Size, Zone
+from locker.model import ZONES, Size, Zone
 from locker.store import Store
 
 __all__ = ["ORDER_ID", "AddedOrder", "OrderRejected", "activate", "add_order_to_load",
@@ -45,7 +45,7 @@ def parse_bag(text: str) -> Bag:
         return Bag(Zone(zone.strip().lower()), Size((size or "M").strip().upper()))
     except ValueError:
         raise OrderRejected(
-            f"bad bag {text!r}: write zone:size, zone one of ambient, fresh, frozen,"
+            f"bad bag {text!r}: write zone:size, zone one of {', '.join(ZONES)},"
             " size one of S, M, L"
         ) from None
 

@@ -43,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nacl.public import PublicKey, SealedBox
 from sqlite_utils import Database
 
+from locker.model import ZONES  # the declared zones: what a payload may name
+
 API_PREFIX = "/v1"
 MAX_BODY = 1024 * 1024  # the spec's limit on a request body (and the locker's on an answer)
 MAX_WAIT_S = 300.0
@@ -51,7 +53,6 @@ MAX_WAIT_S = 300.0
 KEEPALIVE_S = 600.0
 SILENT_AFTER_S = 360.0  # no call for longer than the longest long poll and a minute: silent
 CATEGORIES = ("order", "door", "alarm", "security", "coldchain", "telemetry")
-ZONES = ("ambient", "fresh", "frozen")
 SIZES = ("S", "M", "L")
 # what a customer may hand back (locker.returns.KINDS; central is another program: its own list)
 RETURN_KINDS = ("crates", "ambient_item", "fresh_item", "frozen_item")
@@ -722,7 +723,7 @@ def check_heartbeat(data: Any) -> dict[str, Any]:
     _count(data["cursor"], "cursor")
     _counts(data["compartments"], "compartments", COMPARTMENT_STATES)
     _counts(data["orders"], "orders", ORDER_STATES)
-    _keys(data["zones"], "zones", (), ZONES)
+    _keys(data["zones"], "zones", (), tuple(ZONES))
     for name, zone in data["zones"].items():
         _keys(zone, f"zones.{name}", ("celsius", "setpoint_c", "compressor"))
         _nullable_number(zone["celsius"], f"zones.{name}.celsius")

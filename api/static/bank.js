@@ -54,7 +54,7 @@ const Bank = (() => {
       add(g, "rect", {x, y, width: W, height: H, rx: 8});
       if (!state) continue;
       add(g, "text", {x: x + 8, y: y + 34}, c.id);
-      if (c.zone === "frozen") snowflake(g, x + W - 17, y + H - 20, 12);
+      if (bank.zones?.[c.zone]?.freezing) snowflake(g, x + W - 17, y + H - 20, 12);
       // a short box: the mark beside the id, not on it
       const low = H >= 80;
       add(g, "text", {x: low ? x + 8 : x + 62, y: low ? y + H - 10 : y + 34, class: "mark"},

@@ -20,7 +20,9 @@ let offer = null;  // what this customer may hand back (from their pickup or a r
 let idleTimer = null, waitTimer = null, doneTimer = null, pressTimer = null, pressed = false;
 let autoTries = 0;  // the same code sent again by the screen; a guesser still at it may win a turn
 const AUTO_TRIES = 4, LONG_PRESS_MS = 1200, SLOWER = 3;  // assistance: three times the time
-const DONE_S = 5, TROUBLE_S = 30;  // how long the final screen stays (times SLOWER, assisted)
+// how long the final screen stays (times SLOWER, assisted): longer after trouble, and long enough
+// to press "Return something" when a return is offered
+const DONE_S = 5, OFFER_S = 15, TROUBLE_S = 30;
 const $ = (id) => document.getElementById(id);
 const code = $("code"), answer = $("answer"), player = new Audio();
 const words = (key) => key.split(".").reduce((o, k) => (o == null ? o : o[k]), TEXT[lang]);
@@ -30,9 +32,10 @@ const phone = () => (info.support_phone || "").replace(/ /g, "\u00a0").replace(/
 const t = (key, vars = {}) => (has(key) ? words(key) : words("refusals.error"))
   .replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
 const cell = (id) => info.bank.compartments.find((c) => c.id === id);
+const zoneWords = (z) => info.bank?.zones?.[z]?.[lang] || z;  // the app's declarations
 const doorWords = (id) => {
   const c = cell(id) || {id, zone: "", column: "?", level: "?"};
-  return t("door", {id, zone: TEXT[lang].zones[c.zone] || c.zone, column: c.column, level: c.level});
+  return t("door", {id, zone: zoneWords(c.zone), column: c.column, level: c.level});
 };
 const grouped = (digits) => digits.length > 7 ? `${digits.slice(0, 3)} ${digits.slice(3, 7)} ${digits.slice(7)}`
   : digits.length > 3 ? `${digits.slice(0, 3)} ${digits.slice(3)}` : digits;
@@ -256,7 +259,7 @@ function renderResult() {
     result.done = true;
     if (!trouble) speak([returning ? "return_done" : "done"]);
     // a customer who may still hand something back gets the time to press for it
-    const stay = trouble || result.withheld.length || (offer && !returning) ? TROUBLE_S : DONE_S;
+    const stay = trouble || result.withheld.length ? TROUBLE_S : offer && !returning ? OFFER_S : DONE_S;
     doneTimer = setTimeout(reset, (assist ? SLOWER : 1) * stay * 1000);
   }
 }

@@ -12,6 +12,7 @@ const $ = (id) => document.getElementById(id);
 const headers = () => ({"X-Ops-Token": token, "Content-Type": "application/json"});
 const words = (key) => key.split(".").reduce((o, k) => (o == null ? o : o[k]), TEXT[lang]);
 const t = (key, vars = {}) => String(words(key) ?? key).replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
+const zoneWords = (z) => state?.bank?.zones?.[z]?.[lang] || z;  // the app's declarations
 const when = (at) => (at ? dates.format(new Date(at * 1000)) : "");
 const el = (name, attrs = {}, text) => {
   const node = document.createElement(name);
@@ -84,7 +85,7 @@ function renderSelected() {
   const c = state.compartments.find((x) => x.id === selected);
   $("selected").textContent = c ? t("compartment", {id: c.id}) : t("select");
   $("selected-detail").textContent = !c ? "" : [
-    t(`zones.${c.zone}`), c.wired, t(`states.${c.state}`),
+    zoneWords(c.zone), c.wired, t(`states.${c.state}`),
     c.door === "unknown" ? t("door_unknown") : t("door", {door: t(`doors.${c.door}`)}),
     c.service_reason ? t("out_of_service", {reason: c.service_reason}) : ""].filter(Boolean).join(" · ");
 }
@@ -161,7 +162,7 @@ function renderTemps() {
   const y = (c) => (10 + (hi - c) / (hi - lo) * (H - B - 10)).toFixed(1);
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("role", "img"); svg.setAttribute("aria-label", t("temperatures"));
-  const colours = {ambient: "#9e9e9e", fresh: "#4fc3ff", frozen: "#b388ff"};
+  const colours = Object.fromEntries(Object.entries(state.bank.zones).map(([z, d]) => [z, d.colour]));
   // defrosts shaded, under everything else
   for (const zone of zones) {
     const rows = state.temperatures[zone];
@@ -188,7 +189,7 @@ function renderTemps() {
       const line = add("line", {x1: L, x2: W - 10, y1: y(c), y2: y(c), class: "limit", "data-zone": zone});
       line.style.stroke = colours[zone] || "#fff";
       add("text", {x: W - 14, y: Number(y(c)) - 4, class: "axis limit-label", "text-anchor": "end"},
-          `${t(`zones.${zone}`)} ${t("limit", {c})}`);
+          `${zoneWords(zone)} ${t("limit", {c})}`);
     }
   }
   for (const zone of zones) {
@@ -197,11 +198,11 @@ function renderTemps() {
     line.style.stroke = colours[zone] || "#fff";
     line.dataset.zone = zone;
   }
-  for (const zone of ["ambient", "fresh", "frozen"]) {  // every zone named, measured or not
+  for (const zone of Object.keys(state.bank.zones)) {  // every zone named, measured or not
     const rows = state.temperatures[zone];
     const last = rows && rows.at(-1);
     const label = el("span", {class: "zone-now", "data-zone": zone},
-                     `${t(`zones.${zone}`)}: ${!last ? t("not_monitored") : last[1] === null
+                     `${zoneWords(zone)}: ${!last ? t("not_monitored") : last[1] === null
                        ? t("probe_fault") : last[1].toFixed(1) + " °C"}  `);
     label.style.color = colours[zone];
     temps.appendChild(label);

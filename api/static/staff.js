@@ -19,7 +19,7 @@ const Staff = (() => {
     return value.replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
   }
   const has = (key) => key.split(".").reduce((v, p) => (v == null ? undefined : v[p]), TEXT[lang]) !== undefined;
-  const zone = (z) => TEXT[lang].zones[z] || z;
+  const zone = (z) => info.bank?.zones?.[z]?.[lang] || z;  // the app's declarations
 
   // what a refusal means, in the screen's language, from the answer's reason and fields
   function refusal(data, vars = {}) {

@@ -121,7 +121,7 @@ def choose(tx: Tx, config: LockerConfig, zone: Zone, size: Size,
     leaves room for every order waiting to be loaded (no more of their bags go without a place
     than already would). None if there is none."""
     free = compartment_life.free(tx, config, reachable)
-    candidates = sorted((c for c in free if c.zone is zone and size.fits_in(c.size)),
+    candidates = sorted((c for c in free if c.zone == zone and size.fits_in(c.size)),
                         key=lambda c: (c.size.rank, c.level, c.id))
     if not candidates:
         return None
