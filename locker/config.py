@@ -522,7 +522,9 @@ def _bus(table: _Table) -> BusConfig:
             with_bits = [n for n in lockboards.names() if lockboards.lookup(n).item_bits]
             raise ConfigError(
                 f"{where}.item_sensor: protocol {protocol} boards report no item presence"
-                f" (only {' and '.join(with_bits) or 'no protocol'}'s item bits do);"
+                f" (only {', '.join(with_bits)}'s item bits do); remove item_sensor"
+                if with_bits else
+                f"{where}.item_sensor: protocol {protocol} boards report no item presence;"
                 " remove item_sensor"
             )
         if board.channels > spec.channels:
