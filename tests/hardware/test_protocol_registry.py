@@ -170,3 +170,12 @@ def test_every_built_in_codec_carries_the_declaration_it_is_registered_under() -
     for spec, _factory in BUILT_IN:
         assert get_codec(spec.name).protocol is spec
         assert lockboards.lookup(spec.name) == spec
+
+
+def test_a_program_that_registered_no_protocol_is_told_what_to_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lockboards, "_REGISTERED", {})
+    with pytest.raises(ConfigError, match=r"bus\.protocol: no lock-board protocol is registered"
+                                          r" in this program .*import hardware\.codecs"):
+        load_config(write_config(tmp_path))
