@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
+import hardware.codecs  # noqa: E402, F401  (registers the lock-board protocols load_config reads)
 from hardware.probes import DS18B20Probe  # noqa: E402
 from locker import haccp  # noqa: E402
 from locker.clock import SimClock  # noqa: E402

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hardware.boards import BoardLockDriver  # noqa: E402
+from locker import lockboards  # noqa: E402
 from locker.codes import create_keys, load_codes  # noqa: E402
 from locker.config import load_config  # noqa: E402
 from locker.daemon import Locker, sync_compartments  # noqa: E402
@@ -65,7 +66,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--profile", action="store_true", help="cProfile phase 1 and print it")
     args = parser.parse_args()
-    baud = 19200 if args.protocol == "kerong" else 9600
+    baud = lockboards.lookup(args.protocol).default_baud
     folder = Path(tempfile.mkdtemp(prefix="bench-poll-"))
     path = write_config(folder, args.protocol, args.boards, args.channels, baud, 0)
     boards = await spawn(path, auto_close_s=0.3)

@@ -40,6 +40,7 @@ from aiohttp import ClientSession
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from locker import lockboards  # noqa: E402
 from locker.codes import PickupCodes, create_keys, load_codes  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from locker.daemon import sync_compartments  # noqa: E402
@@ -182,7 +183,7 @@ def status_requests(frames: list[dict[str, object]]) -> int:
 
 async def run(args: argparse.Namespace, boards_n: int, orders_total: int, pickups: int,
               idle_s: float, cgroup: Path | None = None, hog: bool = False) -> Run:
-    baud = 19200 if args.protocol == "kerong" else 9600
+    baud = lockboards.lookup(args.protocol).default_baud
     folder = Path(tempfile.mkdtemp(prefix="bench-unlock-"))
     path = write_config(folder, args.protocol, boards_n, args.channels, baud, args.http_port)
     config = load_config(path)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from hardware.bus import BoardHealth, Bus, FrameRecord, Priority
-from hardware.codecs import Codec, KerongCodec, Request, get_codec
+from hardware.codecs import Codec, Request, get_codec
 from locker.config import BoardConfig, BoardWiring, BusConfig, CompartmentConfig
 from locker.errors import BoardOffline, BoardTimeout, HardwareError, UnknownCompartment
 from locker.model import DoorSense
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 Lock = tuple[int, int]  # (board address, 1-based channel)
 
-RECENT_UNLOCK_S = 60.0  # protocol W polls a door unlocked this recently before the others
+RECENT_UNLOCK_S = 60.0  # per-lock protocols (W) poll a door unlocked this recently first
 
 
 class BoardLockDriver:
@@ -45,9 +45,9 @@ class BoardLockDriver:
             bus, self.codec, on_offline=self._board_offline, on_online=self._board_online,
             history_size=history_size,
         )
-        # K's 0x37 frame comes from one source only and its reply is undocumented: off unless
-        # asked for (docs/protocols.md)
-        self.set_pulse_time = set_pulse_time
+        # for a protocol that can store it (K's 0x37, from one source only, its reply
+        # undocumented): off unless asked for (docs/protocols.md)
+        self.set_pulse_time = set_pulse_time and self.codec.protocol.pulse_time_settable
         self.boards: dict[int, BoardConfig] = {b.address: b for b in bus.boards}
         self.wiring: dict[str, Lock] = {}
         self.by_lock: dict[Lock, str] = {}
@@ -79,7 +79,7 @@ class BoardLockDriver:
         await self.bus.open()
         for _board, request in self._cycle(recent_first=False):
             await self._read(request, Priority.READ)
-        if self.set_pulse_time and isinstance(self.codec, KerongCodec):
+        if self.set_pulse_time:
             for address in self.boards:  # once a board has answered: nothing goes to a stranger
                 request = self.codec.pulse_time_request(address, self.bus_config.pulse_ms)
                 with contextlib.suppress(HardwareError):
@@ -166,8 +166,8 @@ class BoardLockDriver:
         self._pulse_until[lock] = loop.time() + self.bus_config.pulse_ms / 1000
         self._recent[lock] = loop.time()
         last = [r for r in requests if r.expects_reply][-1]
-        if reply is not None and last.kind == "status":  # K: the acknowledgement is a fresh read
-            self._apply(last, reply)
+        if reply is not None and self.codec.protocol.ack_is_status_read:
+            self._apply(last, reply)  # K: the acknowledgement is a fresh read of the board
 
     def _unlock_done(self, lock: Lock, task: asyncio.Task[None]) -> None:
         self._inflight.pop(lock, None)
@@ -185,7 +185,7 @@ class BoardLockDriver:
                     requests.extend((address, r) for r in self.codec.status_requests(board, wired))
             self._requests = requests
         items = self._requests
-        if recent_first and len(items) > len(self.boards):  # per-lock protocol: W
+        if recent_first and self.codec.protocol.per_lock_status:  # W: one read per lock
             items = list(items)
             now = asyncio.get_running_loop().time()
             fresh = {k for k, t in self._recent.items() if now - t < RECENT_UNLOCK_S}

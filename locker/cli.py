@@ -596,6 +596,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # the composition root: the codecs register their protocols' declarations, which every
+    # command's config check reads (locker.lockboards, ADR 0001); pure byte work, no port opened
+    import hardware.codecs  # noqa: F401
+
     args = parser().parse_args(argv)
     args.redact = logs.setup(args.log_format, verbose=args.verbose)
     try:

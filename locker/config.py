@@ -20,27 +20,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from locker import lockboards
 from locker.errors import ConfigError
 from locker.model import Size, Zone
 
-Protocol_ = Literal["kerong", "winnsen", "generic"]
-PROTOCOLS: tuple[str, ...] = ("kerong", "winnsen", "generic")
-_PROTOCOL_NAMES: dict[str, Protocol_] = {
-    "kerong": "kerong", "winnsen": "winnsen", "generic": "generic",
-}
-# per protocol: lowest and highest board address, most channels on one board, fixed baud or None
-PROTOCOL_LIMITS: dict[str, tuple[int, int, int, int | None]] = {
-    "kerong": (0, 15, 16, None),
-    "winnsen": (0, 255, 16, 9600),
-    "generic": (1, 31, 50, 9600),
-}
 # identifiers name files and URL paths: ASCII only (str.isalnum() takes "²" and "ａ"), matched
 # whole (fullmatch: a pattern's "$" would let "x\n" through)
 LOCKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 STAFF_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")  # the screens' dates and words: fr-FR, en-GB
 COMPARTMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
-BAUDS = (9600, 19200, 38400, 57600, 115200)
 MAX_CONFIG_BYTES = 1 << 20  # a locker with thousands of compartments fits in a tenth of this
 
 
@@ -65,7 +54,7 @@ class BusConfig:
     """The RS485 line, its protocol and the boards daisy-chained on it."""
 
     port: str
-    protocol: Protocol_
+    protocol: str  # the name of a registered lock-board protocol (locker.lockboards)
     baud: int
     boards: tuple[BoardConfig, ...]
     poll_interval_s: float = 0.25
@@ -493,10 +482,10 @@ def _enum(table: _Table, name: str, kind: Callable[[str], _T], choices: tuple[st
     return kind(table.choice(name, choices))
 
 
-def _board(table: _Table) -> BoardConfig:
+def _board(table: _Table, spec: lockboards.ProtocolSpec) -> BoardConfig:
     board = BoardConfig(
-        address=table.integer("address", lo=0, hi=255),
-        channels=table.integer("channels", 16, lo=1, hi=50),
+        address=table.integer("address"),
+        channels=table.integer("channels", min(16, spec.channels), lo=1),
         door_closed_when="bit_clear" if table.choice(
             "door_closed_when", ("bit_set", "bit_clear"), "bit_set"
         ) == "bit_clear" else "bit_set",
@@ -506,15 +495,27 @@ def _board(table: _Table) -> BoardConfig:
     return board
 
 
+def _protocol(table: _Table) -> lockboards.ProtocolSpec:
+    """The declaration of `bus.protocol`, from the protocols the codecs registered."""
+    name = table.text("protocol")
+    try:
+        return lockboards.lookup(name)
+    except ValueError:
+        known = lockboards.names()
+        raise table.error("protocol", f"must be one of {', '.join(known)}, not {name!r}"
+                          if known else lockboards.known_text()) from None
+
+
 def _bus(table: _Table) -> BusConfig:
-    protocol = table.choice("protocol", PROTOCOLS)
-    lowest, highest, most_channels, fixed_baud = PROTOCOL_LIMITS[protocol]
-    baud = table.integer("baud", fixed_baud or 19200)
-    if baud not in BAUDS:
-        raise table.error("baud", f"must be one of {', '.join(map(str, BAUDS))}, not {baud}")
-    if fixed_baud is not None and baud != fixed_baud:
-        raise table.error("baud", f"protocol {protocol} runs at {fixed_baud} baud only")
-    boards = [_board(t) for t in table.tables("boards")]
+    spec = _protocol(table)
+    protocol = spec.name
+    baud = table.integer("baud", spec.default_baud)
+    if baud not in spec.bauds:
+        raise table.error("baud", f"protocol {protocol} runs at {spec.bauds[0]} baud only"
+                          if len(spec.bauds) == 1 else
+                          f"must be one of {', '.join(map(str, spec.bauds))} for protocol"
+                          f" {protocol}, not {baud}")
+    boards = [_board(t, spec) for t in table.tables("boards")]
     if not boards:
         raise table.error("boards", "declare at least one [[bus.boards]]")
     seen: set[int] = set()
@@ -523,24 +524,28 @@ def _bus(table: _Table) -> BusConfig:
         if board.address in seen:
             raise ConfigError(f"{where}.address: board {board.address} declared twice")
         seen.add(board.address)
-        if not lowest <= board.address <= highest:
+        if not spec.reaches(board.address):
             raise ConfigError(
-                f"{where}.address: protocol {protocol} addresses boards {lowest}-{highest},"
+                f"{where}.address: protocol {protocol} addresses boards {spec.addresses},"
                 f" not {board.address}"
             )
-        if board.item_sensor and protocol != "kerong":
+        if board.item_sensor and not spec.item_bits:
+            with_bits = [n for n in lockboards.names() if lockboards.lookup(n).item_bits]
             raise ConfigError(
                 f"{where}.item_sensor: protocol {protocol} boards report no item presence"
-                " (only kerong's infrared bits do); remove item_sensor"
+                f" (only {', '.join(with_bits)}'s item bits do); remove item_sensor"
+                if with_bits else
+                f"{where}.item_sensor: protocol {protocol} boards report no item presence;"
+                " remove item_sensor"
             )
-        if board.channels > most_channels:
+        if board.channels > spec.channels:
             raise ConfigError(
-                f"{where}.channels: protocol {protocol} drives at most {most_channels} channels"
+                f"{where}.channels: protocol {protocol} drives at most {spec.channels} channels"
                 f" on one board, not {board.channels}"
             )
     bus = BusConfig(
         port=table.text("port"),
-        protocol=_PROTOCOL_NAMES[protocol],
+        protocol=protocol,
         baud=baud,
         boards=tuple(boards),
         poll_interval_s=table.number("poll_interval_s", 0.25, lo=0.01, hi=60),
@@ -557,8 +562,8 @@ def _bus(table: _Table) -> BusConfig:
 def _compartment(table: _Table) -> CompartmentConfig:
     wiring: BoardWiring | GpioWiring
     if "board" in table.data or "channel" in table.data:
-        wiring = BoardWiring(table.integer("board", lo=0, hi=255),
-                             table.integer("channel", lo=1, hi=50))
+        wiring = BoardWiring(table.integer("board", lo=0),
+                             table.integer("channel", lo=1))
     elif "lock_pin" in table.data or "door_pin" in table.data:
         wiring = GpioWiring(table.integer("lock_pin", lo=0, hi=27),
                             table.integer("door_pin", lo=0, hi=27),

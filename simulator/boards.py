@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from locker.config import BoardConfig, LockerConfig
 from simulator.doors import Doors, Person
-from simulator.protocols import PROTOCOLS, Request, Scanner, UnlockResult, corrupt
+from simulator.protocols import Request, Scanner, UnlockResult, corrupt, model_for
 
 Direction = Literal["rx", "tx", "junk", "noise"]
 
@@ -139,7 +139,7 @@ class SimulatedBoards:
             raise ValueError(f"{config.path}: no [bus] table: nothing to simulate")
         self.config = config
         self.bus = config.bus
-        self.protocol = PROTOCOLS[self.bus.protocol]
+        self.protocol = model_for(self.bus.protocol)
         self.doors = Doors.from_config(config, spring=spring)
         sensing = {b.address for b in self.bus.boards if b.item_sensor}
         self.person = Person(self.doors, auto_close_s, frozenset(

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-ProtocolName = Literal["kerong", "winnsen", "generic"]
+from locker import lockboards
+from locker.lockboards import ProtocolSpec
 
 
 class UnlockResult(enum.Enum):
@@ -56,7 +57,7 @@ Command = Literal["unlock", "status", "set_pulse", "unlock_all", "query_all_boar
 class Request:
     """One complete, valid request frame as the board understood it."""
 
-    protocol: ProtocolName
+    protocol: str  # the name of its ProtocolSpec
     command: Command
     board: int
     channel: int | None  # 1-based, as on the board's label; None when the command has none
@@ -96,6 +97,14 @@ def xor_all(data: bytes) -> int:
 
 # --------------------------------------------------------------------------------------------
 # Protocol K: Kerong KR-CU16/CU12.  `02 ADDR CMD 03 SUM`, ADDR = board << 4 | (lock - 1).
+
+# what the document says about these boards, read again here (the codec declares its own; the
+# two readings must agree, or whichever registers second fails)
+K_SPEC = ProtocolSpec(
+    name="kerong", lowest_address=0, highest_address=15, channels=16,
+    bauds=(9600, 19200, 38400, 57600, 115200), default_baud=19200,
+    ack_is_status_read=True, item_bits=True, pulse_time_settable=True,
+)
 
 K_STX, K_ETX = 0x02, 0x03
 K_STATUS, K_UNLOCK, K_QUERY_ALL, K_UNLOCK_ALL, K_SET_PULSE, K_STATUS_REPLY = (
@@ -203,6 +212,11 @@ def kerong_answer(request: Request, board: BoardSide) -> bytes | None:
 # --------------------------------------------------------------------------------------------
 # Protocol W: Winnsen STM32 boards.  `90 06 FUNC STATION LOCK 03`, no checksum.
 
+W_SPEC = ProtocolSpec(
+    name="winnsen", lowest_address=0, highest_address=255, channels=16,
+    bauds=(9600,), default_baud=9600, per_lock_status=True,
+)
+
 W_HEAD, W_REQ_LEN, W_REPLY_LEN, W_ETX = 0x90, 0x06, 0x07, 0x03
 W_UNLOCK, W_STATUS = 0x05, 0x12
 W_UNLOCK_REPLY, W_STATUS_REPLY = 0x85, 0x92
@@ -272,6 +286,11 @@ def winnsen_answer(request: Request, board: BoardSide) -> bytes | None:
 
 # --------------------------------------------------------------------------------------------
 # Protocol G: generic RS485 lock board, XOR checksum.
+
+G_SPEC = ProtocolSpec(
+    name="generic", lowest_address=1, highest_address=31, channels=50,
+    bauds=(9600,), default_baud=9600,
+)
 
 G_UNLOCK_HEAD, G_QUERY_HEAD = 0x8A, 0x80
 G_UNLOCK_CMD, G_QUERY_CMD = 0x11, 0x33
@@ -350,9 +369,13 @@ def generic_answer(request: Request, board: BoardSide) -> bytes | None:
 class BoardProtocol:
     """One protocol's board side: how to find frames and how to answer them."""
 
-    name: ProtocolName
+    spec: ProtocolSpec
     take: _TakeFn
     answer: _AnswerFn
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 class _TakeFn(Protocol):
@@ -363,11 +386,28 @@ class _AnswerFn(Protocol):
     def __call__(self, request: Request, board: BoardSide, /) -> bytes | None: ...
 
 
+# the one list of the protocols the simulated boards speak, keyed by their declarations' names
 PROTOCOLS: dict[str, BoardProtocol] = {
-    "kerong": BoardProtocol("kerong", kerong_take, kerong_answer),
-    "winnsen": BoardProtocol("winnsen", winnsen_take, winnsen_answer),
-    "generic": BoardProtocol("generic", generic_take, generic_answer),
+    model.name: model
+    for model in (
+        BoardProtocol(K_SPEC, kerong_take, kerong_answer),
+        BoardProtocol(W_SPEC, winnsen_take, winnsen_answer),
+        BoardProtocol(G_SPEC, generic_take, generic_answer),
+    )
 }
+for _model in PROTOCOLS.values():  # so that a simulator process can read a config on its own
+    lockboards.register(_model.spec)
+
+
+def model_for(name: str) -> BoardProtocol:
+    """The board side of a config's `bus.protocol`; a ValueError naming the ones we have."""
+    model = PROTOCOLS.get(name)
+    if model is None:
+        raise ValueError(
+            f"the simulator has no board model for protocol {name!r}; it simulates"
+            f" {', '.join(PROTOCOLS)} (add one to simulator/protocols.py, see ADR 0001)"
+        )
+    return model
 
 
 def corrupt(reply: bytes) -> bytes:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import hardware.codecs  # noqa: F401  (registers the lock-board protocols load_config reads)
 from locker.codes import create_keys
 from locker.config import LockerConfig, load_config
 

@@ -8,12 +8,13 @@ decide about retries or timing: that is the bus's job (hardware.bus).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from locker.config import BoardConfig
 from locker.errors import HardwareError
+from locker.lockboards import ProtocolSpec
 
 # what frame_at() answers besides a frame length
 NEED_MORE = 0  # the bytes so far could still become a valid frame
@@ -51,9 +52,14 @@ class Request:
 
 @runtime_checkable
 class Codec(Protocol):
-    """What the bus and the driver need from one protocol."""
+    """What the bus and the driver need from one protocol.
+
+    A codec class is built as `Codec(boards)` with the boards on the bus (G needs their sizes to
+    know its reply lengths; the others ignore them), and carries its protocol's declaration.
+    """
 
     name: str
+    protocol: ProtocolSpec
 
     def unlock_requests(self, board: int, channel: int) -> tuple[Request, ...]:
         """The frames of one unlock, in order; the last one that expects a reply acknowledges it."""
@@ -90,6 +96,19 @@ class Codec(Protocol):
         for; empty for a protocol without item bits (W and G)."""
         ...
 
+    def pulse_time_request(self, board: int, pulse_ms: int) -> Request:
+        """The frame that stores a board's unlock pulse time, for a protocol whose declaration
+        says `pulse_time_settable`; the others raise ValueError."""
+        ...
+
+
+CodecFactory = Callable[[Sequence[BoardConfig]], Codec]
+
+
+def no_pulse_time(spec: ProtocolSpec, board: int) -> ValueError:
+    """The error of pulse_time_request for a protocol that cannot store a pulse time."""
+    return ValueError(f"board {board}: protocol {spec.name} boards keep their own pulse time")
+
 
 def extract_frames(codec: Codec, buffer: bytearray) -> tuple[list[bytes], int]:
     """Pull every complete frame out of `buffer` (in place); return them and the bytes dropped.
@@ -123,19 +142,19 @@ def closed_from_bit(bit: int, board: BoardConfig) -> bool:
     return bool(bit) if board.door_closed_when == "bit_set" else not bit
 
 
-def check_channel(board: int, channel: int, highest: int, protocol: str) -> None:
+def check_channel(board: int, channel: int, spec: ProtocolSpec) -> None:
     """Refuse a channel the protocol cannot address, before a byte is built."""
-    if not 1 <= channel <= highest:
+    if not 1 <= channel <= spec.channels:
         raise ValueError(
-            f"board {board} channel {channel}: protocol {protocol} drives channels 1-{highest};"
-            " fix the compartment's channel in [layout]"
+            f"board {board} channel {channel}: protocol {spec.name} drives channels"
+            f" 1-{spec.channels}; fix the compartment's channel in [layout]"
         )
 
 
-def check_board(board: int, lowest: int, highest: int, protocol: str) -> None:
-    if not lowest <= board <= highest:
+def check_board(board: int, spec: ProtocolSpec) -> None:
+    if not spec.reaches(board):
         raise ValueError(
-            f"board {board}: protocol {protocol} addresses boards {lowest}-{highest};"
+            f"board {board}: protocol {spec.name} addresses boards {spec.addresses};"
             " fix [[bus.boards]] address"
         )
 

@@ -19,15 +19,26 @@ from hardware.codecs.base import (
     check_channel,
     closed_from_bit,
     doors_only,
+    no_pulse_time,
 )
 from locker.config import BoardConfig
+from locker.lockboards import ProtocolSpec
+
+PROTOCOL = ProtocolSpec(
+    name="generic",
+    lowest_address=1,
+    highest_address=31,
+    channels=50,  # 8-50 channels by model
+    bauds=(9600,),  # 9600 8N1
+    default_baud=9600,
+)
 
 UNLOCK_HEAD = 0x8A
 QUERY_HEAD = 0x80
 CMD_UNLOCK = 0x11
 CMD_QUERY = 0x33
 ACK_DONE, ACK_ZERO = 0x11, 0x00
-MAX_CHANNELS = 50
+MAX_CHANNELS = PROTOCOL.channels
 MAX_STATUS_BYTES = ceil(MAX_CHANNELS / 8)  # 7
 # an 8-channel board was seen answering with 3 status bytes (Open-Locker's verified frame)
 VERIFIED_8_CHANNEL_STATUS_BYTES = 3
@@ -42,13 +53,13 @@ def _frame(*body: int) -> bytes:
 
 
 def unlock_frame(board: int, channel: int) -> bytes:
-    check_board(board, 1, 31, "generic")
-    check_channel(board, channel, MAX_CHANNELS, "generic")
+    check_board(board, PROTOCOL)
+    check_channel(board, channel, PROTOCOL)
     return _frame(UNLOCK_HEAD, board, channel, CMD_UNLOCK)
 
 
 def query_frame(board: int) -> bytes:
-    check_board(board, 1, 31, "generic")
+    check_board(board, PROTOCOL)
     return _frame(QUERY_HEAD, board, 0x00, CMD_QUERY)
 
 
@@ -76,7 +87,8 @@ def status_bytes_for(channels: int) -> tuple[int, ...]:
 class GenericCodec:
     """Protocol G. Built with the boards on the bus so that query replies have known lengths."""
 
-    name = "generic"
+    name = PROTOCOL.name
+    protocol = PROTOCOL
 
     def __init__(self, boards: Sequence[BoardConfig] = ()) -> None:
         counts: set[int] = set()
@@ -136,3 +148,6 @@ class GenericCodec:
 
     def decode_items(self, request: Request, reply: bytes, board: BoardConfig) -> dict[int, bool]:
         return {}  # no item bits in this protocol (docs/protocols.md)
+
+    def pulse_time_request(self, board: int, pulse_ms: int) -> Request:
+        raise no_pulse_time(PROTOCOL, board)

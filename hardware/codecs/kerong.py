@@ -7,6 +7,8 @@ board): that command is not reachable from here on purpose.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hardware.codecs.base import (
     INVALID,
     NEED_MORE,
@@ -17,6 +19,19 @@ from hardware.codecs.base import (
     doors_only,
 )
 from locker.config import BoardConfig
+from locker.lockboards import ProtocolSpec
+
+PROTOCOL = ProtocolSpec(
+    name="kerong",
+    lowest_address=0,  # the board number is the ADDR byte's high nibble
+    highest_address=15,
+    channels=16,  # CU16; a CU12 uses the first 12
+    bauds=(9600, 19200, 38400, 57600, 115200),  # set on the board; 19200 out of the box
+    default_baud=19200,
+    ack_is_status_read=True,  # 0x31 gets no reply: the 0x30 read after it acknowledges
+    item_bits=True,  # D3/D4 of the status reply: the infrared beam
+    pulse_time_settable=True,  # 0x37, one source only: sent only if asked for
+)
 
 STX = 0x02
 ETX = 0x03
@@ -51,19 +66,19 @@ def address(board: int, channel: int | None = None) -> int:
 
 
 def unlock_frame(board: int, channel: int) -> bytes:
-    check_board(board, 0, 15, "kerong")
-    check_channel(board, channel, 16, "kerong")
+    check_board(board, PROTOCOL)
+    check_channel(board, channel, PROTOCOL)
     return _frame(STX, address(board, channel), CMD_UNLOCK, ETX)
 
 
 def status_frame(board: int) -> bytes:
-    check_board(board, 0, 15, "kerong")
+    check_board(board, PROTOCOL)
     return _frame(STX, address(board), CMD_STATUS, ETX)
 
 
 def pulse_time_frame(board: int, pulse_ms: int) -> bytes:
     """0x37 with the pulse in 10 ms units, high byte first (single source: see docs)."""
-    check_board(board, 0, 15, "kerong")
+    check_board(board, PROTOCOL)
     if not 0 <= pulse_ms <= MAX_PULSE_MS:
         raise ValueError(f"board {board}: pulse time must be 0-{MAX_PULSE_MS} ms, not {pulse_ms}")
     units = pulse_ms // 10
@@ -79,7 +94,11 @@ def status_reply(board: int, latches: int, infrared: int = 0) -> bytes:
 class KerongCodec:
     """Protocol K. An unlock gets no reply in either source, so it is confirmed by a status read."""
 
-    name = "kerong"
+    name = PROTOCOL.name
+    protocol = PROTOCOL
+
+    def __init__(self, boards: Sequence[BoardConfig] = ()) -> None:
+        pass  # every status reply has the same length, whatever the board's size
 
     def unlock_requests(self, board: int, channel: int) -> tuple[Request, ...]:
         # lkaas-kerong and kerong-lib both write 0x31 and read nothing back: the status read that

@@ -7,7 +7,7 @@ Pure functions only: this module must never touch the line, sleep or log.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from hardware.codecs.base import (
     INVALID,
@@ -18,8 +18,10 @@ from hardware.codecs.base import (
     check_channel,
     closed_from_bit,
     doors_only,
+    no_pulse_time,
 )
 from locker.config import BoardConfig
+from locker.lockboards import ProtocolSpec
 
 HEAD = 0x90
 END = 0x03
@@ -30,18 +32,28 @@ FUNC_STATUS = 0x12
 REPLY_UNLOCK = 0x85
 REPLY_STATUS = 0x92
 UNLOCK_FAILED, UNLOCK_OK, UNLOCK_COOLDOWN = 0x00, 0x01, 0x02
-LOCKS = 16
+
+PROTOCOL = ProtocolSpec(
+    name="winnsen",
+    lowest_address=0,  # STATION: one byte, any DIP address
+    highest_address=255,
+    channels=16,  # LOCK 1-16
+    bauds=(9600,),
+    default_baud=9600,
+    per_lock_status=True,  # 0x12 reads one lock: one transaction per wired channel
+)
+LOCKS = PROTOCOL.channels
 
 
 def unlock_frame(station: int, lock: int) -> bytes:
-    check_board(station, 0, 255, "winnsen")
-    check_channel(station, lock, LOCKS, "winnsen")
+    check_board(station, PROTOCOL)
+    check_channel(station, lock, PROTOCOL)
     return bytes((HEAD, LEN_REQUEST, FUNC_UNLOCK, station, lock, END))
 
 
 def status_frame(station: int, lock: int) -> bytes:
-    check_board(station, 0, 255, "winnsen")
-    check_channel(station, lock, LOCKS, "winnsen")
+    check_board(station, PROTOCOL)
+    check_channel(station, lock, PROTOCOL)
     return bytes((HEAD, LEN_REQUEST, FUNC_STATUS, station, lock, END))
 
 
@@ -89,7 +101,11 @@ _STATUS_REPLY_FIELDS: tuple[FieldCheck, ...] = (
 class WinnsenCodec:
     """Protocol W: one transaction per lock, both for unlocking and for reading a door."""
 
-    name = "winnsen"
+    name = PROTOCOL.name
+    protocol = PROTOCOL
+
+    def __init__(self, boards: Sequence[BoardConfig] = ()) -> None:
+        pass  # fixed-length frames: nothing to learn from the boards
 
     def unlock_requests(self, board: int, channel: int) -> tuple[Request, ...]:
         return (Request("unlock", board, unlock_frame(board, channel), channel),)
@@ -156,3 +172,6 @@ class WinnsenCodec:
 
     def decode_items(self, request: Request, reply: bytes, board: BoardConfig) -> dict[int, bool]:
         return {}  # no item bits in this protocol (docs/protocols.md)
+
+    def pulse_time_request(self, board: int, pulse_ms: int) -> Request:
+        raise no_pulse_time(PROTOCOL, board)

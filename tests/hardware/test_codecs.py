@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware.codecs import (
+    BUILT_IN,
     Codec,
     UnlockRefused,
     extract_frames,
@@ -90,7 +92,14 @@ def test_kerong_item_bits_stop_at_the_board_s_channels() -> None:
 
 
 def test_every_protocol_has_golden_frames() -> None:
-    assert {f["protocol"] for f in GOLDEN_FRAMES} == {"kerong", "winnsen", "generic"}
+    assert {f["protocol"] for f in GOLDEN_FRAMES} == {spec.name for spec, _ in BUILT_IN}
+
+
+def test_every_protocol_has_its_section_in_the_protocols_doc() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocols.md").read_text()
+    headings = [line for line in doc.splitlines() if line.startswith("## Protocol ")]
+    for spec, _ in BUILT_IN:
+        assert any(f'(`protocol = "{spec.name}"`)' in h for h in headings), spec.name
 
 
 def test_unknown_protocol_is_a_clear_error() -> None:

@@ -213,3 +213,21 @@ def test_the_simulator_never_imports_hardware() -> None:
             else:
                 continue
             assert not any(n == "hardware" or n.startswith("hardware.") for n in names), path
+
+
+def test_the_simulator_models_every_protocol_with_the_same_declaration() -> None:
+    """Two readings of the document (the codec's and the simulator's) agree on each protocol's
+    addresses, channels, bauds and capabilities; a protocol without a board model fails here."""
+    from hardware.codecs import BUILT_IN
+
+    assert {name: model.spec for name, model in PROTOCOLS.items()} == {
+        spec.name: spec for spec, _ in BUILT_IN
+    }
+
+
+def test_a_protocol_the_simulator_does_not_model_is_a_clear_error() -> None:
+    from simulator.protocols import model_for
+
+    with pytest.raises(ValueError, match=r"no board model for protocol 'acme'; it simulates"
+                                         r" kerong, winnsen, generic"):
+        model_for("acme")
