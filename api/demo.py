@@ -236,8 +236,7 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
         for member in config.staff.members:
             create_secret(config.staff_secret_file(member.id))
         assert config.bus is not None
-        from hardware.boards import BoardLockDriver
-        from hardware.probes import DS18B20Probe
+        from hardware import factory
 
         # the cold zones' physics run here; the daemon reads their probe files for real
         rig = ThermalRig(folder / "w1", {Zone.FRESH.value: ZoneModel.fresh(),
@@ -245,10 +244,9 @@ async def run_demo(path: Path, *, script: bool = False, auto_close_s: float = 3.
         rig.models[Zone.FRESH.value].temp_c = 3.0
         rig.models[Zone.FROZEN.value].temp_c = -20.0
         physics = asyncio.create_task(rig.run(), name="thermal models")
-        zones = {Zone(name): (DS18B20Probe(rig.files[name]), rig.compressors[name])
+        zones = {Zone(name): (factory.probe(rig.files[name]), rig.compressors[name])
                  for name in rig.models}
-        locker = Locker(config, BoardLockDriver(config.bus, config.compartments),
-                        on_events=show_events, zones=zones)
+        locker = Locker(config, factory.lock_driver(config), on_events=show_events, zones=zones)
         runner = make_runner(create_app(locker), config.http, access_log=False)
         await runner.setup()  # starts the locker: safe outputs, door read, reconcile, sync
         url = await start_site(runner, config.http)

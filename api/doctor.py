@@ -410,10 +410,10 @@ def door_row(where: str, doors: Mapping[str, DoorSense], *, silent: bool = False
 
 async def check_gpio(config: LockerConfig) -> list[Row]:
     """Claim every lock relay (off) and reed switch, read the doors once, release them all."""
-    from hardware.gpio import GpioLockDriver
+    from hardware import factory
 
     assert config.gpio is not None
-    driver = GpioLockDriver(config.gpio, config.compartments)
+    driver = factory.gpio_driver(config, config.gpio)
     count = len(driver.compartment_ids)
     try:
         with warnings.catch_warnings():  # gpiozero warns for each pin library it falls back from
@@ -442,7 +442,7 @@ def _gpio_failure(exc: BaseException) -> str:
 
 def check_compressors(config: LockerConfig) -> list[Row]:
     """Claim each zone's compressor relay at its safe value (off) and release it."""
-    from hardware.compressor import GpioCompressor
+    from hardware import factory
 
     rows: list[Row] = []
     for zone, limits in config.zones.items():
@@ -452,7 +452,7 @@ def check_compressors(config: LockerConfig) -> list[Row]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                relay = GpioCompressor(limits.compressor_pin)
+                relay = factory.compressor(limits.compressor_pin)
         except LockerError as exc:
             rows.append(Row(check, "FAIL", _gpio_failure(exc)))
             continue
@@ -480,15 +480,14 @@ def temperature_row(check: str, zone: Zone, limits: ZoneLimits, celsius: float,
 
 
 async def check_probes(config: LockerConfig) -> list[Row]:
-    from hardware.modbus import ModbusController, RegisterMap
-    from hardware.probes import DS18B20Probe
+    from hardware import factory
 
     rows: list[Row] = []
     for zone, limits in config.zones.items():
         check = f"probe {zone.value}"
         if limits.probe is not None:
             try:
-                celsius = await DS18B20Probe(limits.probe).read_celsius()
+                celsius = await factory.probe(limits.probe).read_celsius()
             except LockerError as exc:
                 rows.append(Row(check, "FAIL", str(exc)))
             else:
@@ -497,10 +496,7 @@ async def check_probes(config: LockerConfig) -> list[Row]:
             m = limits.modbus
             source = f"Modbus {m.port} slave {m.slave}"
             try:
-                controller = ModbusController(
-                    m.port, m.baud, m.slave,
-                    RegisterMap(temperature=m.temperature, setpoint=m.setpoint, alarms=m.alarms,
-                                scale=m.scale, input_registers=m.input_registers))
+                controller = factory.modbus_controller(m)
             except ValueError as exc:
                 rows.append(Row(check, "FAIL", f"{source}: {exc}"))
                 continue

@@ -48,7 +48,6 @@ from locker.datadir import (
 from locker.errors import LockerError
 from locker.haccp import create_record_key, load_public_pem, load_record_key, public_pem, verify
 from locker.keys import rotate_keys, settle_key_files
-from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.staff import create_secret, load_secret
 from locker.store import Store
@@ -56,44 +55,9 @@ from locker.throttle import SCOPES
 
 if TYPE_CHECKING:
     from locker.logs import Redact
-    from locker.ports import Compressor, LockDriver, ZoneProbe
+    from locker.ports import LockDriver
 
 DEFAULT_CONFIG = "examples/locker.toml"
-
-
-def build_driver(config: LockerConfig) -> LockDriver:
-    """The driver the config asks for: RS485 boards or GPIO pins."""
-    if config.bus is not None:
-        from hardware.boards import BoardLockDriver
-
-        return BoardLockDriver(config.bus, config.compartments)
-    if config.gpio is not None:
-        from hardware.gpio import GpioLockDriver
-
-        return GpioLockDriver(config.gpio, config.compartments)
-    raise LockerError(f"{config.path}: declare a [bus] or a [gpio] table")
-
-
-def build_zones(config: LockerConfig) -> dict[Zone, tuple[ZoneProbe, Compressor]]:
-    """A probe and a compressor relay for each zone the config regulates."""
-    zones: dict[Zone, tuple[ZoneProbe, Compressor]] = {}
-    for zone, limits in config.zones.items():
-        # each driver is imported only when a zone needs it: pymodbus alone weighs 10 MB
-        if limits.probe is not None and limits.compressor_pin is not None:
-            from hardware.compressor import GpioCompressor
-            from hardware.probes import DS18B20Probe
-
-            zones[zone] = (DS18B20Probe(limits.probe), GpioCompressor(limits.compressor_pin))
-        elif limits.modbus is not None:
-            from hardware.modbus import ControllerCompressor, ModbusController, RegisterMap
-
-            m = limits.modbus
-            registers = RegisterMap(temperature=m.temperature, setpoint=m.setpoint,
-                                    alarms=m.alarms, scale=m.scale,
-                                    input_registers=m.input_registers)
-            zones[zone] = (ModbusController(m.port, m.baud, m.slave, registers),
-                           ControllerCompressor())
-    return zones
 
 
 async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = None,
@@ -109,10 +73,12 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     from api.listener import make_runner, start_site
     from api.systemd import Notifier
     from api.updater import exit_code
+    from hardware import factory
     from hardware.systemclock import KernelClockStatus
     from locker.daemon import Locker
 
-    locker = Locker(config, driver, zones=build_zones(config), clock_status=KernelClockStatus())
+    locker = Locker(config, driver, zones=factory.zones(config),
+                    clock_status=KernelClockStatus())
     if redact is not None:
         redact.add(known_secrets(config))
     app = create_app(locker)
@@ -200,7 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, port=args.serial_port)
     os.umask(0o077)  # backups, marks, the WAL: nobody else's (systemd's UMask says so too)
     check_private_dir(config.data_dir)
-    return asyncio.run(serve(config, build_driver(config), port=args.http_port,
+    from hardware import factory
+
+    return asyncio.run(serve(config, factory.lock_driver(config), port=args.http_port,
                              redact=args.redact))
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hardware import factory
 from hardware.modbus import ControllerCompressor, ModbusController
-from locker.cli import build_zones
 from locker.clock import SimClock
 from locker.config import LockerConfig, load_config
 from locker.daemon import Locker
@@ -82,7 +82,7 @@ async def test_the_config_picks_the_modbus_controller(tmp_path: Path) -> None:
     text = SMALL_CONFIG + ('\n[zones.frozen.modbus]\nport = "/dev/ttyUSB1"\nslave = 3\n'
                            'temperature = 3\nsetpoint = 15\n')
     config = load_config(write_config(tmp_path, text))
-    zones = build_zones(config)  # as `locker run` does, inside the event loop
+    zones = factory.zones(config)  # as `locker run` does, inside the event loop
     controller, compressor = zones[Zone.FROZEN]
     assert isinstance(controller, ModbusController) and controller.slave == 3
     assert isinstance(compressor, ControllerCompressor)
