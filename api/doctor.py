@@ -324,11 +324,10 @@ async def read_boards(config: LockerConfig, bus: BusConfig) -> tuple[list[BoardR
     Returns the readings and the bytes the line dropped as noise. Raises HardwareError if the port
     does not open.
     """
-    from hardware.bus import Bus, Priority
-    from hardware.codecs import get_codec
+    from hardware import factory
+    from hardware.bus import Priority
 
-    codec = get_codec(bus.protocol, bus.boards)
-    line = Bus(bus, codec)
+    line, codec = factory.bus_line(bus)
     await line.open()
     readings: list[BoardReading] = []
     try:

@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from locker.config import GpioConfig, LockerConfig, ModbusZone
+from locker.config import BusConfig, GpioConfig, LockerConfig, ModbusZone
 from locker.errors import LockerError
 from locker.model import Zone
 from locker.ports import Compressor, LockDriver, ZoneProbe
 
 if TYPE_CHECKING:
+    from hardware.bus import Bus
+    from hardware.codecs.base import Codec
     from hardware.compressor import GpioCompressor
     from hardware.gpio import GpioLockDriver
     from hardware.modbus import ModbusController
@@ -33,6 +35,16 @@ def lock_driver(config: LockerConfig) -> LockDriver:
     if config.gpio is not None:
         return gpio_driver(config, config.gpio)
     raise LockerError(f"{config.path}: declare a [bus] or a [gpio] table")
+
+
+def bus_line(bus: BusConfig) -> tuple[Bus, Codec]:
+    """The RS485 line and the codec of its boards, for a check that asks each board itself
+    (`locker doctor`); the driver builds the same pair inside."""
+    from hardware.bus import Bus
+    from hardware.codecs import get_codec
+
+    codec = get_codec(bus.protocol, bus.boards)
+    return Bus(bus, codec), codec
 
 
 def gpio_driver(config: LockerConfig, gpio: GpioConfig) -> GpioLockDriver:
