@@ -228,9 +228,9 @@ class LockerCollector(Collector):
         read = self.locker.store.read()
         alarms = GaugeMetricFamily(
             "locker_alarms_open",
-            "Alarms open, by kind and severity (locker/alarms.py): raised and not cleared, or a"
-            " security alarm not acknowledged yet; kinds ever raised on this locker stay at 0"
-            " once closed.", labels=["kind", "severity"])
+            "Alarms open, by kind and severity (locker/alarms.py): raised and not cleared,"
+            " or a security alarm not acknowledged yet; kinds ever raised on this locker stay"
+            " at 0 once closed.", labels=["kind", "severity"])
         for row in read.all(f"SELECT kind, SUM({OPEN_SQL}) AS n FROM alarms"
                             " GROUP BY kind ORDER BY kind"):
             alarms.add_metric([row["kind"], severity_of(row["kind"])], row["n"])

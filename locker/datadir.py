@@ -35,7 +35,8 @@ from locker.store import Store, Tx
 
 log = logging.getLogger("locker.datadir")
 IDENTITY_KEY = "store.identity"
-ISSUED_MARK = "commands.issued_mark"  # locker.commands keeps it in the store; copied out here
+# locker.commands keeps it in the store; it is copied out here
+ISSUED_MARK = "commands.issued_mark"
 QUICK_CHECK_BUDGET_S = 5.0
 
 
