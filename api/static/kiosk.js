@@ -20,9 +20,9 @@ let offer = null;  // what this customer may hand back (from their pickup or a r
 let idleTimer = null, waitTimer = null, doneTimer = null, pressTimer = null, pressed = false;
 let autoTries = 0;  // the same code sent again by the screen; a guesser still at it may win a turn
 const AUTO_TRIES = 4, LONG_PRESS_MS = 1200, SLOWER = 3;  // assistance: three times the time
-// how long the final screen stays (times SLOWER, assisted): longer after trouble, and long enough
-// to press "Return something" when a return is offered
-const DONE_S = 5, OFFER_S = 15, TROUBLE_S = 30;
+// how long the final screen stays (times SLOWER, assisted); "Return something" is there from the
+// moment the doors open, so the customer has had the time to see it
+const DONE_S = 5, TROUBLE_S = 30;
 const $ = (id) => document.getElementById(id);
 const code = $("code"), answer = $("answer"), player = new Audio();
 const words = (key) => key.split(".").reduce((o, k) => (o == null ? o : o[k]), TEXT[lang]);
@@ -259,7 +259,7 @@ function renderResult() {
     result.done = true;
     if (!trouble) speak([returning ? "return_done" : "done"]);
     // a customer who may still hand something back gets the time to press for it
-    const stay = trouble || result.withheld.length ? TROUBLE_S : offer && !returning ? OFFER_S : DONE_S;
+    const stay = trouble || result.withheld.length ? TROUBLE_S : DONE_S;
     doneTimer = setTimeout(reset, (assist ? SLOWER : 1) * stay * 1000);
   }
 }

@@ -95,8 +95,8 @@ async def test_the_customer_screen_fits_each_panel_and_follows_the_doors(
             for url in spoken:
                 answer = await page.request.get(url)
                 assert answer.ok and answer.headers["content-type"] == "audio/wav", url
-        if n == 0:  # and back to the start by itself (15 s: a return could be offered)
-            await expect(page.locator("#start")).to_be_visible(timeout=20_000)
+        if n == 0:  # and back to the start by itself
+            await expect(page.locator("#start")).to_be_visible(timeout=8000)
             await expect(page.locator("#code")).to_be_focused()
         await context.close()
         await rig.until(lambda o=order.order_id: rig.order_state(o) == "collected", timeout_s=8)

@@ -136,8 +136,7 @@ async def test_done_when_every_door_is_closed_then_back_to_the_start(
         assert await misfits(page) == [], size
         await shot(page, f"customer-done-{size[0]}x{size[1]}-{lang}")
         # nothing left for the next person to read: the start again, after a few seconds
-        # (15: long enough to press "Return something")
-        await expect(page.locator("#start")).to_be_visible(timeout=20_000)
+        await expect(page.locator("#start")).to_be_visible(timeout=8000)
         await expect(page.locator("#code")).to_be_focused()
         await expect(page.locator("#doors li")).to_have_count(0)
 

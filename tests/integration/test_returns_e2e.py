@@ -94,8 +94,9 @@ async def test_a_customer_hands_back_after_a_pickup_and_with_a_return_code(
     # a spent return code is kept at central no longer, sealed or not
     assert not any("return_code" in item.get("order", {}) for item in feed_items(central))
 
-    # a courier sees both returns and takes the fridge item back
-    auth = await rig.login()
+    # a courier sees both returns and a technician (staff too; the courier's code of this
+    # half-minute was spent loading) takes the fridge item back
+    auth = await rig.login("tech-1")
     listing = await (await rig.http.get("/api/courier/orders", headers=auth)).json()
     assert [(r["compartment"], r["what"]) for r in listing["returns_to_take_back"]] == [
         (crates["compartment"], "crates"), (fridge["compartment"], "fresh_item")]
