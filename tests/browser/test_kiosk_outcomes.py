@@ -18,9 +18,9 @@ from playwright.async_api import Browser, Page, expect
 
 from locker.model import Zone
 from locker.zones import Decision
-from tests.browser.conftest import as_built, misfits, shot
-from tests.integration.conftest import Rig
 from tests.support.codes import a_wrong_code
+from tests.support.rig import Rig
+from tests.support.screens import as_built, misfits, shot
 
 TEXT: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "api/static/kiosk-text.json").read_text("utf-8"))
