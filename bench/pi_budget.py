@@ -70,17 +70,7 @@ from aiohttp import ClientSession, ClientTimeout
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import (  # noqa: E402
-    Central,
-    Daemon,
-    cpu_seconds,
-    free_port,
-    mount_of,
-    proc_fields,
-    read_only,
-    until,
-    write_bytes,
-)
+from bench.processes import cpu_seconds, mount_of, proc_fields, until, write_bytes  # noqa: E402
 from locker.codes import PickupCodes, load_codes  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from locker.daemon import sync_compartments  # noqa: E402
@@ -89,6 +79,7 @@ from locker.orders import activate, allocate_order, parse_bag, receive  # noqa: 
 from locker.staff import create_secret  # noqa: E402
 from locker.store import PAGE_SIZE, Store  # noqa: E402
 from simulator.control import spawn  # noqa: E402
+from simulator.processes import Central, Daemon, free_port, read_only  # noqa: E402
 from simulator.thermal import ThermalRig, ZoneModel  # noqa: E402
 
 BOARDS, CHANNELS, BAUD = 8, 40, 9600
@@ -273,7 +264,7 @@ def checkpoint(database: Path) -> int:
     return write_bytes("self") - before
 
 
-# ---- the processes (bench/processes.py) -------------------------------------------------
+# ---- the processes (simulator/processes.py) ----------------------------------------------
 
 async def settle(pid: int, quiet_s: float = 0.7) -> int:
     """Wait until the daemon has written nothing for `quiet_s`; its write_bytes then."""

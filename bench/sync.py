@@ -62,20 +62,13 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.processes import (  # noqa: E402
-    Central,
-    Chunk,
-    CountingProxy,
-    Daemon,
-    free_port,
-    mount_of,
-    read_only,
-)
+from bench.processes import Chunk, CountingProxy, mount_of, write_bytes  # noqa: E402
 from bench.processes import until as poll_until  # noqa: E402
 from locker.config import LockerConfig, load_config  # noqa: E402
 from locker.staff import create_secret  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 from simulator.pki import make_pki  # noqa: E402
+from simulator.processes import Central, Daemon, free_port, read_only  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "locker.toml"
 POLL_S = 0.01
@@ -114,7 +107,7 @@ class Snapshot:
     def take(cls, daemon: Daemon, database: Path) -> Snapshot:
         def size(path: Path) -> int:
             return path.stat().st_size if path.exists() else 0
-        return cls(time.monotonic(), daemon.write_bytes(), size(database),
+        return cls(time.monotonic(), write_bytes(daemon.pid), size(database),
                    size(database.with_name(database.name + "-wal")), daemon.cpu_s())
 
     def since(self, before: Snapshot) -> str:

@@ -1,78 +1,23 @@
-"""Shared fixtures: a small locker config in a temporary folder, with its secret."""
+"""Fixtures every test folder may use: the small locker config in a temporary folder with its
+secret (`config_path`, `config`), and the integration rig (`make_rig`, `rig`): the daemon on the
+simulated boards over a real pty. Their helpers live in tests/support/ (configs.py, rig.py)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientSession
 
 import hardware.codecs  # noqa: F401  (registers the lock-board protocols load_config reads)
 from locker.codes import create_keys
 from locker.config import LockerConfig, load_config
-
-SMALL_CONFIG = """
-[locker]
-id = "test-locker"
-support_phone = "0800 000 000"
-data_dir = "data"
-
-[bus]
-port = "/dev/null"
-protocol = "kerong"
-baud = 19200
-poll_interval_s = 0.05
-timeout_s = 0.1
-retries = 1
-offline_after = 2
-retry_offline_s = 0.3
-
-[[bus.boards]]
-address = 0
-
-[[bus.boards]]
-address = 1
-
-[throttle]
-free_wrong_codes = 2
-first_delay_s = 10
-max_delay_s = 30
-forget_per_hour = 30
-alarm_failures = 5
-alarm_window_s = 600
-
-[doors]
-open_timeout_s = 2
-left_open_alarm_s = 10
-
-[staff]
-idle_timeout_s = 60
-
-[[staff.members]]
-id = "courier-1"
-name = "Camille"
-role = "courier"
-
-[[staff.members]]
-id = "tech-1"
-name = "Sam"
-role = "technician"
-
-[layout]
-compartments = [
-    { id = "A1", zone = "ambient", size = "M", board = 0, channel = 1 },
-    { id = "A2", zone = "ambient", size = "L", board = 0, channel = 2, level = 2 },
-    { id = "F1", zone = "fresh", size = "M", board = 0, channel = 3 },
-    { id = "F2", zone = "fresh", size = "S", board = 1, channel = 1 },
-    { id = "Z1", zone = "frozen", size = "M", board = 1, channel = 2 },
-    { id = "Z2", zone = "frozen", size = "L", board = 1, channel = 3 },
-]
-"""
-
-
-def write_config(folder: Path, text: str = SMALL_CONFIG) -> Path:
-    path = folder / "locker.toml"
-    path.write_text(text)
-    return path
+from simulator.central import start_central
+from tests.support.configs import config_text, write_config
+from tests.support.rig import Rig, running_rig
+from tests.support.sync import Central, enrolled_rig
 
 
 @pytest.fixture
@@ -88,3 +33,31 @@ def config(config_path: Path) -> LockerConfig:
     return load_config(config_path)
 
 
+@pytest.fixture
+def make_rig(tmp_path: Path) -> Callable[..., AsyncIterator[Rig]]:
+    """`make_rig(protocol, auto_close_s, edit, before_start)`: see tests/support/rig.py."""
+    return functools.partial(running_rig, tmp_path)
+
+
+@pytest.fixture
+async def rig(make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
+    async for r in make_rig("kerong"):
+        yield r
+
+
+# the reference central on loopback, and a locker enrolled at it and syncing
+@pytest.fixture
+async def central(tmp_path: Path) -> AsyncIterator[Central]:
+    async with ClientSession() as session:
+        running = await start_central(tmp_path / "central", admin_token="admin-" + "x" * 24)
+        handle = Central(tmp_path / "central", running, session)
+        yield handle
+        await handle.stop()
+
+
+@pytest.fixture
+async def synced(tmp_path: Path, central: Central,
+                 make_rig: Callable[..., AsyncIterator[Rig]]) -> AsyncIterator[Rig]:
+    """A locker enrolled at central (token, shared secret, command key), syncing with it."""
+    async for rig in enrolled_rig(tmp_path, central, make_rig, config_text("kerong")):
+        yield rig

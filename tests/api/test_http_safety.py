@@ -33,8 +33,8 @@ from locker.daemon import Locker
 from locker.errors import ConfigError
 from locker.logs import JsonFormatter, Redact
 from locker.orders import add_ready_order, parse_bag
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.locker.fakes import FakeDriver
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.doubles import FakeDriver
 
 OPS_TOKEN = "ops-token-for-the-log-test-0123456789"
 

@@ -17,7 +17,7 @@ from api.kiosk import TEXT
 from locker.clock import SimClock
 from locker.config import LockerConfig
 from locker.daemon import Locker
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from locker.pickup import PickupRefused
 from locker.ports import BoardCounts, BusTelemetry
 from locker.staff import LoginRefused
 from locker.sync import DROPPED, reachable, unreachable
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.locker.fakes import FakeDriver
 from tests.support.codes import code_no
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.doubles import FakeDriver
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

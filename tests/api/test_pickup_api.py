@@ -12,7 +12,7 @@ from locker.clock import SimClock
 from locker.config import LockerConfig
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 @pytest.fixture

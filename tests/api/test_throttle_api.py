@@ -24,9 +24,9 @@ from locker.config import load_config
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
 from locker.staff import create_secret, load_secret
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.locker.fakes import FakeDriver
 from tests.support.codes import code_no
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.doubles import FakeDriver
 
 OPS = {"X-Ops-Token": "throttle-test-ops-token-0123456789"}
 MAX_DELAY_S = 2.0

@@ -15,9 +15,9 @@ from playwright.async_api import Browser, Page, expect
 
 from locker.orders import add_order_to_load, parse_bag
 from locker.staff import load_secret
-from tests.browser.conftest import as_built, axe, misfits, shot
-from tests.integration.conftest import Rig
 from tests.support.configs import with_item_sensors
+from tests.support.rig import Rig
+from tests.support.screens import as_built, axe, misfits, shot
 
 SIZES = [(800, 480), (1024, 600)]  # the locker's panels, every test in both languages
 LANGS = ["en", "fr"]

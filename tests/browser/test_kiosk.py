@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from playwright.async_api import Browser, Page, Request, expect
 
-from tests.browser.conftest import PANELS, axe, misfits, shot
-from tests.integration.conftest import Rig
+from tests.support.rig import Rig
+from tests.support.screens import PANELS, axe, misfits, shot
 
 LONGEST = """() => {  // the longest message in the screen's language, as a refusal shows it
   const names = [...Object.keys(TEXT[lang]).filter((k) => typeof TEXT[lang][k] === "string"),

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from locker.model import Zone
 from locker.zones import Decision
-from tests.browser.conftest import as_built, misfits, shot
-from tests.integration.conftest import Rig
 from tests.support.codes import a_wrong_code
+from tests.support.rig import Rig
+from tests.support.screens import as_built, kiosk, misfits, shot, type_code
 
 TEXT: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "api/static/kiosk-text.json").read_text("utf-8"))
@@ -36,30 +35,6 @@ def words(lang: str, key: str, **values: object) -> str:
     for part in key.split("."):
         text = text[part]
     return str(text).format(**{"phone": PHONE, "n": 11, **values})
-
-
-@asynccontextmanager
-async def kiosk(browser: Browser, rig: Rig, size: tuple[int, int], lang: str
-                ) -> AsyncIterator[Page]:
-    width, height = size
-    context = await browser.new_context(viewport={"width": width, "height": height},
-                                        base_url=str(rig.http.make_url("/")).rstrip("/"))
-    page = await context.new_page()
-    await page.goto("/")
-    await expect(page.locator("#prompt")).to_have_text(TEXT["en"]["prompt"])
-    if lang == "fr":
-        await page.get_by_role("button", name="Français").click()
-    await expect(page.locator("#prompt")).to_have_text(TEXT[lang]["prompt"])
-    try:
-        yield page
-    finally:
-        await context.close()
-
-
-async def type_code(page: Page, code: str) -> None:
-    """As a barcode reader does: digits and Enter, wherever the focus was."""
-    await page.keyboard.type(code, delay=5)
-    await page.keyboard.press("Enter")
 
 
 @pytest.fixture

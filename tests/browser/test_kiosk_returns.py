@@ -15,10 +15,9 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from locker.lifecycle import returns as returns_life
-from tests.browser.conftest import as_built, misfits, shot
-from tests.browser.test_kiosk_outcomes import kiosk, type_code
-from tests.integration.conftest import Rig
 from tests.support.codes import code_no
+from tests.support.rig import Rig
+from tests.support.screens import as_built, kiosk, misfits, shot, type_code
 
 TEXT: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "api/static/kiosk-text.json").read_text("utf-8"))

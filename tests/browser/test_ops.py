@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import as_built, shot
-from tests.integration.conftest import OPS_TOKEN, Rig
+from tests.support.rig import OPS_TOKEN, Rig
+from tests.support.screens import as_built, shot
 
 TEXT: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "api/static/ops-text.json").read_text("utf-8"))

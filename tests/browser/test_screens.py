@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 from playwright.async_api import Browser, Page, Route, expect
 
-from tests.browser.conftest import axe, shot
-from tests.integration.conftest import OPS_TOKEN, Rig
 from tests.support.codes import a_wrong_code
+from tests.support.rig import OPS_TOKEN, Rig
+from tests.support.screens import axe, shot
 
 
 async def test_a_full_pickup_at_the_keypad(page: Page, rig: Rig) -> None:

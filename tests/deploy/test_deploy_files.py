@@ -14,8 +14,8 @@ from pathlib import Path
 
 from locker.cli import parser
 from locker.config import load_config
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "locker.service"
 
 

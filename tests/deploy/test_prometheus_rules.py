@@ -29,10 +29,10 @@ from locker.config import load_config
 from locker.daemon import Locker
 from locker.model import Zone
 from locker.ports import BoardCounts
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.locker.fakes import FakeDriver
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.doubles import FakeDriver
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "locker-alerts.yml"
 RULE_TESTS = PROMETHEUS / "locker-alerts.test.yml"

@@ -13,7 +13,7 @@ from hardware.codecs import UnlockRefused
 from locker.config import BoardConfig, BoardWiring, BusConfig, CompartmentConfig, GpioWiring
 from locker.errors import BoardOffline, UnknownCompartment
 from locker.model import DoorSense, Size, Zone
-from tests.hardware.fakeboard import FakeBoard, FakeBus
+from tests.support.fake_boards import FakeBoard, FakeBus
 
 ADDRESSES = {"kerong": (0, 1), "generic": (1, 2), "winnsen": (1, 2)}
 

@@ -14,7 +14,7 @@ from hardware.bus import Bus, Priority
 from hardware.codecs import get_codec
 from locker.config import BoardConfig, BusConfig
 from locker.errors import BoardOffline, BoardTimeout, HardwareError
-from tests.hardware.fakeboard import FakeBoard, FakeBus
+from tests.support.fake_boards import FakeBoard, FakeBus
 
 CODEC = get_codec("kerong")
 

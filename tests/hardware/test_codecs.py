@@ -21,7 +21,7 @@ from hardware.codecs import (
 )
 from hardware.codecs.base import MAX_BUFFER
 from locker.config import BoardConfig
-from tests.golden_frames import GOLDEN_FRAMES
+from tests.support.golden_frames import GOLDEN_FRAMES
 
 
 def _board(frame: dict[str, Any]) -> BoardConfig:

@@ -30,7 +30,7 @@ from locker import lockboards
 from locker.config import BoardConfig, load_config
 from locker.errors import ConfigError
 from locker.lockboards import ProtocolSpec
-from tests.conftest import SMALL_CONFIG, write_config
+from tests.support.configs import SMALL_CONFIG, write_config
 
 ACME = ProtocolSpec(
     name="acme",

@@ -17,23 +17,9 @@ from locker.config import load_config
 from locker.staff import create_secret, load_secret
 from simulator.central import start_central
 from simulator.control import spawn
-from tests.integration.conftest import config_text
-from tests.integration.test_central_sync import SYNC, prepare_log
-from tests.integration.test_demo import free_port
-from tests.processes import LockerProcess
-
-
-class Daemon(LockerProcess):
-    """`locker run` in a child process, and its store read from outside as a second process."""
-
-    def state(self, order_id: str) -> str | None:
-        rows = self.query("SELECT state FROM orders WHERE id = ?", (order_id,))
-        return str(rows[0][0]) if rows else None
-
-    async def until_state(self, order_id: str, state: str, timeout_s: float = 15) -> None:
-        async with asyncio.timeout(timeout_s):
-            while self.state(order_id) != state:
-                await asyncio.sleep(0.05)
+from simulator.processes import Daemon, free_port
+from tests.support.configs import config_text
+from tests.support.sync import SYNC, prepare_log
 
 
 @pytest.fixture
@@ -54,7 +40,7 @@ async def test_sigkill_while_offline_loses_no_waiting_event(tmp_path: Path,
     create_secret(config.staff_secret_file("courier-1"))
     prepare_log(config.database)
     boards = await spawn(path, auto_close_s=0.6)
-    daemon = Daemon(path, boards.port, config.http.port, config.database)
+    daemon = Daemon(path, boards.port, config.http.port, database=config.database)
     try:
         await daemon.start(session)
         first = await central_order(session, central, config.locker_id, "K-1", ("fresh:M",))

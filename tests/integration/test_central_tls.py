@@ -20,16 +20,10 @@ from api.demo import enrol
 from locker.config import load_config
 from simulator.central import start_central
 from simulator.pki import Pki, make_pki
-from tests.integration.conftest import Rig, config_text
-from tests.integration.test_central_sync import (
-    Central,
-    all_delivered,
-    arrived,
-    kinds,
-    payloads,
-    prepare_log,
-    until,
-)
+from tests.support.configs import config_text
+from tests.support.rig import Rig
+from tests.support.sync import Central, all_delivered, arrived, kinds, payloads, prepare_log
+from tests.support.waiting import until
 
 SYNC = """
 [central]

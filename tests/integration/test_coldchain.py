@@ -23,7 +23,7 @@ from locker.model import Zone
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.pickup import PickupRefused
 from simulator.thermal import ZoneModel
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 @dataclass

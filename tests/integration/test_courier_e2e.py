@@ -7,7 +7,7 @@ import pytest
 
 from locker.orders import add_order_to_load, parse_bag
 from locker.staff import load_secret
-from tests.integration.conftest import Rig
+from tests.support.rig import Rig
 
 pytestmark = pytest.mark.asyncio
 

@@ -3,20 +3,13 @@ orders from the reference central and every event delivered back to it."""
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from simulator.processes import free_port
+from tests.support.paths import ROOT
 
 
 def test_the_demo_collects_every_order(tmp_path: Path) -> None:

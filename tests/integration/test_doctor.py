@@ -19,9 +19,9 @@ from locker.haccp import create_record_key
 from locker.staff import create_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
-from tests.conftest import SMALL_CONFIG, write_config
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^(?P<check>\S.*?)\s{2,}(?P<result>OK|WARN|FAIL|SKIP)\s{2,}(?P<detail>.*)$")
 # a DS18B20's w1_slave file reading 23.125 °C (its scratchpad's CRC is right)
 W1_SLAVE = "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"

@@ -15,8 +15,7 @@ from locker.codes import create_keys
 from locker.config import load_config
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 class ReedPin(MockPin):  # type: ignore[misc]

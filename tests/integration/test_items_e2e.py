@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from locker.orders import add_order_to_load, parse_bag
 from simulator.control import create_app as create_control_app
-from tests.integration.conftest import Rig
 from tests.support.configs import with_item_sensors
+from tests.support.rig import Rig
 
 pytestmark = pytest.mark.asyncio
 

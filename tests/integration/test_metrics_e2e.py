@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Rig
+from tests.support.rig import Rig
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

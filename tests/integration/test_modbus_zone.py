@@ -18,8 +18,8 @@ from locker.errors import ConfigError
 from locker.model import Zone
 from simulator.modbus_slave import ModbusSlaveSim
 from simulator.thermal import ZoneModel
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.locker.fakes import FakeDriver
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.doubles import FakeDriver
 
 
 @pytest.fixture

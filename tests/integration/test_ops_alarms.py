@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.conftest import OPS_TOKEN, Rig
+from tests.support.rig import OPS_TOKEN, Rig
 
 OPS = {"X-Ops-Token": OPS_TOKEN}
 

@@ -12,8 +12,8 @@ from hardware.boards import BoardLockDriver
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
 from simulator.boards import SimulatedBoards
-from tests.integration.conftest import Rig
 from tests.support.codes import code_no
+from tests.support.rig import Rig
 
 
 @pytest.mark.parametrize("protocol", ["kerong", "generic", "winnsen"])

@@ -12,16 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Rig
-from tests.integration.test_central_sync import (  # noqa: F401 (fixtures)
-    Central,
-    all_delivered,
-    arrived,
-    central,
-    courier_loads,
-    payloads,
-    synced,
-)
+from tests.support.rig import Rig
+from tests.support.sync import Central, all_delivered, arrived, courier_loads, payloads
 
 pytestmark = pytest.mark.asyncio
 
@@ -41,7 +33,7 @@ def feed_items(hub: Central) -> list[dict[str, Any]]:
 
 
 async def test_a_customer_hands_back_after_a_pickup_and_with_a_return_code(
-        synced: Rig, central: Central) -> None:  # noqa: F811
+        synced: Rig, central: Central) -> None:
     rig = synced
     status, order = await central.call("POST", "/admin/lockers/test-locker/orders", {
         "id": "R-1", "window_hours": 24, "bags": [{"zone": "fresh", "size": "S"}],

@@ -25,8 +25,10 @@ from locker.codes import create_keys, create_private_file
 from locker.config import load_config
 from locker.staff import create_secret, load_secret
 from simulator.control import spawn
-from tests.integration.conftest import OPS_TOKEN, config_text
-from tests.integration.test_demo import ROOT, free_port
+from simulator.processes import free_port
+from tests.support.configs import config_text
+from tests.support.paths import ROOT
+from tests.support.rig import OPS_TOKEN
 
 
 def receive(sock: socket.socket, wanted: str, timeout_s: float) -> list[str]:

@@ -21,10 +21,9 @@ from locker.daemon import sync_compartments
 from locker.orders import add_ready_order, parse_bag
 from locker.store import Store
 from simulator.control import spawn
-from tests.conftest import SMALL_CONFIG
-from tests.integration.conftest import OPS_TOKEN, Rig
-from tests.integration.test_demo import free_port
-from tests.processes import LockerProcess
+from simulator.processes import Daemon, free_port
+from tests.support.configs import SMALL_CONFIG
+from tests.support.rig import OPS_TOKEN, Rig
 
 
 def window_end(rig: Rig, order_id: str) -> float:
@@ -141,7 +140,7 @@ async def test_a_pickup_sent_to_a_frozen_daemon_does_nothing_when_it_wakes(
     store = Store(config.database)
     sync_compartments(store, config, time.time())
     boards = await spawn(path, auto_close_s=0.6)
-    daemon = LockerProcess(path, boards.port, http_port, config.database)
+    daemon = Daemon(path, boards.port, http_port, database=config.database)
     try:
         async with ClientSession() as session:
             await daemon.start(session)

@@ -9,7 +9,7 @@ import pytest
 from locker.clock import SimClock
 from locker.config import LockerConfig
 from locker.daemon import Locker
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 @pytest.fixture

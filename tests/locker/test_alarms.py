@@ -13,8 +13,7 @@ import yaml
 from locker import alarms
 from locker.errors import Refused
 from locker.store import Store
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def raised_kinds() -> dict[str, str]:

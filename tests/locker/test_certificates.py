@@ -13,7 +13,7 @@ from locker.cli import main
 from locker.clock import SimClock
 from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 def readings(locker: Locker, start: float, values: list[float | None], zone: str = "fresh",

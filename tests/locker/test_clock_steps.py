@@ -16,8 +16,8 @@ from locker.daemon import Locker
 from locker.orders import add_ready_order, parse_bag
 from locker.pickup import Throttled
 from locker.staff import LoginRefused, create_secret, load_secret
-from tests.locker.fakes import FakeDriver
-from tests.locker.test_central_domain import central_config, feed, signed
+from tests.support.central import central_config, feed, signed
+from tests.support.doubles import FakeDriver
 
 DAY = 86400.0
 

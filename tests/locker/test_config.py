@@ -9,9 +9,8 @@ import pytest
 from locker.config import load_config
 from locker.errors import ConfigError
 from locker.model import Zone
-from tests.conftest import SMALL_CONFIG, write_config
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.paths import ROOT
 
 
 def test_the_shipped_example_is_a_realistic_locker() -> None:

@@ -20,9 +20,9 @@ from locker.errors import ConfigError, LockerError
 from locker.keys import KEY_META, pending_file, rotate_keys, settle_key_files
 from locker.pickup import PickupRefused
 from locker.store import Store
-from tests.conftest import write_config
-from tests.locker.fakes import FakeDriver
-from tests.locker.test_central_domain import central_config, feed, load, order
+from tests.support.central import central_config, feed, load, order
+from tests.support.configs import write_config
+from tests.support.doubles import FakeDriver
 
 
 async def started(config: LockerConfig, clock: SimClock) -> tuple[Locker, FakeDriver]:

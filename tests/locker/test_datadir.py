@@ -24,8 +24,8 @@ from locker.datadir import (
 from locker.errors import StoreError
 from locker.orders import add_ready_order, parse_bag
 from locker.sync import central_saw
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.locker.fakes import FakeDriver
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.doubles import FakeDriver
 
 
 async def started(config: LockerConfig) -> Locker:

@@ -14,7 +14,7 @@ from locker.daemon import Locker
 from locker.errors import Refused
 from locker.lifecycle import compartment as compartment_life
 from locker.orders import add_order_to_load, add_ready_order, parse_bag
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 Rig = tuple[Locker, FakeDriver, SimClock]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,8 @@ from locker.lifecycle.table import (
     next_state,
 )
 from locker.model import CompartmentState, DoorState, OrderState
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 OWNED = ("orders", "order_bags", "order_compartments", "compartments", "authorisations",
          "returns")
 WRITE = re.compile(

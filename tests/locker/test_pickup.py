@@ -19,8 +19,8 @@ from locker.lifecycle.order import accept_code
 from locker.model import DoorSense
 from locker.orders import OrderRejected, add_ready_order, parse_bag
 from locker.pickup import PickupRefused, PickupResult, Throttled
-from tests.locker.fakes import FakeDriver
 from tests.support.codes import code_no
+from tests.support.doubles import FakeDriver
 
 
 def add(locker: Locker, order_id: str, *bags: str, hours: float | None = None) -> str:

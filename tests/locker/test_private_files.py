@@ -18,7 +18,7 @@ from locker.commands import load_command_key
 from locker.config import load_config
 from locker.datadir import check_private_dir
 from locker.errors import ConfigError
-from tests.conftest import write_config
+from tests.support.configs import write_config
 
 
 @pytest.fixture(autouse=True)

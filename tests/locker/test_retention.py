@@ -10,7 +10,7 @@ from locker.pickup import PickupRefused
 from locker.retention import prune
 from locker.store import CATEGORIES
 from locker.sync import enforce_bound
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 async def collect(locker: Locker, driver: FakeDriver, order_id: str) -> str:

@@ -16,8 +16,8 @@ from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.pickup import PickupRefused
 from locker.returns import ReturnRefused
 from locker.timekeeping import shift_running
-from tests.locker.fakes import FakeDriver
 from tests.support.codes import code_no
+from tests.support.doubles import FakeDriver
 
 Rig = tuple[Locker, FakeDriver, SimClock]
 

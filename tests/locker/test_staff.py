@@ -11,7 +11,7 @@ from locker.clock import SimClock
 from locker.config import LockerConfig
 from locker.daemon import Locker
 from locker.staff import LoginRefused, NotAllowed, create_secret, load_secret
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 @pytest.fixture

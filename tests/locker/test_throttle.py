@@ -30,7 +30,7 @@ from locker.throttle import (
     sustained_per_hour,
     wait_s,
 )
-from tests.conftest import SMALL_CONFIG, write_config
+from tests.support.configs import SMALL_CONFIG, write_config
 
 DEFAULT = ThrottlePolicy()
 CODE_SPACE = 10**10  # 10 random digits (the 11th, a check digit, refuses typos for free)

@@ -32,9 +32,9 @@ from locker.update import (
     wanted,
     write_state,
 )
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.locker.fakes import FakeDriver
-from tests.locker.test_central_domain import CENTRAL, central_config, feed, signed
+from tests.support.central import CENTRAL, central_config, feed, signed
+from tests.support.configs import SMALL_CONFIG, write_config
+from tests.support.doubles import FakeDriver
 
 UPDATE = '\n[update]\nslots_dir = "slots"\nquiet_hour = 3\nhealth_deadline_s = 120\n'
 

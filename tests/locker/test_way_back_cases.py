@@ -21,7 +21,7 @@ from locker.feed import CentralOrder, apply_order
 from locker.model import Size, Zone
 from locker.orders import AddedOrder, add_order_to_load, add_ready_order, parse_bag
 from locker.pickup import PickupRefused, PickupResult
-from tests.locker.fakes import FakeDriver
+from tests.support.doubles import FakeDriver
 
 
 def add(locker: Locker, order_id: str, *bags: str, hours: float | None = None) -> AddedOrder:

@@ -30,7 +30,7 @@ from locker.model import DoorSense
 from locker.orders import add_ready_order, parse_bag
 from locker.pickup import PickupResult
 from locker.ports import HardwareListener
-from tests.conftest import write_config
+from tests.support.configs import write_config
 
 COMPARTMENTS = ("A1", "A2", "F1", "F2", "Z1", "Z2")
 ZONES = {"A": "ambient", "F": "fresh", "Z": "frozen"}

@@ -23,10 +23,10 @@ from locker.model import ZONES, Zone, ZoneSpec, declare_zone, forget_zone
 from locker.orders import add_ready_order, parse_bag
 from simulator import central
 from simulator.thermal import ThermalRig, ZoneModel
-from tests.conftest import SMALL_CONFIG
-from tests.locker.fakes import FakeDriver
+from tests.support.configs import SMALL_CONFIG
+from tests.support.doubles import FakeDriver
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CHILLED = ZoneSpec("chilled", "chilled", "tempéré", "#8bc34a", max_c=12.0, min_c=8.0,
                    setpoint_c=10.0)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from locker.errors import StoreError
-from tests.conftest import SMALL_CONFIG
-from tests.integration.conftest import Rig
-from tests.integration.test_demo import ROOT
+from tests.support.configs import SMALL_CONFIG
+from tests.support.paths import ROOT
+from tests.support.rig import Rig
 
 
 def fill_disk(rig: Rig) -> int:

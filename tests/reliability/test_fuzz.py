@@ -90,11 +90,10 @@ from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.staff import Session, create_secret, load_secret
 from locker.sync import cursor as stored_cursor
 from simulator.boards import SimulatedBoards
-from tests.conftest import SMALL_CONFIG, write_config
-from tests.integration.conftest import config_text
-from tests.locker.fakes import FakeDriver
-from tests.locker.test_central_domain import CENTRAL, KEY, central_config
+from tests.support.central import CENTRAL, KEY, central_config
 from tests.support.codes import code_no
+from tests.support.configs import SMALL_CONFIG, config_text, write_config
+from tests.support.doubles import FakeDriver
 
 T = TypeVar("T")
 

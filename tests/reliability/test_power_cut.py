@@ -41,16 +41,15 @@ from locker.orders import add_order_to_load, add_ready_order, parse_bag
 from locker.staff import load_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
-from tests.integration.test_demo import free_port
-from tests.processes import LockerProcess
-from tests.processes import prepare as prepare_files
+from simulator.processes import Daemon, free_port
+from tests.support.processes import prepare as prepare_files
 
 KILLS = int(os.environ.get("POWER_CUT_KILLS", "20"))
 COURIERS = 40  # a TOTP code is good once per 30 s step: each life logs in with a fresh courier
 ZONES = ("ambient", "fresh", "frozen")
 
 
-def config_text(http_port: int) -> str:
+def cut_locker_config(http_port: int) -> str:
     lines = ['[locker]\nid = "cut-locker"\ndata_dir = "data"\n',
              "[bus]\nport = \"/dev/null\"\nprotocol = \"kerong\"\nbaud = 19200\n"
              "poll_interval_s = 0.1\ntimeout_s = 0.1\nretries = 1\noffline_after = 3\n"
@@ -70,11 +69,11 @@ def config_text(http_port: int) -> str:
     return "\n".join(lines)
 
 
-class Cabinet(LockerProcess):
+class Cabinet(Daemon):
     """The daemon's process, the boards' process, and what the test knows about both."""
 
     def __init__(self, path: Path, config: LockerConfig, boards: SimulatorProcess) -> None:
-        super().__init__(path, boards.port, config.http.port, config.database)
+        super().__init__(path, boards.port, config.http.port, database=config.database)
         self.path, self.config, self.boards = path, config, boards
         self.codes = load_codes(config)
         self.code_of: dict[str, str] = {}  # what the order system told each customer
@@ -162,7 +161,7 @@ async def customer(cabinet: Cabinet, session: ClientSession, tally: Counter[str]
 
 async def test_sigkill_at_random_moments_loses_nothing_and_opens_nothing_twice(
         tmp_path: Path) -> None:
-    path, config, store = prepare(tmp_path, config_text(free_port()))
+    path, config, store = prepare(tmp_path, cut_locker_config(free_port()))
     boards = await spawn(path, auto_close_s=0.6)
     cabinet = Cabinet(path, config, boards)
     tally: Counter[str] = Counter()
@@ -265,7 +264,7 @@ async def test_sigkill_right_after_a_code_brings_the_order_back_with_the_same_co
     commit, between the commit and the pulses, while an acknowledgement is lost, after). After
     each restart: no order is left `collecting` with no door opened, an interrupted order's code
     opens its doors again, nothing committed is lost, nothing is pulsed twice."""
-    path, config, store = prepare(tmp_path, config_text(free_port()).replace(
+    path, config, store = prepare(tmp_path, cut_locker_config(free_port()).replace(
         "open_timeout_s = 3", "open_timeout_s = 1"))
     boards = await spawn(path, auto_close_s=0.6)
     cabinet = Cabinet(path, config, boards)

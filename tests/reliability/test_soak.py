@@ -34,7 +34,7 @@ from locker.errors import LockerError
 from locker.model import DoorSense
 from locker.ports import HardwareListener
 from simulator.central import start_central
-from tests.integration.test_central_sync import LOG_EVERY_EVENT, prepare_log
+from tests.support.sync import LOG_EVERY_EVENT, prepare_log
 
 DAYS = float(os.environ.get("SOAK_DAYS", "7"))
 ARRIVALS_END_DAY = DAYS - 2  # then two days for the last orders to be collected or taken back
@@ -46,7 +46,7 @@ COURIER_HOURS = (7, 12, 16)
 WINDOW_HOURS = 30
 
 
-def config_text(url: str) -> str:
+def soak_locker_config(url: str) -> str:
     zones = ("ambient", "fresh", "frozen")
     boards = "".join(f"[[bus.boards]]\naddress = {b}\nchannels = 24\n" for b in range(1, 9))
     compartments = "\n".join(
@@ -129,7 +129,7 @@ async def test_a_simulated_week_keeps_every_promise(tmp_path: Path) -> None:
     rng = random.Random(2026)
     central = await start_central(tmp_path / "central", admin_token="admin-" + "s" * 24)
     path = tmp_path / "locker.toml"
-    path.write_text(config_text(central.api_url))
+    path.write_text(soak_locker_config(central.api_url))
     config = load_config(path)
     session = ClientSession()
     await enrol(session, central, config)

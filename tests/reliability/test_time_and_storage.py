@@ -26,10 +26,10 @@ from locker.orders import AddedOrder, add_ready_order, parse_bag
 from locker.staff import load_secret
 from locker.store import Store
 from simulator.control import SimulatorProcess, spawn
-from tests.conftest import SMALL_CONFIG
-from tests.integration.conftest import OPS_TOKEN
-from tests.integration.test_demo import free_port
-from tests.processes import LockerProcess, prepare
+from simulator.processes import Daemon, free_port
+from tests.support.configs import SMALL_CONFIG
+from tests.support.processes import prepare
+from tests.support.rig import OPS_TOKEN
 
 FAKETIME_LIBS = "/usr/lib/*/faketime/libfaketime.so.1"
 
@@ -47,7 +47,7 @@ class Cabinet:
     path: Path
     config: LockerConfig
     boards: SimulatorProcess
-    daemon: LockerProcess
+    daemon: Daemon
     codes: PickupCodes
 
     def add(self, order_id: str, zone: str = "ambient") -> AddedOrder:
@@ -80,7 +80,7 @@ async def cabinet(folder: Path, *, extra: str = "", env: dict[str, str] | None =
     config, store = prepare(path, text)
     store.close()
     boards = await spawn(path, auto_close_s=0.6)
-    daemon = LockerProcess(path, boards.port, port, config.database, env=env)
+    daemon = Daemon(path, boards.port, port, database=config.database, env=env)
     codes = load_codes(config)
     try:
         yield Cabinet(path, config, boards, daemon, codes)
@@ -191,7 +191,7 @@ async def test_two_daemons_on_one_data_dir(tmp_path: Path) -> None:
     async with cabinet(tmp_path) as c, ClientSession() as session:
         await c.daemon.start(session)
         assert c.daemon.process is not None
-        second = LockerProcess(c.path, "/dev/null", free_port(), c.config.database)
+        second = Daemon(c.path, "/dev/null", free_port(), database=c.config.database)
         code, said = await second.refused()
         assert code == 2 and f"pid {c.daemon.process.pid}" in said
         assert "another locker daemon" in said

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from locker.config import LockerConfig, load_config
-from tests.simulator.pty_line import Board, MakeConfig, PtyClient, write_config
+from tests.support.pty_line import Board, MakeConfig, PtyClient, write_boards_config
 
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> MakeConfig:
     def make(protocol: str, boards: list[Board], **kwargs: int) -> LockerConfig:
-        return load_config(write_config(tmp_path, protocol, boards, **kwargs))
+        return load_config(write_boards_config(tmp_path, protocol, boards, **kwargs))
 
     return make
 

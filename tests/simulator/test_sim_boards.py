@@ -13,7 +13,7 @@ import pytest
 from locker.config import LockerConfig
 from simulator.boards import SimulatedBoards
 from simulator.doors import DoorRefused
-from tests.simulator.pty_line import PtyClient
+from tests.support.pty_line import PtyClient
 
 H = bytes.fromhex
 Open = Callable[[str], PtyClient]

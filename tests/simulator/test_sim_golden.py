@@ -1,6 +1,6 @@
 """The simulator's own parser and frame builders against the shared golden frames.
 
-The same bytes (tests/golden_frames.py, with their sources) test our codec in
+The same bytes (tests/support/golden_frames.py, with their sources) test our codec in
 tests/hardware/test_codecs.py: a bug in one cannot hide behind the same bug in the other.
 """
 
@@ -21,7 +21,7 @@ from simulator.protocols import (
     winnsen_take,
     winnsen_unlock_reply,
 )
-from tests.golden_frames import GOLDEN_FRAMES
+from tests.support.golden_frames import GOLDEN_FRAMES
 
 TAKE = {"kerong": kerong_take, "generic": generic_take, "winnsen": winnsen_take}
 KERONG_COMMANDS = {0x30: "status", 0x31: "unlock", 0x32: "query_all_boards", 0x37: "set_pulse"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.control import ControlError, spawn
-from tests.simulator.pty_line import PtyClient
+from tests.support.pty_line import PtyClient
 
 H = bytes.fromhex
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "locker.toml"

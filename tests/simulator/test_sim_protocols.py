@@ -23,7 +23,7 @@ from simulator.protocols import (
     winnsen_take,
     xor_all,
 )
-from tests.simulator.pty_line import MakeConfig
+from tests.support.pty_line import MakeConfig
 
 H = bytes.fromhex
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from locker.update import RESTART_EXIT_CODE, STATE_FILE
-from tests.update.conftest import N1, N2, N
-from tests.update.lockerproc import Site, Supervisor, site
+from tests.support.update_site import Site, Supervisor, site
+from tests.support.updates import N1, N2, N
 
 
 async def watch(s: Site, version: str, timeout_s: float = 30.0) -> tuple[float, float]:

@@ -16,8 +16,9 @@ import pytest
 
 from locker import __version__
 from locker.update import STATE_FILE, read_state
-from tests.update.conftest import N1, ROOT, N
-from tests.update.lockerproc import Supervisor, site
+from tests.support.paths import ROOT
+from tests.support.update_site import Supervisor, site
+from tests.support.updates import N1, N
 
 KILLER = """
 import os, signal, sys

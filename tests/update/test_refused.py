@@ -22,7 +22,7 @@ from tuf.api.serialization.json import JSONSerializer
 from api.release import publish
 from locker import __version__
 from locker.update import STATE_FILE, wanted
-from tests.update.conftest import N1, Setup
+from tests.support.updates import N1, Setup
 
 
 def signed_by_a_stranger(repo: Path) -> None:

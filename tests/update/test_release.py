@@ -16,7 +16,9 @@ from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 from api.release import ReleaseError, publish
 from api.slots import SlotError, current_slot, install, other_slot, switch, unpack
 from locker.cli import main
-from tests.update.conftest import N1, ROOT, N
+from tests.support.configs import write_config
+from tests.support.paths import ROOT
+from tests.support.updates import N1, N
 
 
 def role(repo: Path, name: str) -> Metadata:  # type: ignore[type-arg]
@@ -104,8 +106,7 @@ def test_a_wheel_goes_into_the_slot_not_running_and_current_switches_to_it(
         tmp_path: Path, wheels: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     slots = tmp_path / "slots"
     assert current_slot(slots) is None and other_slot(slots) == "a"
-    config = tmp_path / "locker.toml"
-    config.write_text((ROOT / "tests" / "conftest.py").read_text().split('"""')[3])
+    config = write_config(tmp_path)
     assert main(["install-slot", "--config", str(config), "--slots", str(slots),
                  "--wheel", str(wheels[N]), "--switch"]) == 0
     assert "current -> a (was none)" in capsys.readouterr().out

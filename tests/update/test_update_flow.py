@@ -25,7 +25,7 @@ from locker import __version__
 from locker.staff import load_secret
 from locker.store import SCHEMA_VERSION
 from locker.update import RESTART_EXIT_CODE, ROLLBACKS_KEY, STATE_FILE, read_state, wanted
-from tests.update.conftest import N1, Setup
+from tests.support.updates import N1, Setup
 
 
 async def login(s: Setup) -> dict[str, str]:

@@ -19,7 +19,7 @@ Board = tuple[int, int, str]  # address, channels, door_closed_when
 MakeConfig = Callable[..., LockerConfig]
 
 
-def write_config(
+def write_boards_config(
     directory: Path,
     protocol: str,
     boards: list[Board],

@@ -1,4 +1,4 @@
-"""A stand-in lock driver for unit tests of the domain (never used outside tests/locker)."""
+"""Stand-ins for the hardware in tests of the domain: a lock driver the test moves doors on."""
 
 from __future__ import annotations
 

@@ -27,10 +27,11 @@ from locker.config import LockerConfig, load_config
 from locker.staff import create_secret, load_secret
 from simulator.central import RunningCentral, start_central
 from simulator.control import spawn
-from tests.integration.conftest import config_text
-from tests.integration.test_central_sync import SYNC
-from tests.integration.test_demo import free_port
-from tests.update.conftest import ADMIN, ROOT, N
+from simulator.processes import free_port
+from tests.support.configs import config_text
+from tests.support.paths import ROOT
+from tests.support.sync import SYNC
+from tests.support.updates import ADMIN, N
 
 GUARD = ROOT / "deploy" / "locker-boot"
 RESTART_S = 0.3  # RestartSec=, shortened
