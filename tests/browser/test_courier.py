@@ -415,3 +415,44 @@ async def test_a_door_shut_on_nothing_and_goods_left_behind(
         rig.boards.take("A1")
         await shut(rig, "A1")
         await expect(page.locator("#goods-section")).to_be_hidden(timeout=6000)
+
+
+RETURN_WORDS = {
+    "en": {"returns_title": "Customers' returns to take back",
+           "return_line": "A1: crates or bags, handed back for order o5",
+           "return_out": "Open and take out"},
+    "fr": {"returns_title": "Retours des clients à reprendre",
+           "return_line": "A1 : des caisses ou des sacs, rendu pour la commande o5",
+           "return_out": "Ouvrir et reprendre"},
+}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_a_customers_return_is_on_the_couriers_list_until_taken_out(
+        browser: Browser, quiet_rig: Rig, lang: str) -> None:
+    rig, words = quiet_rig, RETURN_WORDS[lang]
+    order = rig.add("o5", "fresh:S")
+    status, body = await rig.pickup(order.code)
+    assert status == 200, body
+    offer = body["return_offer"]
+    assert isinstance(offer, dict)
+    handed = await rig.http.post("/api/returns", json={"offer": offer["offer"],
+                                                       "kind": "crates"})
+    assert handed.status == 200, await handed.text()
+    assert (await handed.json())["compartment"] == "A1"
+    for cid in ("F2", "A1"):  # the customer's bag out, the crates in
+        await rig.until(lambda: not rig.boards.doors.lock(cid).latch_engaged)  # noqa: B023
+        rig.boards.open(cid)
+        await shut(rig, cid)
+    async with screen(browser, rig, (800, 480), lang) as page:
+        await log_in(page, rig, lang)
+        line = page.locator('#returns tr[data-compartment="A1"]')
+        await expect(page.locator("#returns-title")).to_have_text(words["returns_title"])
+        await expect(line).to_contain_text(words["return_line"], timeout=6000)
+        await fits(page)
+        await shot(page, f"courier-returns-{lang}")
+        await line.get_by_role("button", name=words["return_out"]).click()
+        await rig.until(lambda: len(rig.boards.doors.times("A1", "door", "open")) == 2)
+        await shut(rig, "A1")
+        await expect(page.locator("#returns-section")).to_be_hidden(timeout=6000)
+    assert "return.taken_back" in rig.kinds()
