@@ -32,14 +32,14 @@ from api.freshness import act_in_time, add_loop_watch
 from api.listener import add_safety_headers, check_host
 from api.updater import add_update_agent
 from locker import __version__
-from locker.codes import BadCodeFormat
-from locker.daemon import Locker
-from locker.deadline import StaleRequest
-from locker.errors import LockerError, Refused, StoreError, Unavailable, UnknownCompartment
-from locker.lifecycle.order import Exposed
-from locker.pickup import PickupRefused, Throttled
-from locker.returns import ReturnRefused
-from locker.staff import LoginRefused, NotAllowed
+from locker.domain.codes import BadCodeFormat
+from locker.domain.daemon import Locker
+from locker.domain.deadline import StaleRequest
+from locker.domain.errors import LockerError, Refused, StoreError, Unavailable, UnknownCompartment
+from locker.domain.lifecycle.order import Exposed
+from locker.domain.pickup import PickupRefused, Throttled
+from locker.domain.returns import ReturnRefused
+from locker.domain.staff import LoginRefused, NotAllowed
 
 log = logging.getLogger("locker.api")
 STATIC = Path(__file__).parent / "static"
@@ -161,7 +161,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def zone_colours(request: web.Request) -> web.Response:
-    """The zones' colours for every screen, from their declarations (locker.model.ZONES)."""
+    """The zones' colours for every screen, from their declarations (locker.domain.model.ZONES)."""
     return web.Response(text=zones_css(), content_type="text/css",
                         headers={"Cache-Control": "no-cache"})
 

@@ -32,12 +32,12 @@ from aiohttp import (
 )
 
 from locker import __version__
-from locker.codes import read_private_file
-from locker.config import CentralConfig
-from locker.daemon import Locker
-from locker.errors import ConfigError
-from locker.feed import BadPayload, parse_feed
-from locker.sync import (
+from locker.domain.codes import read_private_file
+from locker.domain.config import CentralConfig
+from locker.domain.daemon import Locker
+from locker.domain.errors import ConfigError
+from locker.domain.feed import BadPayload, parse_feed
+from locker.domain.sync import (
     acknowledge,
     central_saw,
     heartbeat,
@@ -45,8 +45,8 @@ from locker.sync import (
     reachable,
     unreachable,
 )
-from locker.sync import cursor as stored_cursor
-from locker.tasks import cancel_and_wait
+from locker.domain.sync import cursor as stored_cursor
+from locker.domain.tasks import cancel_and_wait
 
 log = logging.getLogger("locker.central")
 MAX_ANSWER_BYTES = 1 << 20

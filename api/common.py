@@ -13,13 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from locker.config import LockerConfig
-from locker.courier import DoorsResult
-from locker.daemon import Locker
-from locker.errors import LockerError
-from locker.model import ZONES
-from locker.staff import Session
-from locker.unlocking import Door
+from locker.domain.config import LockerConfig
+from locker.domain.courier import DoorsResult
+from locker.domain.daemon import Locker
+from locker.domain.errors import LockerError
+from locker.domain.model import ZONES
+from locker.domain.staff import Session
+from locker.domain.unlocking import Door
 
 LOCKER = web.AppKey("locker", Locker)
 STATIC = Path(__file__).parent / "static"
@@ -132,7 +132,7 @@ def zones_json() -> dict[str, dict[str, Any]]:
 
 def bank(config: LockerConfig) -> dict[str, Any]:
     """The bank as built, for every screen's drawing: its columns and levels (1 at the bottom),
-    where each compartment is, and the zones (locker.model.ZONES: the screens name and colour
+    where each compartment is, and the zones (locker.domain.model.ZONES: the screens name and colour
     no zone of their own)."""
     cells = [{"id": c.id, "zone": c.zone.value, "column": c.column, "level": c.level}
              for c in config.compartments]

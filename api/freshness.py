@@ -9,8 +9,8 @@ and neither must a courier or a technician. Two clocks say how long a request wa
 - the daemon's: a watch task ticks every quarter second; a request handled during or just after
   a stall of the loop (the process frozen, the CPU starved) may have waited since it began.
 
-The deadline goes to the use cases through locker.deadline, and each checks it right before it
-commits what opens a door or spends a code.
+The deadline goes to the use cases through locker.domain.deadline, and each checks it right before
+it commits what opens a door or spends a code.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from api.common import LOCKER, problem
-from locker.deadline import ACTING_DEADLINE
+from locker.domain.deadline import ACTING_DEADLINE
 
 TICK_S = 0.25
 STALL_S = 1.0  # a loop this late has been stalled: its requests may have waited since

@@ -23,8 +23,8 @@ from api import returns
 from api.common import LOCKER, BadRequest, bank
 from api.live import stream
 from api.ops import LIVE
-from locker.codes import CODE_DIGITS
-from locker.config import LockerConfig
+from locker.domain.codes import CODE_DIGITS
+from locker.domain.config import LockerConfig
 
 STATIC = Path(__file__).parent / "static"
 TEXT: dict[str, dict[str, Any]] = json.loads((STATIC / "kiosk-text.json").read_text("utf-8"))

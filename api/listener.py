@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
-from locker.config import HttpConfig
-from locker.errors import ConfigError
+from locker.domain.config import HttpConfig
+from locker.domain.errors import ConfigError
 
 # the pages load their scripts and styles from /static, fetch /api and stream /api/ops/stream:
 # nothing else, from nowhere else, and never inside another site's frame

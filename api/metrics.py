@@ -31,12 +31,12 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.central import CENTRAL
 from locker import __version__
-from locker.alarms import ALARMS, OPEN_SQL
-from locker.daemon import Locker
-from locker.model import OrderState
-from locker.ports import BusTelemetry
-from locker.sync import DROPPED, outage_since
-from locker.update import ROLLBACKS_KEY
+from locker.domain.alarms import ALARMS, OPEN_SQL
+from locker.domain.daemon import Locker
+from locker.domain.model import OrderState
+from locker.domain.ports import BusTelemetry
+from locker.domain.sync import DROPPED, outage_since
+from locker.domain.update import ROLLBACKS_KEY
 
 # who opened a door, as the authorisation's actor says ("courier:c-17" -> "courier"); "forced"
 # for an opening nobody authorised
@@ -228,7 +228,7 @@ class LockerCollector(Collector):
         read = self.locker.store.read()
         alarms = GaugeMetricFamily(
             "locker_alarms_open",
-            "Alarms open, by kind and severity (locker/alarms.py): raised and not cleared,"
+            "Alarms open, by kind and severity (locker/domain/alarms.py): raised and not cleared,"
             " or a security alarm not acknowledged yet; kinds ever raised on this locker stay"
             " at 0 once closed.", labels=["kind", "severity"])
         for row in read.all(f"SELECT kind, SUM({OPEN_SQL}) AS n FROM alarms"

@@ -24,12 +24,12 @@ from api.common import (
     set_in_service,
 )
 from api.live import LiveFeed, stream
-from locker import attempts
-from locker.alarms import ALARMS, NOTE_CHARS, acknowledge, open_alarms
-from locker.config import BoardWiring
-from locker.daemon import Locker
-from locker.sync import outage_since
-from locker.throttle import SCOPES
+from locker.domain import attempts
+from locker.domain.alarms import ALARMS, NOTE_CHARS, acknowledge, open_alarms
+from locker.domain.config import BoardWiring
+from locker.domain.daemon import Locker
+from locker.domain.sync import outage_since
+from locker.domain.throttle import SCOPES
 
 LIVE = web.AppKey("live", LiveFeed)
 OPS_ACTOR = "ops"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.common import LOCKER, BadRequest, door_json, problem, read_json
-from locker.returns import KINDS, ReturnOffer
+from locker.domain.returns import KINDS, ReturnOffer
 
 
 def offer_json(offer: ReturnOffer | None) -> dict[str, object] | None:

@@ -27,11 +27,11 @@ from api.common import (
     set_in_service,
     staff_session,
 )
-from locker.config import LockerConfig
-from locker.courier import Progress
-from locker.errors import Refused
-from locker.pickup import SCREEN_ID
-from locker.staff import Session
+from locker.domain.config import LockerConfig
+from locker.domain.courier import Progress
+from locker.domain.errors import Refused
+from locker.domain.pickup import SCREEN_ID
+from locker.domain.staff import Session
 
 
 def screen_html(screen: str, title: str) -> str:

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 
-from locker.daemon import Locker
+from locker.domain.daemon import Locker
 
 log = logging.getLogger("locker.systemd")
 

@@ -18,8 +18,8 @@ from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
 from locker import __version__
-from locker.config import UpdateConfig
-from locker.update import RepositoryUnavailable, UpdateRefused, wheel_name
+from locker.domain.config import UpdateConfig
+from locker.domain.update import RepositoryUnavailable, UpdateRefused, wheel_name
 
 DOWNLOAD_TIMEOUT_S = 30.0
 CHUNK_BYTES = 64 * 1024

@@ -2,7 +2,8 @@
 install it into the other slot, and restart when nobody is using the locker; started as a new
 version, prove it works before the deadline, or let the boot guard bring the old one back.
 
-The pieces: the `update` command (locker/commands.py) records what central wants and its rollout
+The pieces: the `update` command (locker/domain/commands.py) records what central wants and its
+rollout
 window; this agent (one task beside the central link) does the rest:
 
 1. the announced version must be newer than the running one (`locker.__version__`);
@@ -13,7 +14,7 @@ window; this agent (one task beside the central link) does the rest:
 3. the free disk must hold the download, the unpacked slot and a copy of the store, with
    `min_free_mb` to spare;
 4. the download is checked against the signed length and SHA-256 (ngclient again);
-5. api/slots.py installs it into the slot `current` does not point to, and checks it starts;
+5. locker/slots.py installs it into the slot `current` does not point to, and checks it starts;
 6. when no door transaction is in flight and nobody is at the locker (or at the quiet hour),
    the store is copied (SQLite's backup), update-state.json says what is being tried, `current`
    is switched, and the process exits with 75 so that systemd starts the new version.
@@ -43,13 +44,12 @@ from typing import Any
 
 from aiohttp import web
 
-from api import slots
 from api.central import CENTRAL, CentralLink
-from locker import __version__
-from locker.config import UpdateConfig
-from locker.daemon import Locker
-from locker.tasks import cancel_and_wait
-from locker.update import (
+from locker import __version__, slots
+from locker.domain.config import UpdateConfig
+from locker.domain.daemon import Locker
+from locker.domain.tasks import cancel_and_wait
+from locker.domain.update import (
     CUSTOMER_EVENTS,
     RESTART_EXIT_CODE,
     ROLLBACKS_KEY,

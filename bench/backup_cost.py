@@ -3,8 +3,8 @@
 A store as a locker has it after 400 days (the HACCP record's retention): two regulated zones
 recorded every 5 minutes (230,400 rows), the bulk of a year-old store. Orders (a few hundred
 KiB: finished ones are pruned after 30 days) are left out: only the lifecycle writes them.
-Then `locker.backup.take` into a `.xz` as the daemon's rolling backup does, with this process's
-/proc/self/io write_bytes before and after. Prints figures, asserts nothing. About 10 s.
+Then `locker.domain.backup.take` into a `.xz` as the daemon's rolling backup does, with this
+process's /proc/self/io write_bytes before and after. Prints figures, asserts nothing. About 10 s.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from locker.backup import take
-from locker.datadir import give_identity
-from locker.store import Store
+from locker.domain.backup import take
+from locker.domain.datadir import give_identity
+from locker.domain.store import Store
 
 DAY = 86400.0
 HACCP_DAYS = 400

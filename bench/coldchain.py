@@ -2,7 +2,7 @@
 
 1. A year: 365 days of readings every five minutes for the three zones, written as the zone loop
    writes them (a day per transaction here, for speed), then the file size: bare rows, and
-   through locker.haccp (each row chained to the one before, each day's head signed), with
+   through locker.domain.haccp (each row chained to the one before, each day's head signed), with
    the CPU a reading costs to write and to verify, and what a signature costs.
 2. A day: the daemon's zone loops (fresh and frozen) on the simulated clock, with thermal models
    behind real DS18B20 files, for 24 simulated hours; the bytes the process wrote to the disk
@@ -29,14 +29,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 import hardware.codecs  # noqa: E402, F401  (registers the lock-board protocols load_config reads)
 from hardware.probes import DS18B20Probe  # noqa: E402
 from locker import haccp  # noqa: E402
-from locker.clock import SimClock  # noqa: E402
-from locker.codes import create_keys  # noqa: E402
-from locker.coldchain import RECORD_INTERVAL_S  # noqa: E402
-from locker.config import load_config  # noqa: E402
-from locker.daemon import Locker  # noqa: E402
-from locker.model import DoorSense, Zone  # noqa: E402
-from locker.ports import HardwareListener  # noqa: E402
-from locker.store import Store  # noqa: E402
+from locker.domain.clock import SimClock  # noqa: E402
+from locker.domain.codes import create_keys  # noqa: E402
+from locker.domain.coldchain import RECORD_INTERVAL_S  # noqa: E402
+from locker.domain.config import load_config  # noqa: E402
+from locker.domain.daemon import Locker  # noqa: E402
+from locker.domain.model import DoorSense, Zone  # noqa: E402
+from locker.domain.ports import HardwareListener  # noqa: E402
+from locker.domain.store import Store  # noqa: E402
 from simulator.thermal import SimCompressor, ZoneModel  # noqa: E402
 
 CONFIG = """
@@ -98,7 +98,7 @@ def written_bytes() -> int:
 
 
 def year_of_records(folder: Path, chained: bool) -> int:
-    """Returns the file's size; `chained` writes through locker.haccp (hash chain, signed
+    """Returns the file's size; `chained` writes through locker.domain.haccp (hash chain, signed
     days), else bare rows as before the chain."""
     store = Store(folder / f"year-{chained}.db")
     key = Ed25519PrivateKey.generate()

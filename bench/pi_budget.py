@@ -71,13 +71,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.processes import cpu_seconds, mount_of, proc_fields, until, write_bytes  # noqa: E402
-from locker.codes import PickupCodes, load_codes  # noqa: E402
-from locker.config import LockerConfig, load_config  # noqa: E402
-from locker.daemon import sync_compartments  # noqa: E402
-from locker.lifecycle.order import draw_code  # noqa: E402
-from locker.orders import activate, allocate_order, parse_bag, receive  # noqa: E402
-from locker.staff import create_secret  # noqa: E402
-from locker.store import PAGE_SIZE, Store  # noqa: E402
+from locker.domain.codes import PickupCodes, load_codes  # noqa: E402
+from locker.domain.config import LockerConfig, load_config  # noqa: E402
+from locker.domain.daemon import sync_compartments  # noqa: E402
+from locker.domain.lifecycle.order import draw_code  # noqa: E402
+from locker.domain.orders import activate, allocate_order, parse_bag, receive  # noqa: E402
+from locker.domain.staff import create_secret  # noqa: E402
+from locker.domain.store import PAGE_SIZE, Store  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 from simulator.processes import Central, Daemon, free_port, read_only  # noqa: E402
 from simulator.thermal import ThermalRig, ZoneModel  # noqa: E402
@@ -436,7 +436,7 @@ async def main() -> None:
     results: dict[str, Any] = {}
     try:
         async with ClientSession(timeout=ClientTimeout(total=30)) as session:
-            # -- provisioning (as api/demo.py's enrol), 300 ready orders, the processes --------
+            # -- provisioning (as locker/demo.py's enrol), 300 ready orders, the processes --------
             await central.start()
             await central.enrol(session, config)
             codes = load_codes(config)

@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from hardware.boards import BoardLockDriver  # noqa: E402
 from locker import lockboards  # noqa: E402
-from locker.codes import create_keys, load_codes  # noqa: E402
-from locker.config import load_config  # noqa: E402
-from locker.daemon import Locker, sync_compartments  # noqa: E402
-from locker.orders import add_ready_order, parse_bag  # noqa: E402
-from locker.tasks import cancel_and_wait  # noqa: E402
+from locker.domain.codes import create_keys, load_codes  # noqa: E402
+from locker.domain.config import load_config  # noqa: E402
+from locker.domain.daemon import Locker, sync_compartments  # noqa: E402
+from locker.domain.orders import add_ready_order, parse_bag  # noqa: E402
+from locker.domain.tasks import cancel_and_wait  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

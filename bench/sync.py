@@ -64,8 +64,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.processes import Chunk, CountingProxy, mount_of, write_bytes  # noqa: E402
 from bench.processes import until as poll_until  # noqa: E402
-from locker.config import LockerConfig, load_config  # noqa: E402
-from locker.staff import create_secret  # noqa: E402
+from locker.domain.config import LockerConfig, load_config  # noqa: E402
+from locker.domain.staff import create_secret  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 from simulator.pki import make_pki  # noqa: E402
 from simulator.processes import Central, Daemon, free_port, read_only  # noqa: E402

@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from locker import lockboards  # noqa: E402
-from locker.codes import PickupCodes, create_keys, load_codes  # noqa: E402
-from locker.config import LockerConfig, load_config  # noqa: E402
-from locker.daemon import sync_compartments  # noqa: E402
-from locker.lifecycle.order import cancel, draw_code  # noqa: E402
-from locker.orders import AddedOrder, add_ready_order, parse_bag, receive  # noqa: E402
-from locker.store import Store  # noqa: E402
+from locker.domain.codes import PickupCodes, create_keys, load_codes  # noqa: E402
+from locker.domain.config import LockerConfig, load_config  # noqa: E402
+from locker.domain.daemon import sync_compartments  # noqa: E402
+from locker.domain.lifecycle.order import cancel, draw_code  # noqa: E402
+from locker.domain.orders import AddedOrder, add_ready_order, parse_bag, receive  # noqa: E402
+from locker.domain.store import Store  # noqa: E402
 from simulator.control import spawn  # noqa: E402
 
 # bytes of an unlock request and of a status transaction (request + reply) per protocol

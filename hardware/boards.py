@@ -1,6 +1,6 @@
 """The lock boards on RS485 as the domain sees them: open a compartment, watch its door.
 
-BoardLockDriver implements locker.ports.LockDriver. It speaks compartment ids outward and
+BoardLockDriver implements locker.domain.ports.LockDriver. It speaks compartment ids outward and
 (board, channel) to the codec; every byte goes through the one Bus task (hardware.bus). It reports
 only door changes, after a first full read at start that sets the baseline, and UNKNOWN for the
 doors of a board that goes offline. It must never send an unlock the domain did not ask for, never
@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 
 from hardware.bus import BoardHealth, Bus, FrameRecord, Priority
 from hardware.codecs import Codec, Request, get_codec
-from locker.config import BoardConfig, BoardWiring, BusConfig, CompartmentConfig
-from locker.errors import BoardOffline, BoardTimeout, HardwareError, UnknownCompartment
-from locker.model import DoorSense
-from locker.ports import BoardCounts, HardwareListener
+from locker.domain.config import BoardConfig, BoardWiring, BusConfig, CompartmentConfig
+from locker.domain.errors import BoardOffline, BoardTimeout, HardwareError, UnknownCompartment
+from locker.domain.model import DoorSense
+from locker.domain.ports import BoardCounts, HardwareListener
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,8 @@ class BoardLockDriver:
     # --- BusTelemetry ------------------------------------------------------------------------
 
     def bus_telemetry(self) -> Mapping[str, BoardCounts]:
-        """locker.ports.BusTelemetry (for /metrics): per board of the config, its transactions
-        by outcome since the bus was made, and whether it answers now."""
+        """locker.domain.ports.BusTelemetry (for /metrics): per board of the config, its
+        transactions by outcome since the bus was made, and whether it answers now."""
         counts: dict[str, BoardCounts] = {}
         for address, board in self.boards.items():
             health = self.bus.health.get(address) or BoardHealth()

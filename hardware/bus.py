@@ -28,8 +28,8 @@ from typing import Literal, NamedTuple
 
 from hardware.codecs import Codec, Request, UnlockRefused
 from hardware.transport import FrameProtocol, open_serial
-from locker.config import BusConfig
-from locker.errors import BoardOffline, BoardTimeout, HardwareError
+from locker.domain.config import BusConfig
+from locker.domain.errors import BoardOffline, BoardTimeout, HardwareError
 
 log = logging.getLogger(__name__)
 

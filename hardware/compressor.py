@@ -9,11 +9,11 @@ from __future__ import annotations
 from gpiozero import Device, OutputDevice
 from gpiozero.pins import Factory
 
-from locker.errors import HardwareError
+from locker.domain.errors import HardwareError
 
 
 class GpioCompressor:
-    """locker.ports.Compressor on one relay."""
+    """locker.domain.ports.Compressor on one relay."""
 
     def __init__(self, pin: int, *, active_high: bool = True,
                  pin_factory: Factory | None = None) -> None:

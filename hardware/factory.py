@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from locker.config import BusConfig, GpioConfig, LockerConfig, ModbusZone
-from locker.errors import LockerError
-from locker.model import Zone
-from locker.ports import Compressor, LockDriver, ZoneProbe
+from locker.domain.config import BusConfig, GpioConfig, LockerConfig, ModbusZone
+from locker.domain.errors import LockerError
+from locker.domain.model import Zone
+from locker.domain.ports import Compressor, LockDriver, ZoneProbe
 
 if TYPE_CHECKING:
     from hardware.bus import Bus

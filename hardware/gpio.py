@@ -1,11 +1,12 @@
 """GPIO lock driver: one relay per lock and one reed switch per door, wired straight to the Pi.
 
-For a small locker without RS485 lock boards. `GpioLockDriver` implements `locker.ports.LockDriver`
-through gpiozero (`OutputDevice` drives a lock's relay, `DigitalInputDevice` with the pull-up reads
-a door's reed switch) with an injectable pin factory, so tests run on gpiozero's `MockFactory` and
-assert on pin histories. `DigitalInputDevice` is `Button` without the hold machinery: a `Button`
-starts a "held" thread per door, and closing it joins that thread, which blocks the event loop for
-up to `hold_time` (1 s) per closed door (a closed door is a held button) at every stop.
+For a small locker without RS485 lock boards. `GpioLockDriver` implements
+`locker.domain.ports.LockDriver` through gpiozero (`OutputDevice` drives a lock's relay,
+`DigitalInputDevice` with the pull-up reads a door's reed switch) with an injectable pin factory, so
+tests run on gpiozero's `MockFactory` and assert on pin histories. `DigitalInputDevice` is `Button`
+without the hold machinery: a `Button` starts a "held" thread per door, and closing it joins that
+thread, which blocks the event loop for up to `hold_time` (1 s) per closed door (a closed door is a
+held button) at every stop.
 
 What it must never do:
 - leave a relay on. Every relay declares its safe value, off (Klipper's rule): off when claimed at
@@ -48,10 +49,10 @@ from typing import TypeVar
 
 from gpiozero import BadPinFactory, DigitalInputDevice, Factory, OutputDevice
 
-from locker.config import CompartmentConfig, GpioConfig, GpioWiring
-from locker.errors import ConfigError, HardwareError, UnknownCompartment
-from locker.model import DoorSense
-from locker.ports import HardwareListener
+from locker.domain.config import CompartmentConfig, GpioConfig, GpioWiring
+from locker.domain.errors import ConfigError, HardwareError, UnknownCompartment
+from locker.domain.model import DoorSense
+from locker.domain.ports import HardwareListener
 
 log = logging.getLogger("hardware.gpio")
 

@@ -6,13 +6,13 @@ registers on an RS485 line. `ModbusController` talks to one such controller thro
 async serial client (RTU framer, 9600 8N1 by default, ~0.5 s timeout, few retries):
 
 - `read_celsius()` reads the probe register as a signed 16-bit value times the scale (0.1 °C for
-  Dixell, register 256) and so meets `locker.ports.ZoneProbe`;
+  Dixell, register 256) and so meets `locker.domain.ports.ZoneProbe`;
 - `write_setpoint(celsius)` writes the setpoint register with FC16 (as Dixell requires);
 - `read_alarms()` reads the alarm/status word.
 
 The register addresses, scale and signedness come from a `RegisterMap` (Dixell's defaults; Carel
 and Eliwell use other addresses, see the lockboard protocol notes). `ControllerCompressor` is the
-`locker.ports.Compressor` for such a zone: a no-op, because the controller switches its own
+`locker.domain.ports.Compressor` for such a zone: a no-op, because the controller switches its own
 compressor.
 
 What it must never do:
@@ -21,7 +21,7 @@ What it must never do:
   `ControllerFault` naming the port, slave and register and what to check;
 - raise anything but `ControllerFault` (a `HardwareError`) for what happens on the line;
 - block the event loop, or wait longer than its timeout times its retries for one request;
-- decide anything about the cold chain: that is locker/zones.py's job.
+- decide anything about the cold chain: that is locker/domain/zones.py's job.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 
-from locker.errors import HardwareError
+from locker.domain.errors import HardwareError
 
 # pymodbus 3.10 renamed the unit keyword from `slave` to `device_id`; accept either release.
 _UNIT_KW = (
@@ -82,7 +82,8 @@ class RegisterMap:
 
 
 class ModbusController:
-    """One refrigeration controller on a Modbus RTU line (implements locker.ports.ZoneProbe)."""
+    """One refrigeration controller on a Modbus RTU line (implements
+    locker.domain.ports.ZoneProbe)."""
 
     def __init__(
         self,
@@ -220,7 +221,8 @@ class ModbusController:
 
 
 class ControllerCompressor:
-    """The `locker.ports.Compressor` of a zone run by its own refrigeration controller: a no-op.
+    """The `locker.domain.ports.Compressor` of a zone run by its own refrigeration controller: a
+    no-op.
 
     The controller switches its compressor itself against its setpoint, so `switch()` does
     nothing: the zone's thermostat logic may call it as for any zone, and nothing happens on the

@@ -22,7 +22,7 @@ What it must never do:
 - let a bad reading replace the last good one (the rate limit compares with the last good reading);
 - raise anything but `ProbeFault` because of what is in the file;
 - block the event loop: the file is read with `asyncio.to_thread`;
-- decide anything about the compressor or the cold chain: that is locker/zones.py's job.
+- decide anything about the compressor or the cold chain: that is locker/domain/zones.py's job.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from locker.errors import HardwareError
+from locker.domain.errors import HardwareError
 
 POWER_ON_RESET_MILLI_C = 85_000  # what the scratchpad holds before the first conversion
 DISCONNECTED_MILLI_C = -127_000  # what several drivers report for a probe that does not answer

@@ -3,7 +3,7 @@ state that systemd-timesyncd, chrony or ntpd keep, and `STA_UNSYNC` is set until
 disciplined the clock (and again whenever someone sets the time by hand).
 
 A Raspberry Pi has no real-time clock: it boots on the last time saved at shutdown, or on 1970,
-until NTP answers. Implements locker.ports.ClockStatus; never raises.
+until NTP answers. Implements locker.domain.ports.ClockStatus; never raises.
 """
 
 from __future__ import annotations

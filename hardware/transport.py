@@ -17,7 +17,7 @@ import serial  # type: ignore[import-untyped]
 import serial_asyncio_fast
 
 from hardware.codecs import Codec, extract_frames
-from locker.errors import HardwareError
+from locker.domain.errors import HardwareError
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 
 import pyotp
 
-from locker import __version__, attempts, certificates, logs
-from locker.backup import restore, take
-from locker.certificate_html import render_html
-from locker.codes import (
+from locker import __version__
+from locker.domain import attempts, certificates, logs
+from locker.domain.backup import restore, take
+from locker.domain.certificate_html import render_html
+from locker.domain.codes import (
     PickupCodes,
     box_public_key,
     create_keys,
@@ -34,10 +35,10 @@ from locker.codes import (
     grouped,
     load_box_key,
 )
-from locker.coldchain import export_csv
-from locker.config import LockerConfig, load_config
-from locker.daemon import sync_compartments
-from locker.datadir import (
+from locker.domain.coldchain import export_csv
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import sync_compartments
+from locker.domain.datadir import (
     DataDirLock,
     check_before_open,
     check_identity,
@@ -45,17 +46,23 @@ from locker.datadir import (
     make_private_dir,
     make_private_file,
 )
-from locker.errors import LockerError
-from locker.haccp import create_record_key, load_public_pem, load_record_key, public_pem, verify
-from locker.keys import rotate_keys, settle_key_files
-from locker.orders import add_order_to_load, add_ready_order, parse_bag
-from locker.staff import create_secret, load_secret
-from locker.store import Store
-from locker.throttle import SCOPES
+from locker.domain.errors import LockerError
+from locker.domain.haccp import (
+    create_record_key,
+    load_public_pem,
+    load_record_key,
+    public_pem,
+    verify,
+)
+from locker.domain.keys import rotate_keys, settle_key_files
+from locker.domain.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.domain.staff import create_secret, load_secret
+from locker.domain.store import Store
+from locker.domain.throttle import SCOPES
 
 if TYPE_CHECKING:
-    from locker.logs import Redact
-    from locker.ports import LockDriver
+    from locker.domain.logs import Redact
+    from locker.domain.ports import LockDriver
 
 DEFAULT_CONFIG = "examples/locker.toml"
 
@@ -75,7 +82,7 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
     from api.updater import exit_code
     from hardware import factory
     from hardware.systemclock import KernelClockStatus
-    from locker.daemon import Locker
+    from locker.domain.daemon import Locker
 
     locker = Locker(config, driver, zones=factory.zones(config),
                     clock_status=KernelClockStatus())
@@ -110,7 +117,7 @@ async def serve(config: LockerConfig, driver: LockDriver, *, port: int | None = 
 
 def known_secrets(config: LockerConfig) -> list[str]:
     """Every secret the daemon holds, for the log redaction filter."""
-    from locker.codes import load_ops_token
+    from locker.domain.codes import load_ops_token
 
     found: list[str] = []
     paths = [config.digest_key_file, config.box_key_file,
@@ -160,7 +167,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from locker.update import pin_import_paths
+    from locker.domain.update import pin_import_paths
 
     pin_import_paths()  # an update switches slots/current under us: stay on our own slot
     config = load_config(args.config, port=args.serial_port)
@@ -175,8 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     import tempfile
 
-    from api.release import build_wheel, publish, source_tree
-    from locker.update import parse_version
+    from locker.domain.update import parse_version
+    from locker.release import build_wheel, publish, source_tree
 
     repo, keys = Path(args.repo), Path(args.keys)
     if args.refresh:
@@ -206,8 +213,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_install_slot(args: argparse.Namespace) -> int:
-    from api.slots import current_slot, install, other_slot, switch
-    from locker.update import parse_version
+    from locker.domain.update import parse_version
+    from locker.slots import current_slot, install, other_slot, switch
 
     config = load_config(args.config)
     slots_dir = Path(args.slots) if args.slots else (
@@ -428,7 +435,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from api.demo import run_demo
+    from locker.demo import run_demo
 
     return asyncio.run(run_demo(Path(args.config), script=args.script,
                                 auto_close_s=args.auto_close, http_port=args.http_port,
@@ -436,7 +443,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from api.doctor import run_doctor
+    from locker.doctor import run_doctor
 
     return run_doctor(Path(args.config), serial_port=args.serial_port, verbose=args.verbose)
 
@@ -565,7 +572,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # the composition root: the codecs register their protocols' declarations, which every
-    # command's config check reads (locker.lockboards, ADR 0001); pure byte work, no port opened
+    # command's config check reads (locker.domain.lockboards, ADR 0001); pure byte work, no port
+    # opened
     import hardware.codecs  # noqa: F401
 
     args = parser().parse_args(argv)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from locker.config import BoardConfig, LockerConfig
+from locker.domain.config import BoardConfig, LockerConfig
 from simulator.doors import Doors, Person
 from simulator.protocols import Request, Scanner, UnlockResult, corrupt, model_for
 

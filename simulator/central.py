@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nacl.public import PublicKey, SealedBox
 from sqlite_utils import Database
 
-from locker.model import ZONES  # the declared zones: what a payload may name
+from locker.domain.model import ZONES  # the declared zones: what a payload may name
 
 API_PREFIX = "/v1"
 MAX_BODY = 1024 * 1024  # the spec's limit on a request body (and the locker's on an answer)

@@ -40,8 +40,8 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from locker.config import load_config
-from locker.errors import ConfigError
+from locker.domain.config import load_config
+from locker.domain.errors import ConfigError
 from simulator.boards import SimulatedBoards
 from simulator.doors import DoorRefused
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from locker.config import BoardWiring, LockerConfig
+from locker.domain.config import BoardWiring, LockerConfig
 from simulator.protocols import UnlockResult
 
 What = Literal["unlock", "latch", "door", "jam", "fault", "pulse", "goods"]

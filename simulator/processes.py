@@ -30,10 +30,10 @@ from typing import Any
 import pyotp
 from aiohttp import ClientSession
 
-from locker.codes import box_public_key, create_keys, create_private_file, load_box_key
-from locker.config import LockerConfig
-from locker.haccp import public_pem, record_key
-from locker.staff import load_secret
+from locker.domain.codes import box_public_key, create_keys, create_private_file, load_box_key
+from locker.domain.config import LockerConfig
+from locker.domain.haccp import public_pem, record_key
+from locker.domain.staff import load_secret
 from simulator.pki import Pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ class Central:
         return data
 
     async def enrol(self, session: ClientSession, config: LockerConfig) -> None:
-        """Provision the locker at central (as api/demo.py's enrol): its code keys made here, the
+        """Provision the locker at central (as locker/demo.py's enrol): its code keys made here, the
         box key given to central, its token and central's command key in the files its config
         names."""
         assert config.central is not None

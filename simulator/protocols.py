@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from locker import lockboards
-from locker.lockboards import ProtocolSpec
+from locker.domain import lockboards
+from locker.domain.lockboards import ProtocolSpec
 
 
 class UnlockResult(enum.Enum):

@@ -147,7 +147,8 @@ class ZoneModel:
 
 
 class SimCompressor:
-    """Stands in for a zone's compressor relay: the model reads `on` (locker.ports.Compressor)."""
+    """Stands in for a zone's compressor relay: the model reads `on`
+    (locker.domain.ports.Compressor)."""
 
     def __init__(self) -> None:
         self.on = False

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import ClientSession
 
 import hardware.codecs  # noqa: F401  (registers the lock-board protocols load_config reads)
-from locker.codes import create_keys
-from locker.config import LockerConfig, load_config
+from locker.domain.codes import create_keys
+from locker.domain.config import LockerConfig, load_config
 from simulator.central import start_central
 from tests.support.configs import config_text, write_config
 from tests.support.rig import Rig, running_rig

@@ -1,8 +1,8 @@
 """Lock-board protocol codecs, one module per protocol, chosen by the config's `bus.protocol`.
 
 Pure byte work only (see base.py): nothing here may open a port, sleep or keep state between calls.
-Each codec module exports its declaration (`PROTOCOL`, a locker.lockboards.ProtocolSpec) and its
-codec class; BUILT_IN below is the one list of them. Importing this package registers every one,
+Each codec module exports its declaration (`PROTOCOL`, a locker.domain.lockboards.ProtocolSpec) and
+its codec class; BUILT_IN below is the one list of them. Importing this package registers every one,
 so the config check knows their names, addresses and capabilities (ADR 0001).
 """
 
@@ -23,9 +23,9 @@ from hardware.codecs.base import (
 from hardware.codecs.generic import GenericCodec
 from hardware.codecs.kerong import KerongCodec
 from hardware.codecs.winnsen import WinnsenCodec
-from locker import lockboards
-from locker.config import BoardConfig
-from locker.lockboards import ProtocolSpec
+from locker.domain import lockboards
+from locker.domain.config import BoardConfig
+from locker.domain.lockboards import ProtocolSpec
 
 __all__ = [
     "BUILT_IN",

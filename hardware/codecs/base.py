@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from locker.config import BoardConfig
-from locker.errors import HardwareError
-from locker.lockboards import ProtocolSpec
+from locker.domain.config import BoardConfig
+from locker.domain.errors import HardwareError
+from locker.domain.lockboards import ProtocolSpec
 
 # what frame_at() answers besides a frame length
 NEED_MORE = 0  # the bytes so far could still become a valid frame

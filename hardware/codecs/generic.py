@@ -21,8 +21,8 @@ from hardware.codecs.base import (
     doors_only,
     no_pulse_time,
 )
-from locker.config import BoardConfig
-from locker.lockboards import ProtocolSpec
+from locker.domain.config import BoardConfig
+from locker.domain.lockboards import ProtocolSpec
 
 PROTOCOL = ProtocolSpec(
     name="generic",

@@ -18,8 +18,8 @@ from hardware.codecs.base import (
     closed_from_bit,
     doors_only,
 )
-from locker.config import BoardConfig
-from locker.lockboards import ProtocolSpec
+from locker.domain.config import BoardConfig
+from locker.domain.lockboards import ProtocolSpec
 
 PROTOCOL = ProtocolSpec(
     name="kerong",

@@ -20,8 +20,8 @@ from hardware.codecs.base import (
     doors_only,
     no_pulse_time,
 )
-from locker.config import BoardConfig
-from locker.lockboards import ProtocolSpec
+from locker.domain.config import BoardConfig
+from locker.domain.lockboards import ProtocolSpec
 
 HEAD = 0x90
 END = 0x03

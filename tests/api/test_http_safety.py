@@ -26,13 +26,13 @@ from cryptography.x509.oid import NameOID
 
 from api.app import create_app
 from api.listener import SAFETY_HEADERS, RefusalBudget, host_allowed, make_runner, start_site
-from locker.clock import SimClock
-from locker.codes import create_keys, create_private_file
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.errors import ConfigError
-from locker.logs import JsonFormatter, Redact
-from locker.orders import add_ready_order, parse_bag
+from locker.domain.clock import SimClock
+from locker.domain.codes import create_keys, create_private_file
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.errors import ConfigError
+from locker.domain.logs import JsonFormatter, Redact
+from locker.domain.orders import add_ready_order, parse_bag
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.doubles import FakeDriver
 

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from api.kiosk import TEXT
-from locker.clock import SimClock
-from locker.config import LockerConfig
-from locker.daemon import Locker
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig
+from locker.domain.daemon import Locker
 from tests.support.doubles import FakeDriver
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from locker.codes import BadCodeFormat
-from locker.deadline import StaleRequest
-from locker.errors import Unavailable
-from locker.pickup import PickupRefused
+from locker.domain.codes import BadCodeFormat
+from locker.domain.deadline import StaleRequest
+from locker.domain.errors import Unavailable
+from locker.domain.pickup import PickupRefused
 from tests.support.catalogues import (
     STATIC,
     assert_same_in_both_languages,
@@ -36,8 +36,8 @@ def reasons() -> dict[str, str]:
 
 
 def test_the_reasons_are_found_in_the_code() -> None:
-    # a check of the reading itself: raised in locker/pickup.py, locker/codes.py,
-    # locker/lifecycle/order.py and answered by api/app.py
+    # a check of the reading itself: raised in locker/domain/pickup.py, locker/domain/codes.py,
+    # locker/domain/lifecycle/order.py and answered by api/app.py
     assert {"wrong_code", "used", "expired", "not_ready", "throttled", "bad_code_format",
             "check_the_code", "temporarily_unavailable", "stale_request", "starting",
             "bad_request", "store"} <= set(reasons())

@@ -18,18 +18,18 @@ from prometheus_client.registry import CollectorRegistry
 
 from api.app import create_app
 from api.metrics import ACTOR_KINDS, METRICS, EventCounts, LockerCollector
-from locker.alarms import acknowledge
-from locker.clock import SimClock
-from locker.codes import create_keys
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.errors import BoardOffline, Unavailable
-from locker.model import OrderState, Zone
-from locker.orders import add_ready_order, parse_bag
-from locker.pickup import PickupRefused
-from locker.ports import BoardCounts, BusTelemetry
-from locker.staff import LoginRefused
-from locker.sync import DROPPED, reachable, unreachable
+from locker.domain.alarms import acknowledge
+from locker.domain.clock import SimClock
+from locker.domain.codes import create_keys
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.errors import BoardOffline, Unavailable
+from locker.domain.model import OrderState, Zone
+from locker.domain.orders import add_ready_order, parse_bag
+from locker.domain.pickup import PickupRefused
+from locker.domain.ports import BoardCounts, BusTelemetry
+from locker.domain.staff import LoginRefused
+from locker.domain.sync import DROPPED, reachable, unreachable
 from tests.support.codes import code_no
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.doubles import FakeDriver

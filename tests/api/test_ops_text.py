@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from locker.alarms import ALARMS
+from locker.domain.alarms import ALARMS
 from tests.support.catalogues import (
     STATIC,
     assert_same_in_both_languages,

@@ -8,10 +8,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from locker.clock import SimClock
-from locker.config import LockerConfig
-from locker.daemon import Locker
-from locker.orders import add_ready_order, parse_bag
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig
+from locker.domain.daemon import Locker
+from locker.domain.orders import add_ready_order, parse_bag
 from tests.support.doubles import FakeDriver
 
 

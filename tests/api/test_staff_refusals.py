@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from api.staff import screen_html
-from locker.errors import Refused
-from locker.staff import LoginRefused, NotAllowed
+from locker.domain.errors import Refused
+from locker.domain.staff import LoginRefused, NotAllowed
 from tests.support.catalogues import (
     STATIC,
     assert_same_in_both_languages,
@@ -36,8 +36,8 @@ def refusal_reasons() -> dict[str, str]:
 
 
 def test_the_reasons_are_found_in_the_code() -> None:
-    # a check of the reading itself: these are raised in locker/courier.py, locker/staff.py,
-    # locker/lifecycle/order.py and answered by api/app.py
+    # a check of the reading itself: these are raised in locker/domain/courier.py,
+    # locker/domain/staff.py, locker/domain/lifecycle/order.py and answered by api/app.py
     assert {"no_room", "zone_blocked", "session_ended", "role", "wrong_code", "replayed",
             "throttled", "temporarily_unavailable", "stale_request", "bad_request",
             "no_compartment"} <= set(refusal_reasons())

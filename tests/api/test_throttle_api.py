@@ -19,11 +19,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from locker.codes import create_keys, create_private_file
-from locker.config import load_config
-from locker.daemon import Locker
-from locker.orders import add_ready_order, parse_bag
-from locker.staff import create_secret, load_secret
+from locker.domain.codes import create_keys, create_private_file
+from locker.domain.config import load_config
+from locker.domain.daemon import Locker
+from locker.domain.orders import add_ready_order, parse_bag
+from locker.domain.staff import create_secret, load_secret
 from tests.support.codes import code_no
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.doubles import FakeDriver

@@ -13,8 +13,8 @@ import pyotp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from locker.orders import add_order_to_load, parse_bag
-from locker.staff import load_secret
+from locker.domain.orders import add_order_to_load, parse_bag
+from locker.domain.staff import load_secret
 from tests.support.configs import with_item_sensors
 from tests.support.rig import Rig
 from tests.support.screens import as_built, axe, misfits, shot

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, expect
 
-from locker.model import Zone
-from locker.zones import Decision
+from locker.domain.model import Zone
+from locker.domain.zones import Decision
 from tests.support.codes import a_wrong_code
 from tests.support.rig import Rig
 from tests.support.screens import as_built, kiosk, misfits, shot, type_code

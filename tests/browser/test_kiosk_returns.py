@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from locker.lifecycle import returns as returns_life
+from locker.domain.lifecycle import returns as returns_life
 from tests.support.codes import code_no
 from tests.support.rig import Rig
 from tests.support.screens import as_built, kiosk, misfits, shot, type_code

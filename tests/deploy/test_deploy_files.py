@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from locker.cli import parser
-from locker.config import load_config
+from locker.domain.config import load_config
 from tests.support.paths import ROOT
 
 UNIT = ROOT / "deploy" / "systemd" / "locker.service"

@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from locker.clock import SimClock
-from locker.codes import create_keys
-from locker.config import load_config
-from locker.daemon import Locker
-from locker.model import Zone
-from locker.ports import BoardCounts
+from locker.domain.clock import SimClock
+from locker.domain.codes import create_keys
+from locker.domain.config import load_config
+from locker.domain.daemon import Locker
+from locker.domain.model import Zone
+from locker.domain.ports import BoardCounts
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.doubles import FakeDriver
 from tests.support.paths import ROOT

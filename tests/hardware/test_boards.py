@@ -10,9 +10,9 @@ import pytest
 
 from hardware.boards import BoardLockDriver
 from hardware.codecs import UnlockRefused
-from locker.config import BoardConfig, BoardWiring, BusConfig, CompartmentConfig, GpioWiring
-from locker.errors import BoardOffline, UnknownCompartment
-from locker.model import DoorSense, Size, Zone
+from locker.domain.config import BoardConfig, BoardWiring, BusConfig, CompartmentConfig, GpioWiring
+from locker.domain.errors import BoardOffline, UnknownCompartment
+from locker.domain.model import DoorSense, Size, Zone
 from tests.support.fake_boards import FakeBoard, FakeBus
 
 ADDRESSES = {"kerong": (0, 1), "generic": (1, 2), "winnsen": (1, 2)}

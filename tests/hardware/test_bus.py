@@ -12,8 +12,8 @@ import pytest
 
 from hardware.bus import Bus, Priority
 from hardware.codecs import get_codec
-from locker.config import BoardConfig, BusConfig
-from locker.errors import BoardOffline, BoardTimeout, HardwareError
+from locker.domain.config import BoardConfig, BusConfig
+from locker.domain.errors import BoardOffline, BoardTimeout, HardwareError
 from tests.support.fake_boards import FakeBoard, FakeBus
 
 CODEC = get_codec("kerong")

@@ -20,7 +20,7 @@ from hardware.codecs import (
     winnsen,
 )
 from hardware.codecs.base import MAX_BUFFER
-from locker.config import BoardConfig
+from locker.domain.config import BoardConfig
 from tests.support.golden_frames import GOLDEN_FRAMES
 
 

@@ -16,9 +16,9 @@ from gpiozero import DigitalInputDevice, OutputDevice
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from hardware.gpio import MAX_ON_GRACE_S, POLL_INTERVAL_S, GpioLockDriver
-from locker.config import BoardWiring, CompartmentConfig, GpioConfig, GpioWiring
-from locker.errors import HardwareError, UnknownCompartment
-from locker.model import DoorSense, Size, Zone
+from locker.domain.config import BoardWiring, CompartmentConfig, GpioConfig, GpioWiring
+from locker.domain.errors import HardwareError, UnknownCompartment
+from locker.domain.model import DoorSense, Size, Zone
 
 PULSE_MS = 100
 DEBOUNCE_MS = 50

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hardware.modbus import ControllerCompressor, ControllerFault, ModbusController, RegisterMap
-from locker.errors import HardwareError
+from locker.domain.errors import HardwareError
 from simulator.modbus_slave import GARBAGE, ModbusSlaveSim, modbus_crc16, with_crc
 from simulator.thermal import ZoneModel
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware.probes import DS18B20Probe, ProbeFault, dallas_crc8
-from locker.errors import HardwareError, LockerError
+from locker.domain.errors import HardwareError, LockerError
 from simulator.thermal import ZoneModel
 
 EKIGO = "3f 01 00 00 7f ff 7f 10 e8 : crc=e8 YES\n3f 01 00 00 7f ff 7f 10 e8 t=19937\n"

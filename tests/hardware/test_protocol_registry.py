@@ -26,10 +26,10 @@ from hardware.codecs import (
     unregister_codec,
 )
 from hardware.codecs.base import check_board, check_channel, closed_from_bit, doors_only
-from locker import lockboards
-from locker.config import BoardConfig, load_config
-from locker.errors import ConfigError
-from locker.lockboards import ProtocolSpec
+from locker.domain import lockboards
+from locker.domain.config import BoardConfig, load_config
+from locker.domain.errors import ConfigError
+from locker.domain.lockboards import ProtocolSpec
 from tests.support.configs import SMALL_CONFIG, write_config
 
 ACME = ProtocolSpec(

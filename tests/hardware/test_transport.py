@@ -10,7 +10,7 @@ import pytest
 
 from hardware.codecs import get_codec, kerong
 from hardware.transport import FrameProtocol, open_serial
-from locker.errors import HardwareError
+from locker.domain.errors import HardwareError
 
 A = kerong.status_reply(0, 0x00FF)
 B = kerong.status_reply(1, 0xFF00)

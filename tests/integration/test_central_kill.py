@@ -12,9 +12,9 @@ import pyotp
 import pytest
 from aiohttp import ClientSession, ClientTimeout
 
-from api.demo import central_order, enrol
-from locker.config import load_config
-from locker.staff import create_secret, load_secret
+from locker.demo import central_order, enrol
+from locker.domain.config import load_config
+from locker.domain.staff import create_secret, load_secret
 from simulator.central import start_central
 from simulator.control import spawn
 from simulator.processes import Daemon, free_port

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from locker import certificates
-from locker.codes import seal
-from locker.haccp import load_record_key, record
+from locker.domain import certificates
+from locker.domain.codes import seal
+from locker.domain.haccp import load_record_key, record
 from tests.support.codes import code_no
 from tests.support.configs import config_text
 from tests.support.rig import OPS_TOKEN, Rig

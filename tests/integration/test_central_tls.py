@@ -16,8 +16,8 @@ import pytest
 from aiohttp import ClientSession, TCPConnector
 
 from api.central import CENTRAL, CentralLink
-from api.demo import enrol
-from locker.config import load_config
+from locker.demo import enrol
+from locker.domain.config import load_config
 from simulator.central import start_central
 from simulator.pki import Pki, make_pki
 from tests.support.configs import config_text

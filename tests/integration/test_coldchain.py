@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from hardware.probes import DS18B20Probe
-from locker.clock import SimClock
-from locker.config import ColdChainPolicy, LockerConfig
-from locker.courier import Refused
-from locker.daemon import Locker
-from locker.model import Zone
-from locker.orders import add_order_to_load, add_ready_order, parse_bag
-from locker.pickup import PickupRefused
+from locker.domain.clock import SimClock
+from locker.domain.config import ColdChainPolicy, LockerConfig
+from locker.domain.courier import Refused
+from locker.domain.daemon import Locker
+from locker.domain.model import Zone
+from locker.domain.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.domain.pickup import PickupRefused
 from simulator.thermal import ZoneModel
 from tests.support.doubles import FakeDriver
 

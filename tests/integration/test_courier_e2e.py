@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyotp
 import pytest
 
-from locker.orders import add_order_to_load, parse_bag
-from locker.staff import load_secret
+from locker.domain.orders import add_order_to_load, parse_bag
+from locker.domain.staff import load_secret
 from tests.support.rig import Rig
 
 pytestmark = pytest.mark.asyncio

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import serial  # type: ignore[import-untyped]
 
-from locker.codes import create_keys, create_private_file
-from locker.config import load_config
-from locker.haccp import create_record_key
-from locker.staff import create_secret
-from locker.store import Store
+from locker.domain.codes import create_keys, create_private_file
+from locker.domain.config import load_config
+from locker.domain.haccp import create_record_key
+from locker.domain.staff import create_secret
+from locker.domain.store import Store
 from simulator.control import SimulatorProcess, spawn
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.paths import ROOT

@@ -11,10 +11,10 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from api.app import create_app
 from hardware.gpio import GpioLockDriver
-from locker.codes import create_keys
-from locker.config import load_config
-from locker.daemon import Locker
-from locker.orders import add_ready_order, parse_bag
+from locker.domain.codes import create_keys
+from locker.domain.config import load_config
+from locker.domain.daemon import Locker
+from locker.domain.orders import add_ready_order, parse_bag
 from tests.support.paths import ROOT
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from locker.orders import add_order_to_load, parse_bag
+from locker.domain.orders import add_order_to_load, parse_bag
 from simulator.control import create_app as create_control_app
 from tests.support.configs import with_item_sensors
 from tests.support.rig import Rig

@@ -11,11 +11,11 @@ import pytest
 
 from hardware import factory
 from hardware.modbus import ControllerCompressor, ModbusController
-from locker.clock import SimClock
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.errors import ConfigError
-from locker.model import Zone
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.errors import ConfigError
+from locker.domain.model import Zone
 from simulator.modbus_slave import ModbusSlaveSim
 from simulator.thermal import ZoneModel
 from tests.support.configs import SMALL_CONFIG, write_config

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from hardware.boards import BoardLockDriver
-from locker.daemon import Locker
-from locker.orders import add_ready_order, parse_bag
+from locker.domain.daemon import Locker
+from locker.domain.orders import add_ready_order, parse_bag
 from simulator.boards import SimulatedBoards
 from tests.support.codes import code_no
 from tests.support.rig import Rig
@@ -172,7 +172,7 @@ async def test_an_unplugged_adapter_is_an_alarm_and_the_port_comes_back(tmp_path
     """The serial port itself disappears (USB adapter pulled) and returns at the same path."""
     import dataclasses
 
-    from locker.config import load_config
+    from locker.domain.config import load_config
 
     link = str(tmp_path / "ttyLOCKER")
     base = load_config(config_path)

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from api.systemd import Notifier
-from locker.codes import create_keys, create_private_file
-from locker.config import load_config
-from locker.staff import create_secret, load_secret
+from locker.domain.codes import create_keys, create_private_file
+from locker.domain.config import load_config
+from locker.domain.staff import create_secret, load_secret
 from simulator.control import spawn
 from simulator.processes import free_port
 from tests.support.configs import config_text

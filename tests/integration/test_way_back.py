@@ -15,11 +15,11 @@ from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import create_keys, create_private_file, load_codes
-from locker.config import load_config
-from locker.daemon import sync_compartments
-from locker.orders import add_ready_order, parse_bag
-from locker.store import Store
+from locker.domain.codes import create_keys, create_private_file, load_codes
+from locker.domain.config import load_config
+from locker.domain.daemon import sync_compartments
+from locker.domain.orders import add_ready_order, parse_bag
+from locker.domain.store import Store
 from simulator.control import spawn
 from simulator.processes import Daemon, free_port
 from tests.support.configs import SMALL_CONFIG

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hardware.probes import DS18B20Probe
-from locker.zones import ZoneControl, ZoneController
+from locker.domain.zones import ZoneControl, ZoneController
 from simulator.thermal import ZoneModel
 
 

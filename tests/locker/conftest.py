@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from locker.clock import SimClock
-from locker.config import LockerConfig
-from locker.daemon import Locker
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig
+from locker.domain.daemon import Locker
 from tests.support.doubles import FakeDriver
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from locker import alarms
-from locker.errors import Refused
-from locker.store import Store
+from locker.domain import alarms
+from locker.domain.errors import Refused
+from locker.domain.store import Store
 from tests.support.paths import ROOT
 
 
@@ -27,12 +27,12 @@ def raised_kinds() -> dict[str, str]:
                     and node.func.attr == "raise_alarm" and node.args
                     and isinstance(node.args[0], ast.Constant)):
                 found.setdefault(node.args[0].value, f"{path.relative_to(ROOT)}:{node.lineno}")
-    from locker.attempts import ALARMS as SCOPE_ALARMS  # raised by scope, through a table
+    from locker.domain.attempts import ALARMS as SCOPE_ALARMS  # raised by scope, through a table
 
     for kind in SCOPE_ALARMS.values():
-        found.setdefault(kind, "locker/attempts.py ALARMS")
-    for kind in ("disk_full", "store_unwritable"):  # locker/daemon.py _unwritable_kind
-        found.setdefault(kind, "locker/daemon.py")
+        found.setdefault(kind, "locker/domain/attempts.py ALARMS")
+    for kind in ("disk_full", "store_unwritable"):  # locker/domain/daemon.py _unwritable_kind
+        found.setdefault(kind, "locker/domain/daemon.py")
     return found
 
 
@@ -40,7 +40,7 @@ def test_every_alarm_the_code_raises_is_declared() -> None:
     raised = raised_kinds()
     assert len(raised) > 15
     missing = {k: where for k, where in raised.items() if k not in alarms.ALARMS}
-    assert missing == {}, f"declare these in locker/alarms.py: {missing}"
+    assert missing == {}, f"declare these in locker/domain/alarms.py: {missing}"
 
 
 def test_the_prometheus_rules_page_and_ticket_each_alarm_as_declared() -> None:

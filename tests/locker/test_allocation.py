@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from locker.allocation import UNITS, Bag, FreeCompartment, NoRoom, allocate
-from locker.model import Size, Zone
+from locker.domain.allocation import UNITS, Bag, FreeCompartment, NoRoom, allocate
+from locker.domain.model import Size, Zone
 
 zones = st.sampled_from(list(Zone))
 sizes = st.sampled_from(list(Size))

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.central import Backoff, load_token, tls_context
-from locker.config import CentralConfig, load_config
-from locker.errors import ConfigError
+from locker.domain.config import CentralConfig, load_config
+from locker.domain.errors import ConfigError
 from tests.support.configs import SMALL_CONFIG, write_config
 
 TOKEN = "tok_" + "a1B2c3D4e5F6g7H8i9J0" * 2  # 44 printable characters, no spaces

@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.public import PrivateKey
 
-from locker.clock import SimClock
-from locker.codes import box_public_key, seal
-from locker.daemon import Locker
-from locker.feed import BadPayload, FeedItem, parse_feed, parse_order
-from locker.model import Zone
-from locker.sync import acknowledge, enforce_bound, outage_since, reachable, unreachable
-from locker.sync import cursor as stored_cursor
+from locker.domain.clock import SimClock
+from locker.domain.codes import box_public_key, seal
+from locker.domain.daemon import Locker
+from locker.domain.feed import BadPayload, FeedItem, parse_feed, parse_order
+from locker.domain.model import Zone
+from locker.domain.sync import acknowledge, enforce_bound, outage_since, reachable, unreachable
+from locker.domain.sync import cursor as stored_cursor
 from tests.support.central import central_config, feed, load, order, signed
 from tests.support.codes import code_no
 from tests.support.doubles import FakeDriver

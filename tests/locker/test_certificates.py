@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from locker import certificates, haccp
-from locker.certificate_html import render_html
 from locker.cli import main
-from locker.clock import SimClock
-from locker.daemon import Locker
-from locker.orders import add_ready_order, parse_bag
+from locker.domain import certificates, haccp
+from locker.domain.certificate_html import render_html
+from locker.domain.clock import SimClock
+from locker.domain.daemon import Locker
+from locker.domain.orders import add_ready_order, parse_bag
 from tests.support.doubles import FakeDriver
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from locker.clock import SimClock
-from locker.config import LockerConfig
-from locker.daemon import Locker
-from locker.orders import add_ready_order, parse_bag
-from locker.pickup import Throttled
-from locker.staff import LoginRefused, create_secret, load_secret
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig
+from locker.domain.daemon import Locker
+from locker.domain.orders import add_ready_order, parse_bag
+from locker.domain.pickup import Throttled
+from locker.domain.staff import LoginRefused, create_secret, load_secret
 from tests.support.central import central_config, feed, signed
 from tests.support.doubles import FakeDriver
 

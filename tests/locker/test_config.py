@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from locker.config import load_config
-from locker.errors import ConfigError
-from locker.model import Zone
+from locker.domain.config import load_config
+from locker.domain.errors import ConfigError
+from locker.domain.model import Zone
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.paths import ROOT
 

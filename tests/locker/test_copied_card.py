@@ -11,15 +11,15 @@ import pyotp
 import pytest
 
 from locker.cli import parser
-from locker.clock import SimClock
-from locker.codes import DigestKey, create_private_file, load_digest_key, new_code
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.datadir import DataDirLock
-from locker.errors import ConfigError, LockerError
-from locker.keys import KEY_META, pending_file, rotate_keys, settle_key_files
-from locker.pickup import PickupRefused
-from locker.store import Store
+from locker.domain.clock import SimClock
+from locker.domain.codes import DigestKey, create_private_file, load_digest_key, new_code
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.datadir import DataDirLock
+from locker.domain.errors import ConfigError, LockerError
+from locker.domain.keys import KEY_META, pending_file, rotate_keys, settle_key_files
+from locker.domain.pickup import PickupRefused
+from locker.domain.store import Store
 from tests.support.central import central_config, feed, load, order
 from tests.support.configs import write_config
 from tests.support.doubles import FakeDriver

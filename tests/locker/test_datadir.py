@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from locker.backup import BackupRefused, restore, rolling_backup, take
-from locker.clock import SimClock
-from locker.codes import create_keys
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.datadir import (
+from locker.domain.backup import BackupRefused, restore, rolling_backup, take
+from locker.domain.clock import SimClock
+from locker.domain.codes import create_keys
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.datadir import (
     AnotherDaemon,
     StoreLost,
     identity_file,
     outbox_seq,
     read_marks,
 )
-from locker.errors import StoreError
-from locker.orders import add_ready_order, parse_bag
-from locker.sync import central_saw
+from locker.domain.errors import StoreError
+from locker.domain.orders import add_ready_order, parse_bag
+from locker.domain.sync import central_saw
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.doubles import FakeDriver
 

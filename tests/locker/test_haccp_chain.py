@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from locker import haccp
 from locker.cli import main
-from locker.config import LockerConfig
-from locker.store import Store
+from locker.domain import haccp
+from locker.domain.config import LockerConfig
+from locker.domain.store import Store
 
 DAY = float(calendar.timegm(time.strptime("2026-11-20", "%Y-%m-%d")))  # UTC midnight
 KEY = Ed25519PrivateKey.generate()

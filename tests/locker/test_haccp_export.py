@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from locker.cli import main
-from locker.coldchain import export_csv
-from locker.config import LockerConfig
-from locker.store import Store
+from locker.domain.coldchain import export_csv
+from locker.domain.config import LockerConfig
+from locker.domain.store import Store
 
 
 def fill(store: Store, day_start: float) -> None:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from locker.allocation import NoRoom
-from locker.clock import SimClock
-from locker.daemon import Locker
-from locker.errors import Refused
-from locker.lifecycle import compartment as compartment_life
-from locker.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.domain.allocation import NoRoom
+from locker.domain.clock import SimClock
+from locker.domain.daemon import Locker
+from locker.domain.errors import Refused
+from locker.domain.lifecycle import compartment as compartment_life
+from locker.domain.orders import add_order_to_load, add_ready_order, parse_bag
 from tests.support.doubles import FakeDriver
 
 Rig = tuple[Locker, FakeDriver, SimClock]

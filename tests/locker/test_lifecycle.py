@@ -1,8 +1,8 @@
 """The transition table: one owner of the states, and a way back from every fault.
 
 Properties of the table itself (every state has a way out, every fault leads back to a harbour
-without a technician on site), the rule that nothing outside locker/lifecycle writes its tables,
-and docs/lifecycle.md drawn from the table.
+without a technician on site), the rule that nothing outside locker/domain/lifecycle writes its
+tables, and docs/lifecycle.md drawn from the table.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import deque
 
 import pytest
 
-from locker.lifecycle.table import (
+from locker.domain.lifecycle.table import (
     FINAL,
     HARBOURS,
     INITIAL,
@@ -24,7 +24,7 @@ from locker.lifecycle.table import (
     mermaid,
     next_state,
 )
-from locker.model import CompartmentState, DoorState, OrderState
+from locker.domain.model import CompartmentState, DoorState, OrderState
 from tests.support.paths import ROOT
 
 OWNED = ("orders", "order_bags", "order_compartments", "compartments", "authorisations",
@@ -128,4 +128,4 @@ def test_the_state_diagrams_in_the_docs_are_drawn_from_the_table() -> None:
     for kind in Kind:
         block = f"```mermaid\n{mermaid(kind)}\n```"
         assert block in doc, (f"docs/lifecycle.md: the {kind.value} diagram is not the table's;"
-                              " print it again with `python -m locker.lifecycle.table`")
+                              " print it again with `python -m locker.domain.lifecycle.table`")

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from locker.clock import SimClock
-from locker.config import LockerConfig
-from locker.daemon import Locker
-from locker.errors import StoreError, Unavailable
-from locker.lifecycle import records
-from locker.lifecycle.order import accept_code
-from locker.model import DoorSense
-from locker.orders import OrderRejected, add_ready_order, parse_bag
-from locker.pickup import PickupRefused, PickupResult, Throttled
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig
+from locker.domain.daemon import Locker
+from locker.domain.errors import StoreError, Unavailable
+from locker.domain.lifecycle import records
+from locker.domain.lifecycle.order import accept_code
+from locker.domain.model import DoorSense
+from locker.domain.orders import OrderRejected, add_ready_order, parse_bag
+from locker.domain.pickup import PickupRefused, PickupResult, Throttled
 from tests.support.codes import code_no
 from tests.support.doubles import FakeDriver
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.public import PrivateKey
 
-from locker.codes import (
+from locker.domain.codes import (
     CODE_DIGITS,
     BadCodeFormat,
     CheckDigitWrong,
@@ -26,7 +26,7 @@ from locker.codes import (
     normalise,
     seal,
 )
-from locker.errors import ConfigError
+from locker.domain.errors import ConfigError
 
 BODIES = st.integers(0, 10**10 - 1).map(lambda n: f"{n:010d}")
 

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from locker.cli import parser
-from locker.commands import load_command_key
-from locker.config import load_config
-from locker.datadir import check_private_dir
-from locker.errors import ConfigError
+from locker.domain.commands import load_command_key
+from locker.domain.config import load_config
+from locker.domain.datadir import check_private_dir
+from locker.domain.errors import ConfigError
 from tests.support.configs import write_config
 
 

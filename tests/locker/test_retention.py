@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from locker.daemon import STANDALONE_OUTBOX_EVENTS, Locker
-from locker.orders import add_ready_order, parse_bag
-from locker.pickup import PickupRefused
-from locker.retention import prune
-from locker.store import CATEGORIES
-from locker.sync import enforce_bound
+from locker.domain.daemon import STANDALONE_OUTBOX_EVENTS, Locker
+from locker.domain.orders import add_ready_order, parse_bag
+from locker.domain.pickup import PickupRefused
+from locker.domain.retention import prune
+from locker.domain.store import CATEGORIES
+from locker.domain.sync import enforce_bound
 from tests.support.doubles import FakeDriver
 
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from locker.clock import SimClock
-from locker.daemon import Locker
-from locker.lifecycle import order as order_life
-from locker.lifecycle import returns as returns_life
-from locker.orders import add_order_to_load, add_ready_order, parse_bag
-from locker.pickup import PickupRefused
-from locker.returns import ReturnRefused
-from locker.timekeeping import shift_running
+from locker.domain.clock import SimClock
+from locker.domain.daemon import Locker
+from locker.domain.lifecycle import order as order_life
+from locker.domain.lifecycle import returns as returns_life
+from locker.domain.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.domain.pickup import PickupRefused
+from locker.domain.returns import ReturnRefused
+from locker.domain.timekeeping import shift_running
 from tests.support.codes import code_no
 from tests.support.doubles import FakeDriver
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import pyotp
 import pytest
 
-from locker.clock import SimClock
-from locker.config import LockerConfig
-from locker.daemon import Locker
-from locker.staff import LoginRefused, NotAllowed, create_secret, load_secret
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig
+from locker.domain.daemon import Locker
+from locker.domain.staff import LoginRefused, NotAllowed, create_secret, load_secret
 from tests.support.doubles import FakeDriver
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from locker.errors import StoreError
-from locker.store import MIGRATIONS, SCHEMA_VERSION, Store
+from locker.domain.errors import StoreError
+from locker.domain.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def test_a_new_store_is_migrated_and_in_wal_mode(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""The guessing throttle's arithmetic (locker.throttle) and its state in the store
-(locker.attempts): a guesser is held to the policy's rate whatever they do, and nobody who
+"""The guessing throttle's arithmetic (locker.domain.throttle) and its state in the store
+(locker.domain.attempts): a guesser is held to the policy's rate whatever they do, and nobody who
 comes after them waits more than max_delay_s."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from locker import attempts
-from locker.config import ThrottlePolicy, load_config
-from locker.errors import ConfigError
-from locker.store import Store
-from locker.throttle import (
+from locker.domain import attempts
+from locker.domain.config import ThrottlePolicy, load_config
+from locker.domain.errors import ConfigError
+from locker.domain.store import Store
+from locker.domain.throttle import (
     LOGIN_SCOPE,
     PICKUP_SCOPE,
     Slowdown,

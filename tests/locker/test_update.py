@@ -1,4 +1,4 @@
-"""Remote updates, the pure parts (locker/update.py): versions, the rollout window, when the
+"""Remote updates, the pure parts (locker/domain/update.py): versions, the rollout window, when the
 locker may restart, the state file and who acts on it; the `[update]` table; the `update`
 command, verified like every command and recorded for the update agent."""
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from locker.clock import SimClock
-from locker.config import load_config
-from locker.daemon import Locker
-from locker.errors import ConfigError
-from locker.model import DoorState, OrderState
-from locker.update import (
+from locker.domain.clock import SimClock
+from locker.domain.config import load_config
+from locker.domain.daemon import Locker
+from locker.domain.errors import ConfigError
+from locker.domain.model import DoorState, OrderState
+from locker.domain.update import (
     Activity,
     BadVersion,
     Wanted,
@@ -196,7 +196,7 @@ async def test_doors_in_flight_are_unlocking_doors_and_recently_opened_doors_of_
 
 
 def test_wanted_ignores_a_record_it_cannot_read(tmp_path: Path) -> None:
-    from locker.store import Store
+    from locker.domain.store import Store
 
     store = Store(tmp_path / "x.db")
     with store.transaction(time.time()) as tx:

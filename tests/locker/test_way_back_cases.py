@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from locker import sync
-from locker.allocation import Bag
-from locker.clock import SimClock
-from locker.config import LockerConfig
-from locker.daemon import Locker
-from locker.errors import BoardOffline
-from locker.feed import CentralOrder, apply_order
-from locker.model import Size, Zone
-from locker.orders import AddedOrder, add_order_to_load, add_ready_order, parse_bag
-from locker.pickup import PickupRefused, PickupResult
+from locker.domain import sync
+from locker.domain.allocation import Bag
+from locker.domain.clock import SimClock
+from locker.domain.config import LockerConfig
+from locker.domain.daemon import Locker
+from locker.domain.errors import BoardOffline
+from locker.domain.feed import CentralOrder, apply_order
+from locker.domain.model import Size, Zone
+from locker.domain.orders import AddedOrder, add_order_to_load, add_ready_order, parse_bag
+from locker.domain.pickup import PickupRefused, PickupResult
 from tests.support.doubles import FakeDriver
 
 

@@ -19,17 +19,17 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from locker.clock import SimClock
-from locker.codes import create_keys
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.errors import BoardOffline, BoardTimeout, LockerError
-from locker.lifecycle.order import cancel
-from locker.lifecycle.table import HARBOURS
-from locker.model import DoorSense
-from locker.orders import add_ready_order, parse_bag
-from locker.pickup import PickupResult
-from locker.ports import HardwareListener
+from locker.domain.clock import SimClock
+from locker.domain.codes import create_keys
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.errors import BoardOffline, BoardTimeout, LockerError
+from locker.domain.lifecycle.order import cancel
+from locker.domain.lifecycle.table import HARBOURS
+from locker.domain.model import DoorSense
+from locker.domain.orders import add_ready_order, parse_bag
+from locker.domain.pickup import PickupResult
+from locker.domain.ports import HardwareListener
 from tests.support.configs import write_config
 
 COMPARTMENTS = ("A1", "A2", "F1", "F2", "Z1", "Z2")

@@ -14,13 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from hardware.probes import DS18B20Probe
-from locker.clock import SimClock
-from locker.codes import create_keys
-from locker.config import load_config
-from locker.daemon import Locker
-from locker.feed import parse_order
-from locker.model import ZONES, Zone, ZoneSpec, declare_zone, forget_zone
-from locker.orders import add_ready_order, parse_bag
+from locker.domain.clock import SimClock
+from locker.domain.codes import create_keys
+from locker.domain.config import load_config
+from locker.domain.daemon import Locker
+from locker.domain.feed import parse_order
+from locker.domain.model import ZONES, Zone, ZoneSpec, declare_zone, forget_zone
+from locker.domain.orders import add_ready_order, parse_bag
 from simulator import central
 from simulator.thermal import ThermalRig, ZoneModel
 from tests.support.configs import SMALL_CONFIG

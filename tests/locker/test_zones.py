@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from locker.zones import ZoneControl, ZoneController
+from locker.domain.zones import ZoneControl, ZoneController
 
 
 @dataclass

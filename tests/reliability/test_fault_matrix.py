@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.errors import StoreError
+from locker.domain.errors import StoreError
 from tests.support.configs import SMALL_CONFIG
 from tests.support.paths import ROOT
 from tests.support.rig import Rig
@@ -91,7 +91,7 @@ def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_store_that_is_not_sqlite_is_refused_clearly(tmp_path: Path) -> None:
-    from locker.store import Store
+    from locker.domain.store import Store
 
     path = tmp_path / "locker.db"
     path.write_bytes(b"this is not a database" * 100)

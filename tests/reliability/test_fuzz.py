@@ -19,7 +19,7 @@ pseudo-terminal) is built once per test and driven example by example on its own
    as raw bytes, with header values no client library would send (obs-text, bytes that are not
    UTF-8, empty values, duplicates) in Authorization, Content-Type, X-Ops-Token, Expect,
    Content-Encoding, Range and others: no 5xx, JSON problems from the app, no door opened.
-2. Central's payloads. (a) Feed answers (`locker.feed.parse_feed` then `Inbox.apply`) mixing
+2. Central's payloads. (a) Feed answers (`locker.domain.feed.parse_feed` then `Inbox.apply`) mixing
    well-formed orders (random bags, sizes, zones, versions, sealed codes, states, windows of 0,
    negative, huge, NaN hours), malformed items, commands with random bodies and signatures, and
    commands correctly signed with the test key carrying random actions and arguments; item and
@@ -72,8 +72,8 @@ from api.central import CentralLink, Garbled, _acked, _heartbeat_answer
 from hardware.boards import BoardLockDriver
 from hardware.codecs import get_codec
 from hardware.codecs.base import extract_frames
-from locker.clock import SimClock
-from locker.codes import (
+from locker.domain.clock import SimClock
+from locker.domain.codes import (
     CODE_DIGITS,
     box_public_key,
     create_keys,
@@ -81,14 +81,14 @@ from locker.codes import (
     load_box_key,
     seal,
 )
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.errors import LockerError
-from locker.feed import BadPayload, parse_feed
-from locker.model import DoorSense
-from locker.orders import add_order_to_load, add_ready_order, parse_bag
-from locker.staff import Session, create_secret, load_secret
-from locker.sync import cursor as stored_cursor
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.errors import LockerError
+from locker.domain.feed import BadPayload, parse_feed
+from locker.domain.model import DoorSense
+from locker.domain.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.domain.staff import Session, create_secret, load_secret
+from locker.domain.sync import cursor as stored_cursor
 from simulator.boards import SimulatedBoards
 from tests.support.central import CENTRAL, KEY, central_config
 from tests.support.codes import code_no

@@ -34,12 +34,12 @@ from typing import Any
 import pyotp
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import load_codes
-from locker.config import LockerConfig
-from locker.model import OPEN_DOOR_STATES
-from locker.orders import add_order_to_load, add_ready_order, parse_bag
-from locker.staff import load_secret
-from locker.store import Store
+from locker.domain.codes import load_codes
+from locker.domain.config import LockerConfig
+from locker.domain.model import OPEN_DOOR_STATES
+from locker.domain.orders import add_order_to_load, add_ready_order, parse_bag
+from locker.domain.staff import load_secret
+from locker.domain.store import Store
 from simulator.control import SimulatorProcess, spawn
 from simulator.processes import Daemon, free_port
 from tests.support.processes import prepare as prepare_files

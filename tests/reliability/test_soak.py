@@ -26,13 +26,13 @@ from typing import Any
 from aiohttp import ClientSession
 
 from api.central import add_central_link
-from api.demo import enrol
-from locker.clock import SimClock
-from locker.config import load_config
-from locker.daemon import Locker
-from locker.errors import LockerError
-from locker.model import DoorSense
-from locker.ports import HardwareListener
+from locker.demo import enrol
+from locker.domain.clock import SimClock
+from locker.domain.config import load_config
+from locker.domain.daemon import Locker
+from locker.domain.errors import LockerError
+from locker.domain.model import DoorSense
+from locker.domain.ports import HardwareListener
 from simulator.central import start_central
 from tests.support.sync import LOG_EVERY_EVENT, prepare_log
 

@@ -20,11 +20,11 @@ import pyotp
 import pytest
 from aiohttp import ClientSession, ClientTimeout
 
-from locker.codes import PickupCodes, load_codes
-from locker.config import LockerConfig
-from locker.orders import AddedOrder, add_ready_order, parse_bag
-from locker.staff import load_secret
-from locker.store import Store
+from locker.domain.codes import PickupCodes, load_codes
+from locker.domain.config import LockerConfig
+from locker.domain.orders import AddedOrder, add_ready_order, parse_bag
+from locker.domain.staff import load_secret
+from locker.domain.store import Store
 from simulator.control import SimulatorProcess, spawn
 from simulator.processes import Daemon, free_port
 from tests.support.configs import SMALL_CONFIG

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.config import LockerConfig, load_config
+from locker.domain.config import LockerConfig, load_config
 from tests.support.pty_line import Board, MakeConfig, PtyClient, write_boards_config
 
 

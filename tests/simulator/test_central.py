@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.public import PrivateKey, SealedBox
 
-from locker.codes import damm_interim
+from locker.domain.codes import damm_interim
 from simulator.central import RunningCentral, start_central
 from simulator.pki import make_pki
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from locker.config import LockerConfig
+from locker.domain.config import LockerConfig
 from simulator.boards import SimulatedBoards
 from simulator.doors import DoorRefused
 from tests.support.pty_line import PtyClient

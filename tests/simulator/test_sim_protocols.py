@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from locker.config import LockerConfig
+from locker.domain.config import LockerConfig
 from simulator.boards import SimBoard
 from simulator.doors import DoorRefused, Doors
 from simulator.protocols import (

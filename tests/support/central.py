@@ -12,11 +12,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from locker.codes import CODE_DIGITS, create_keys, seal
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.feed import parse_feed
-from locker.sync import cursor as stored_cursor
+from locker.domain.codes import CODE_DIGITS, create_keys, seal
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.feed import parse_feed
+from locker.domain.sync import cursor as stored_cursor
 from tests.support.codes import code_no
 from tests.support.configs import SMALL_CONFIG, write_config
 from tests.support.doubles import FakeDriver

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from locker.codes import check_digit
+from locker.domain.codes import check_digit
 
 
 def code_no(n: int) -> str:

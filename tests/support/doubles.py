@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from locker.errors import BoardOffline, BoardTimeout
-from locker.model import DoorSense
-from locker.ports import HardwareListener
+from locker.domain.errors import BoardOffline, BoardTimeout
+from locker.domain.model import DoorSense
+from locker.domain.ports import HardwareListener
 
 
 class FakeDriver:

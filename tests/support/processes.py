@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from locker.codes import create_keys, create_private_file
-from locker.config import LockerConfig, load_config
-from locker.daemon import sync_compartments
-from locker.staff import create_secret
-from locker.store import Store
+from locker.domain.codes import create_keys, create_private_file
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import sync_compartments
+from locker.domain.staff import create_secret
+from locker.domain.store import Store
 from tests.support.rig import OPS_TOKEN
 from tests.support.sync import LOG_EVERY_EVENT
 

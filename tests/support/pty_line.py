@@ -13,7 +13,7 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
-from locker.config import LockerConfig
+from locker.domain.config import LockerConfig
 
 Board = tuple[int, int, str]  # address, channels, door_closed_when
 MakeConfig = Callable[..., LockerConfig]

@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from hardware.boards import BoardLockDriver
-from locker.codes import create_keys, create_private_file
-from locker.config import LockerConfig, load_config
-from locker.daemon import Locker
-from locker.orders import AddedOrder, add_ready_order, parse_bag
-from locker.staff import create_secret, load_secret
+from locker.domain.codes import create_keys, create_private_file
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.daemon import Locker
+from locker.domain.orders import AddedOrder, add_ready_order, parse_bag
+from locker.domain.staff import create_secret, load_secret
 from simulator.boards import SimulatedBoards
 from tests.support.configs import config_text
 from tests.support.waiting import until

@@ -12,10 +12,10 @@ from typing import Any
 import pyotp
 from aiohttp import ClientSession
 
-from api.demo import enrol
-from locker.config import load_config
-from locker.staff import load_secret
-from locker.store import Store
+from locker.demo import enrol
+from locker.domain.config import load_config
+from locker.domain.staff import load_secret
+from locker.domain.store import Store
 from simulator.central import RunningCentral, start_central
 from tests.support.rig import Rig
 from tests.support.waiting import until

@@ -20,11 +20,11 @@ from typing import Any
 import pyotp
 from aiohttp import ClientError, ClientSession, ClientTimeout
 
-from api.demo import central_order, enrol
-from api.release import publish
-from api.slots import install, switch
-from locker.config import LockerConfig, load_config
-from locker.staff import create_secret, load_secret
+from locker.demo import central_order, enrol
+from locker.domain.config import LockerConfig, load_config
+from locker.domain.staff import create_secret, load_secret
+from locker.release import publish
+from locker.slots import install, switch
 from simulator.central import RunningCentral, start_central
 from simulator.control import spawn
 from simulator.processes import free_port

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import ClientSession
 
-from api.release import publish
+from locker.release import publish
 from simulator.central import RunningCentral
 from tests.support.paths import ROOT
 from tests.support.rig import Rig

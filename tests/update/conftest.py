@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession, ClientTimeout
 
-from api.demo import enrol
-from api.release import build_wheel
 from api.updater import UPDATER
-from locker.config import load_config
+from locker.demo import enrol
+from locker.domain.config import load_config
+from locker.release import build_wheel
 from simulator.central import start_central
 from tests.support.configs import config_text
 from tests.support.paths import ROOT

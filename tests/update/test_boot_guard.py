@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from api.slots import backup_store
-from locker.store import SCHEMA_VERSION, Store
-from locker.update import STATE_FILE, read_state, role
+from locker.domain.store import SCHEMA_VERSION, Store
+from locker.domain.update import STATE_FILE, read_state, role
+from locker.slots import backup_store
 
 GUARD = Path(__file__).resolve().parents[2] / "deploy" / "locker-boot"
 

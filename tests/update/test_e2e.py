@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from locker.update import RESTART_EXIT_CODE, STATE_FILE
+from locker.domain.update import RESTART_EXIT_CODE, STATE_FILE
 from tests.support.update_site import Site, Supervisor, site
 from tests.support.updates import N1, N2, N
 

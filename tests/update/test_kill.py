@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from locker import __version__
-from locker.update import STATE_FILE, read_state
+from locker.domain.update import STATE_FILE, read_state
 from tests.support.paths import ROOT
 from tests.support.update_site import Supervisor, site
 from tests.support.updates import N1, N
 
 KILLER = """
 import os, signal, sys
-import api.slots as slots
+import locker.slots as slots
 point, real = sys.argv[1], slots.switch
 def switch(*args):
     if point == "before_switch":

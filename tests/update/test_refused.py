@@ -19,9 +19,9 @@ from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
-from api.release import publish
 from locker import __version__
-from locker.update import STATE_FILE, wanted
+from locker.domain.update import STATE_FILE, wanted
+from locker.release import publish
 from tests.support.updates import N1, Setup
 
 

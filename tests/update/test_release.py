@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
-from api.release import ReleaseError, publish
-from api.slots import SlotError, current_slot, install, other_slot, switch, unpack
 from locker.cli import main
+from locker.release import ReleaseError, publish
+from locker.slots import SlotError, current_slot, install, other_slot, switch, unpack
 from tests.support.configs import write_config
 from tests.support.paths import ROOT
 from tests.support.updates import N1, N

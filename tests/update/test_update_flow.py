@@ -19,12 +19,12 @@ from typing import Any
 
 import pyotp
 
-from api.slots import slot_python
 from api.updater import UPDATER, UpdateAgent
 from locker import __version__
-from locker.staff import load_secret
-from locker.store import SCHEMA_VERSION
-from locker.update import RESTART_EXIT_CODE, ROLLBACKS_KEY, STATE_FILE, read_state, wanted
+from locker.domain.staff import load_secret
+from locker.domain.store import SCHEMA_VERSION
+from locker.domain.update import RESTART_EXIT_CODE, ROLLBACKS_KEY, STATE_FILE, read_state, wanted
+from locker.slots import slot_python
 from tests.support.updates import N1, Setup
 
 
