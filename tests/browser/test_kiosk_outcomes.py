@@ -7,9 +7,7 @@ are judged slowly, and the page's labels follow the language."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,15 +17,20 @@ from locker.domain.model import Zone
 from locker.domain.zones import Decision
 from tests.support.codes import a_wrong_code
 from tests.support.rig import Rig
-from tests.support.screens import as_built, kiosk, misfits, shot, type_code
+from tests.support.screens import (
+    KIOSK_PHONE,
+    KIOSK_TEXT,
+    ON_EACH_PANEL,
+    as_built,
+    kiosk,
+    misfits,
+    shot,
+    type_code,
+)
 
-TEXT: dict[str, Any] = json.loads(
-    (Path(__file__).resolve().parents[2] / "api/static/kiosk-text.json").read_text("utf-8"))
-SIZES = [(800, 480), (1024, 600)]
-LANGS = ["en", "fr"]
-SCREENS = pytest.mark.parametrize(("size", "lang"), [(s, lang) for s in SIZES for lang in LANGS],
-                                  ids=[f"{w}x{h}-{lang}" for w, h in SIZES for lang in LANGS])
-PHONE = "0800\u00a0000\u00a0000"  # the test locker's support number, as the screen writes it
+TEXT = KIOSK_TEXT
+SCREENS = ON_EACH_PANEL
+PHONE = KIOSK_PHONE
 
 
 def words(lang: str, key: str, **values: object) -> str:

@@ -6,9 +6,7 @@ another."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +15,20 @@ from playwright.async_api import Browser, Page, expect
 from locker.domain.lifecycle import returns as returns_life
 from tests.support.codes import code_no
 from tests.support.rig import Rig
-from tests.support.screens import as_built, kiosk, misfits, shot, type_code
+from tests.support.screens import (
+    KIOSK_PHONE,
+    KIOSK_TEXT,
+    ON_EACH_PANEL,
+    as_built,
+    kiosk,
+    misfits,
+    shot,
+    type_code,
+)
 
-TEXT: dict[str, Any] = json.loads(
-    (Path(__file__).resolve().parents[2] / "api/static/kiosk-text.json").read_text("utf-8"))
-SIZES = [(800, 480), (1024, 600)]
-LANGS = ["en", "fr"]
-SCREENS = pytest.mark.parametrize(("size", "lang"), [(s, lang) for s in SIZES for lang in LANGS],
-                                  ids=[f"{w}x{h}-{lang}" for w, h in SIZES for lang in LANGS])
-PHONE = "0800\u00a0000\u00a0000"
+TEXT = KIOSK_TEXT
+SCREENS = ON_EACH_PANEL
+PHONE = KIOSK_PHONE
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.support.paths import ROOT
@@ -18,6 +19,13 @@ from tests.support.rig import Rig
 
 KIOSK_TEXT: dict[str, Any] = json.loads(
     (ROOT / "api" / "static" / "kiosk-text.json").read_text("utf-8"))
+KIOSK_PHONE = "0800\u00a0000\u00a0000"  # the test locker's support number, as the screen writes it
+# the customer's screen on the locker's two landscape panels, in both languages
+PANEL_SIZES = [(800, 480), (1024, 600)]
+LANGS = ["en", "fr"]
+ON_EACH_PANEL = pytest.mark.parametrize(
+    ("size", "lang"), [(s, lang) for s in PANEL_SIZES for lang in LANGS],
+    ids=[f"{w}x{h}-{lang}" for w, h in PANEL_SIZES for lang in LANGS])
 
 SHOTS = ROOT / "tests" / "screenshots"
 
