@@ -176,6 +176,8 @@ async def test_the_kiosk_says_when_it_asked_and_gives_up_in_time(page: Page, rig
     await page.route("**/api/kiosk", faster)
     await page.route("**/api/pickup", lost)
     await page.goto("/")
+    # the screen has learnt the locker (its name, clock and the short wait) before the code
+    await expect(page.locator("#name")).to_have_text("test-locker")
     await page.locator("#code").fill(order.code)
     await page.locator("#ok").click()
     await expect(page.locator("#answer")).to_have_text(
