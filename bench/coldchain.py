@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 
 import hardware.codecs  # noqa: E402, F401  (registers the lock-board protocols load_config reads)
 from hardware.probes import DS18B20Probe  # noqa: E402
-from locker import haccp  # noqa: E402
+from locker.domain import haccp  # noqa: E402
 from locker.domain.clock import SimClock  # noqa: E402
 from locker.domain.codes import create_keys  # noqa: E402
 from locker.domain.coldchain import RECORD_INTERVAL_S  # noqa: E402

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hardware.boards import BoardLockDriver  # noqa: E402
-from locker import lockboards  # noqa: E402
+from locker.domain import lockboards  # noqa: E402
 from locker.domain.codes import create_keys, load_codes  # noqa: E402
 from locker.domain.config import load_config  # noqa: E402
 from locker.domain.daemon import Locker, sync_compartments  # noqa: E402

@@ -40,7 +40,7 @@ from aiohttp import ClientSession
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from locker import lockboards  # noqa: E402
+from locker.domain import lockboards  # noqa: E402
 from locker.domain.codes import PickupCodes, create_keys, load_codes  # noqa: E402
 from locker.domain.config import LockerConfig, load_config  # noqa: E402
 from locker.domain.daemon import sync_compartments  # noqa: E402
