@@ -78,8 +78,9 @@ def kinds_with_room(tx: Tx, config: LockerConfig, driver: LockDriver,
     """What could be handed back now (a compartment of its zone is free and no waiting order
     needs it), in the order the screen shows them."""
     names = [fixed] if fixed is not None else list(KINDS)
-    return [name for name in names if returns_life.choose(
-        tx, config, KINDS[name].zone, KINDS[name].size, driver.reachable) is not None]
+    free, bags = returns_life.room(tx, config, driver.reachable)
+    return [name for name in names if returns_life.choose_among(
+        free, bags, KINDS[name].zone, KINDS[name].size) is not None]
 
 
 def offer_after_pickup(tx: Tx, config: LockerConfig, driver: LockDriver, order_id: str,

@@ -115,17 +115,29 @@ def _missing(bags: list[Bag], free: list[FreeCompartment]) -> int:
     return 0
 
 
+def room(tx: Tx, config: LockerConfig,
+         reachable: Reachable) -> tuple[list[FreeCompartment], list[Bag]]:
+    """What a return's compartment is chosen from: the free compartments, and the bags of the
+    orders waiting to be loaded that have no compartment yet (read once for every kind)."""
+    return compartment_life.free(tx, config, reachable), waiting_bags(tx)
+
+
 def choose(tx: Tx, config: LockerConfig, zone: Zone, size: Size,
            reachable: Reachable) -> str | None:
-    """The compartment a return of this zone and size goes in: the smallest free one that
-    leaves room for every order waiting to be loaded (no more of their bags go without a place
-    than already would). None if there is none."""
-    free = compartment_life.free(tx, config, reachable)
+    """The compartment a return of this zone and size goes in (see choose_among)."""
+    free, bags = room(tx, config, reachable)
+    return choose_among(free, bags, zone, size)
+
+
+def choose_among(free: list[FreeCompartment], bags: list[Bag], zone: Zone,
+                 size: Size) -> str | None:
+    """The smallest free compartment of the zone that leaves room for every order waiting to
+    be loaded (no more of their bags go without a place than already would). None if there is
+    none."""
     candidates = sorted((c for c in free if c.zone == zone and size.fits_in(c.size)),
                         key=lambda c: (c.size.rank, c.level, c.id))
     if not candidates:
         return None
-    bags = waiting_bags(tx)
     if not bags:
         return candidates[0].id
     before = _missing(bags, free)
