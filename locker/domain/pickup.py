@@ -105,8 +105,6 @@ class PickupService:
                 if refusal is None and order is not None:
                     accepted = order_life.accept_code(tx, self.config, order,
                                                       self.driver.reachable)
-                    offer = returns.offer_after_pickup(tx, self.config, self.driver, order.id,
-                                                       screen)
                     if assistance:
                         tx.emit("order.assistance_used", "order", order_id=order.id,
                                 screen=screen, accessible=order.accessible)
@@ -118,7 +116,19 @@ class PickupService:
             raise refusal
         assert order is not None
         opened, failed = await pulse(self.store, self.driver, self.clock, accepted.doors)
-        return PickupResult(order.id, opened, failed, accepted.withheld, accepted.warned, offer)
+        return PickupResult(order.id, opened, failed, accepted.withheld, accepted.warned,
+                            self._return_offer(order.id, screen))
+
+    def _return_offer(self, order_id: str, screen: str) -> returns.ReturnOffer | None:
+        """The offer to hand something back, made once the doors are pulsed: it reads every
+        compartment (what has room), which must not stand between a customer and the unlock.
+        Losing it (a full card, a crash) costs only the offer: the pickup is done."""
+        try:
+            with self.store.transaction(self.clock.now()) as tx:
+                return returns.offer_after_pickup(tx, self.config, self.driver, order_id, screen)
+        except Unavailable as exc:
+            log.warning("no return offer after the pickup of %s: %s", order_id, exc)
+            return None
 
     def _refusal(self, order: Order | None, now: float) -> PickupRefused | None:
         if order is None:
